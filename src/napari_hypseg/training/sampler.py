@@ -1,0 +1,205 @@
+"""Lazy multi-scale triplet sampling straight from the volume tensor.
+
+Each batch draws anchor boxes at random scales, a positive box nested inside
+each anchor and a same-size negative box that does not overlap it, then reads
+all ``3·B`` boxes resized to ``m³`` with a single trilinear ``grid_sample``
+call on the (un-copied) volume. Nothing is pre-indexed, so a 1024×1024×500
+tomogram costs the same per batch as a 50³ phantom.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Patch scales for the hierarchical triplets, in voxels.
+
+    Anchors have edge ``r`` drawn from ``[anchor_min, anchor_max]`` (clipped to
+    the volume); positives and negatives have edge ``r_child`` drawn uniformly
+    from ``[child_min, r - child_gap]``. ``scale_sampling="log"`` draws ``r``
+    log-uniformly (the paper's scheme for large inputs); ``"auto"`` picks it
+    when the anchor range spans more than a factor of 4.
+    """
+
+    anchor_min: int = 9
+    anchor_max: int = 40
+    child_min: int = 5
+    child_gap: int = 4
+    scale_sampling: str = "auto"
+    # anchors whose normalised intensity std is below this are homogeneous
+    # background (e.g. the zero fill of a rotated tomogram) and are redrawn
+    min_std: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.scale_sampling not in ("uniform", "log", "auto"):
+            raise ValueError(f"scale_sampling must be uniform, log or auto, got {self.scale_sampling!r}")
+        if self.child_min < 1:
+            raise ValueError(f"child_min must be >= 1, got {self.child_min}")
+        if self.child_min + self.child_gap > self.anchor_max:
+            raise ValueError("child_min + child_gap must not exceed anchor_max")
+        if self.anchor_min > self.anchor_max:
+            raise ValueError("anchor_min must not exceed anchor_max")
+
+
+@dataclass
+class TripletBatch:
+    """Normalised patches ``(B, 1, m, m, m)`` and the boxes they were read from.
+
+    Boxes are ``(B, 2, 3)`` tensors of (start, edge) in voxels along (z, y, x);
+    ``volume`` is the index of the source volume of each triplet.
+    """
+
+    anchor: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor
+    anchor_box: torch.Tensor
+    positive_box: torch.Tensor
+    negative_box: torch.Tensor
+    volume: torch.Tensor
+
+    def all_patches(self) -> torch.Tensor:
+        return torch.cat([self.anchor, self.positive, self.negative])
+
+
+def _uniform(n: int, low: torch.Tensor | float, high: torch.Tensor | float, gen, device) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen, device=device)
+
+
+class TripletSampler:
+    """Draw batches of hierarchical triplets from one or more volumes.
+
+    Parameters
+    ----------
+    volumes : list of (Z, Y, X) float tensors
+        Raw intensities, already on the training device (never copied here).
+    patch_size : int
+        Edge ``m`` every box is resized to.
+    normalize : callable
+        Maps raw intensities to the model's normalised range.
+    config : SamplerConfig
+    generator : torch.Generator
+        Seeded generator on the volumes' device (makes runs reproducible).
+    """
+
+    def __init__(self, volumes, patch_size: int, normalize, config: SamplerConfig, generator: torch.Generator):
+        self.volumes = [v.reshape(1, 1, *v.shape) for v in volumes]
+        self.m = int(patch_size)
+        self.normalize = normalize
+        self.config = config
+        self.gen = generator
+        self.device = self.volumes[0].device
+        sizes = torch.tensor([float(v.numel()) for v in self.volumes])
+        self._volume_weights = (sizes / sizes.sum()).to(self.device)
+        if config.scale_sampling == "auto":
+            self._log_scale = config.anchor_max > 4 * config.anchor_min
+        else:
+            self._log_scale = config.scale_sampling == "log"
+        # sample offsets of an m³ grid inside a unit box, voxel-centre convention
+        t = (torch.arange(self.m, device=self.device, dtype=torch.float32) + 0.5) / self.m
+        self._unit = torch.stack(torch.meshgrid(t, t, t, indexing="ij"), dim=-1)  # (m, m, m, 3) in z, y, x
+
+    # -- boxes -----------------------------------------------------------------
+    def _anchor_edges(self, n: int, shape: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        lo, hi = float(c.anchor_min), float(c.anchor_max) + 1.0
+        if self._log_scale:
+            r = torch.exp(_uniform(n, math.log(lo), math.log(hi), self.gen, self.device)).floor()
+        else:
+            r = _uniform(n, lo, hi, self.gen, self.device).floor()
+        r = r.clamp(max=c.anchor_max)
+        return torch.minimum(r[:, None], shape[None, :])  # (n, 3): anisotropic volumes clip per axis
+
+    def _boxes(self, n: int, shape: torch.Tensor):
+        """Return (start, edge) of anchor, positive and negative boxes, each (n, 3) float."""
+        c = self.config
+        a_edge = self._anchor_edges(n, shape)
+        a_start = (_uniform(n * 3, 0.0, 1.0, self.gen, self.device).reshape(n, 3) * (shape - a_edge + 1)).floor()
+
+        r = a_edge.min(dim=1).values
+        child_hi = torch.clamp(r - c.child_gap, min=c.child_min)
+        child = _uniform(n, float(c.child_min), child_hi + 1.0, self.gen, self.device).floor()
+        child = torch.minimum(child, child_hi)
+        c_edge = torch.minimum(child[:, None], a_edge)
+        p_start = a_start + (_uniform(n * 3, 0.0, 1.0, self.gen, self.device).reshape(n, 3) * (a_edge - c_edge + 1)).floor()
+
+        n_start = self._negative_starts(a_start, a_edge, c_edge, shape)
+        return (a_start, a_edge), (p_start, c_edge), (n_start, c_edge)
+
+    def _negative_starts(self, a_start, a_edge, c_edge, shape) -> torch.Tensor:
+        """Starts of boxes of edge ``c_edge`` that do not overlap the anchors.
+
+        A box misses its anchor when it lies wholly before or after it along
+        one axis. Each of the six (axis, side) slabs is chosen in proportion
+        to the number of start positions it offers, then the start is uniform
+        within it, so negatives are uniform over all admissible positions
+        (up to slab overlaps). An anchor that leaves no room anywhere (it
+        fills the volume) gets an unconstrained negative.
+        """
+        n = a_start.shape[0]
+        rows = torch.arange(n, device=self.device)
+        before = (a_start - c_edge + 1).clamp(min=0)  # starts in [0, a_start - c_edge]
+        after = (shape - c_edge - (a_start + a_edge) + 1).clamp(min=0)  # starts in [a_end, shape - c_edge]
+        room = torch.cat([before, after], dim=1)  # (n, 6): axis z,y,x before, then after
+        anywhere = torch.ones_like(room)
+        weights = torch.where(room.sum(1, keepdim=True) > 0, room, anywhere)
+        choice = torch.multinomial(weights, 1, generator=self.gen).squeeze(1)
+        axis, side_after = choice % 3, choice >= 3
+        free = shape - c_edge + 1
+        start = (torch.rand(n, 3, generator=self.gen, device=self.device) * free).floor()
+        constrained = room.sum(1) > 0
+        u = torch.rand(n, generator=self.gen, device=self.device)
+        slab = room[rows, choice]
+        offset = (u * slab).floor()
+        a_end = (a_start + a_edge)[rows, axis]
+        along = torch.where(side_after, a_end + offset, offset)
+        start[rows, axis] = torch.where(constrained, along, start[rows, axis])
+        return start
+
+    # -- reading -----------------------------------------------------------------
+    def _read(self, volume: torch.Tensor, start: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+        """Resample boxes to m³ with one grid_sample over the whole volume (no copy)."""
+        shape = torch.tensor(volume.shape[2:], device=self.device, dtype=torch.float32)
+        # voxel i covers [i - 0.5, i + 0.5]: an edge-m box lands exactly on voxel centres
+        pts = (start - 0.5)[:, None, None, None, :] + self._unit[None] * edge[:, None, None, None, :]
+        norm = 2.0 * pts / (shape - 1).clamp(min=1) - 1.0
+        grid = norm.flip(-1).reshape(1, -1, self.m, self.m, 3)  # grid_sample wants (x, y, z)
+        out = F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        return out.reshape(-1, 1, self.m, self.m, self.m)
+
+    def sample(self, batch_size: int) -> TripletBatch:
+        """Draw ``batch_size`` triplets (volumes chosen in proportion to their size)."""
+        if len(self.volumes) == 1:
+            counts = [batch_size]  # the common case needs no read-back from the device
+        else:
+            which = torch.multinomial(self._volume_weights, batch_size, replacement=True, generator=self.gen)
+            counts = torch.bincount(which, minlength=len(self.volumes)).tolist()
+        parts = []
+        for index, (volume, n) in enumerate(zip(self.volumes, counts)):
+            if n:
+                parts.append((*self._sample_from(volume, n), torch.full((n,), index, device=self.device)))
+        return TripletBatch(*(torch.cat(p) for p in zip(*parts)))
+
+    def _sample_from(self, volume: torch.Tensor, n: int):
+        shape = torch.tensor(volume.shape[2:], device=self.device, dtype=torch.float32)
+        # oversample 4x so homogeneous anchors (up to ~3/4 of a mostly empty
+        # volume) can be dropped without reading a count back from the device;
+        # reading anchors is one grid_sample, cheap next to the network
+        extra = 4 * n
+        (a_s, a_e), (p_s, p_e), (n_s, n_e) = self._boxes(extra, shape)
+        anchors = self.normalize(self._read(volume, a_s, a_e))
+        informative = anchors.flatten(1).std(dim=1) >= self.config.min_std
+        # stable order: informative anchors first, homogeneous ones only to fill up
+        keep = torch.argsort((~informative).to(torch.int8), stable=True)[:n]
+        boxes = torch.cat([p_s[keep], n_s[keep]]), torch.cat([p_e[keep], n_e[keep]])
+        children = self.normalize(self._read(volume, *boxes))
+        return (
+            anchors[keep], children[:n], children[n:],
+            torch.stack([a_s[keep], a_e[keep]], 1), torch.stack([p_s[keep], p_e[keep]], 1),
+            torch.stack([n_s[keep], n_e[keep]], 1),
+        )
