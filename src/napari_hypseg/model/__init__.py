@@ -1,18 +1,26 @@
-"""The hyperbolic VAE: configuration, networks, losses and model files."""
+"""The hyperbolic VAE: configuration, networks, losses and model files.
 
-from .checkpoint import load_model, read_checkpoint, save_checkpoint
-from .config import ModelConfig
-from .losses import hierarchical_triplet_loss, negative_elbo
-from .vae import Decoder, Encoder, HyperbolicVAE
+Names are imported lazily (PEP 562) so that ``ModelConfig`` is available
+without importing torch.
+"""
 
-__all__ = [
-    "Decoder",
-    "Encoder",
-    "HyperbolicVAE",
-    "ModelConfig",
-    "hierarchical_triplet_loss",
-    "load_model",
-    "negative_elbo",
-    "read_checkpoint",
-    "save_checkpoint",
-]
+import importlib
+
+_EXPORTS = {
+    "ModelConfig": ".config",
+    "Decoder": ".vae",
+    "Encoder": ".vae",
+    "HyperbolicVAE": ".vae",
+    "hierarchical_triplet_loss": ".losses",
+    "negative_elbo": ".losses",
+    "load_model": ".checkpoint",
+    "read_checkpoint": ".checkpoint",
+    "save_checkpoint": ".checkpoint",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

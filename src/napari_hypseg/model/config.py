@@ -38,9 +38,9 @@ class ModelConfig:
     prior_scale : float
         Standard deviation of the prior (wrapped) normal at the origin.
     max_tangent_norm : float
-        Clip of the encoder's tangent vector before the exponential map; the
-        latent points then stay within hyperbolic distance ``2 * max_tangent_norm``
-        of the origin (Euclidean radius tanh(max_tangent_norm)).
+        Bound r of the encoder's tangent vectors, applied smoothly as
+        ``r·tanh(|v|/r)`` before the exponential map; latent points stay within
+        hyperbolic distance ``2r`` of the origin (Euclidean radius tanh(r)).
     """
 
     latent_dim: int = 2

@@ -22,16 +22,19 @@ _MIN_SCALE = 1e-5
 def _to_manifold(v: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """Encoder output (tangent vector at 0, channel dim 1) → latent point.
 
-    On the ball the tangent vector's norm is clipped to ``config.max_tangent_norm``
-    before the exponential map ("feature clipping", Guo et al. CVPR 2022):
-    unclipped, a few large Adam steps push every embedding to where tanh
-    saturates, gradients vanish and the latent space collapses onto one
-    boundary point (we saw exactly that on the phantom).
+    On the ball the tangent vector's norm is squashed smoothly below
+    ``config.max_tangent_norm`` before the exponential map, ``|v| -> r·tanh(|v|/r)``
+    (a soft version of the feature clipping of Guo et al., CVPR 2022).
+    Unbounded, a few large Adam steps push every embedding to where float32
+    tanh saturates and the latent space collapses onto one boundary point; a
+    hard clip instead makes the bound sticky (zero radial gradient beyond it),
+    and we saw every voxel end on that circle.
     """
     if not config.hyperbolic:
         return v
+    r = config.max_tangent_norm
     norm = torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp_min(1e-12)
-    v = v * (config.max_tangent_norm / norm).clamp(max=1.0)
+    v = v * (r * torch.tanh(norm / r) / norm)
     return hyp.expmap0(v, dim=1)
 
 

@@ -15,36 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """Patch scales for the hierarchical triplets, in voxels.
-
-    Anchors have edge ``r`` drawn from ``[anchor_min, anchor_max]`` (clipped to
-    the volume); positives and negatives have edge ``r_child`` drawn uniformly
-    from ``[child_min, r - child_gap]``. ``scale_sampling="log"`` draws ``r``
-    log-uniformly (the paper's scheme for large inputs); ``"auto"`` picks it
-    when the anchor range spans more than a factor of 4.
-    """
-
-    anchor_min: int = 9
-    anchor_max: int = 40
-    child_min: int = 5
-    child_gap: int = 4
-    scale_sampling: str = "auto"
-    # anchors whose normalised intensity std is below this are homogeneous
-    # background (e.g. the zero fill of a rotated tomogram) and are redrawn
-    min_std: float = 1e-3
-
-    def __post_init__(self) -> None:
-        if self.scale_sampling not in ("uniform", "log", "auto"):
-            raise ValueError(f"scale_sampling must be uniform, log or auto, got {self.scale_sampling!r}")
-        if self.child_min < 1:
-            raise ValueError(f"child_min must be >= 1, got {self.child_min}")
-        if self.child_min + self.child_gap > self.anchor_max:
-            raise ValueError("child_min + child_gap must not exceed anchor_max")
-        if self.anchor_min > self.anchor_max:
-            raise ValueError("anchor_min must not exceed anchor_max")
+from .config import SamplerConfig
 
 
 @dataclass

@@ -1,0 +1,83 @@
+"""``hypseg bench``: the paper's Table 1/2 protocol on the recreated phantom set; writes docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+from .._errors import UserError
+from ..training.config import TrainConfig
+
+START, END = "<!-- hypseg bench: {variant} start -->", "<!-- hypseg bench: {variant} end -->"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="reproduce the paper's synthetic benchmark (Tables 1-2) on the recreated phantoms",
+        description="Train every ablation on the training phantoms, segment the test phantoms at k = 2/4/8 and "
+        "print mean ± sd Dice per level beside the published numbers; update docs/benchmarks.md.",
+    )
+    parser.add_argument("--irregular", action="store_true", help="the irregular (perturbed boundaries) variant")
+    parser.add_argument("--n-train", type=int, default=80, help="training phantoms (default %(default)s, as the paper)")
+    parser.add_argument("--n-test", type=int, default=20, help="test phantoms (default %(default)s, as the paper)")
+    parser.add_argument("--size", type=int, default=50, help="phantom edge (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=TrainConfig().steps, help="training steps per model (default %(default)s)")
+    parser.add_argument("--methods", default=None, help="comma-separated substrings selecting rows (default: all)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", type=Path, default=Path("docs/benchmarks.md"),
+                        help="markdown file whose bench section is replaced (default %(default)s; 'none' to skip)")
+    parser.set_defaults(func=run)
+
+
+def update_report(path: Path, variant: str, body: str) -> None:
+    start, end = START.format(variant=variant), END.format(variant=variant)
+    block = f"{start}\n{body}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import benchmark
+    from .._device import describe_device, resolve_device
+
+    methods = list(benchmark.METHODS.values())
+    if args.methods:
+        wanted = [w.strip().lower() for w in args.methods.split(",") if w.strip()]
+        methods = [m for m in methods if any(w in m.name.lower() for w in wanted)]
+        if not methods:
+            raise UserError(f"no benchmark row matches {args.methods!r}; rows: {', '.join(benchmark.METHODS)}")
+    if not (1 <= args.n_train <= 80 and 1 <= args.n_test <= 20):
+        raise UserError("--n-train must be in 1..80 and --n-test in 1..20 (the paper's 80/20/20 split)")
+    device = resolve_device(args.device)
+    variant = "irregular" if args.irregular else "regular"
+    t0 = time.perf_counter()
+    print(f"device: {describe_device(device)}; {variant} phantoms {args.size}^3, "
+          f"{args.n_train} train / {args.n_test} test; {args.steps} steps per model", file=sys.stderr)
+    train, test = benchmark.make_split(args.n_train, args.n_test, size=args.size, irregular=args.irregular, seed=args.seed)
+    config = TrainConfig(steps=args.steps, device=str(device), seed=args.seed)
+    trained: dict = {}
+    results = [
+        benchmark.run_method(m, train, test, train_config=config, device=device, seed=args.seed,
+                             log=lambda s: print(s, file=sys.stderr), trained=trained)
+        for m in methods
+    ]
+    wall = time.perf_counter() - t0
+    table = benchmark.markdown_table(results, variant)
+    print(table)
+    body = (
+        f"**{variant.capitalize()} phantoms** — `hypseg bench{' --irregular' if args.irregular else ''} "
+        f"--n-train {args.n_train} --n-test {args.n_test} --steps {args.steps}` on {describe_device(device)}, "
+        f"wall time {wall / 60:.1f} min. Mean ± sd Dice over the test phantoms after Hungarian matching.\n\n{table}"
+    )
+    if str(args.report).lower() != "none":
+        update_report(args.report, variant, body)
+        print(f"updated {args.report}", file=sys.stderr)
+    return 0

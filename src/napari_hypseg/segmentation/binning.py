@@ -1,0 +1,44 @@
+"""Block-mean binning of (memory-mapped) volumes and nearest upsampling of labels back to the source grid."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def binned_shape(shape, factor: int) -> tuple[int, int, int]:
+    return tuple(-(-n // factor) for n in shape)
+
+
+def bin_volume(volume: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor³`` blocks (the last partial block of each axis averages what it has).
+
+    Reads ``factor`` z-slices at a time, so a memory-mapped tomogram is
+    streamed rather than loaded: peak memory is one slab plus the result.
+    """
+    if factor == 1:
+        return np.asarray(volume, dtype=np.float32)
+    shape = binned_shape(volume.shape, factor)
+    full = (factor, shape[1] * factor, shape[2] * factor)
+    out = np.empty(shape, np.float32)
+    for i in range(shape[0]):
+        slab = np.asarray(volume[i * factor : (i + 1) * factor], dtype=np.float32)
+        # zero-pad partial blocks and divide by how many real voxels each block holds
+        pad = [(0, f - n) for f, n in zip(full, slab.shape)]
+        sums = np.pad(slab, pad).reshape(factor, shape[1], factor, shape[2], factor).sum(axis=(0, 2, 4))
+        counts = np.pad(np.ones(slab.shape, np.float32), pad).reshape(factor, shape[1], factor, shape[2], factor).sum(axis=(0, 2, 4))
+        out[i] = sums / counts
+    return out
+
+
+def upsample_labels(labels: np.ndarray, factor: int, shape) -> np.ndarray:
+    """Nearest-neighbour upsampling of binned labels onto the full ``shape`` grid."""
+    if factor == 1:
+        return labels
+    out = np.empty(tuple(shape), labels.dtype)
+    for i in range(labels.shape[0]):
+        z0 = i * factor
+        if z0 >= shape[0]:
+            break
+        plane = np.repeat(np.repeat(labels[i], factor, 0), factor, 1)[: shape[1], : shape[2]]
+        out[z0 : min(z0 + factor, shape[0])] = plane
+    return out
