@@ -1,0 +1,93 @@
+"""Shared fixtures: small real volume files on disk.
+
+Viewer tests use napari's own ``make_napari_viewer`` fixture (napari's pytest
+plugin) and carry the ``gui`` marker; run them under ``xvfb-run -a``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import mrcfile
+import nibabel as nib
+import numpy as np
+import pytest
+
+#: A non-identity NIfTI affine: rotated about two axes, anisotropic voxels,
+#: shifted origin, as an oblique MRI acquisition would have.
+OBLIQUE_AFFINE = np.array(
+    [
+        [0.8660254, -0.25, 0.3, -42.5],
+        [0.5, 0.9, -0.35, 17.25],
+        [0.0, 0.15, 2.4, 8.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+
+
+def ramp_volume(shape=(6, 7, 8), dtype=np.float32) -> np.ndarray:
+    """A volume whose every voxel holds a distinct value (its flat index)."""
+    return np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape)
+
+
+@pytest.fixture
+def tmp_mrc(tmp_path: Path) -> Callable[..., Path]:
+    """Factory writing a real MRC file with mrcfile.
+
+    ``tmp_mrc(data=None, *, name="volume.mrc", voxel_size=(x, y, z),
+    origin=(x, y, z) or None, nstart=(x, y, z) or None) -> Path``.
+    `data` defaults to a (6, 7, 8) float32 ramp in (z, y, x) order.
+    """
+
+    def make(
+        data: np.ndarray | None = None,
+        *,
+        name: str = "volume.mrc",
+        voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        origin: tuple[float, float, float] | None = None,
+        nstart: tuple[int, int, int] | None = None,
+    ) -> Path:
+        path = tmp_path / name
+        with mrcfile.new(path, overwrite=True) as mrc:
+            mrc.set_data(ramp_volume() if data is None else data)
+            mrc.voxel_size = voxel_size
+            if origin is not None:
+                mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
+            if nstart is not None:
+                mrc.header.nxstart, mrc.header.nystart, mrc.header.nzstart = nstart
+        return path
+
+    return make
+
+
+@pytest.fixture
+def tmp_nifti(tmp_path: Path) -> Callable[..., Path]:
+    """Factory writing a real NIfTI-1 file with nibabel.
+
+    ``tmp_nifti(data=None, *, name="volume.nii.gz", affine=OBLIQUE_AFFINE) -> Path``.
+    Both qform (code 1, scanner) and sform (code 2, aligned) are set from
+    `affine`, as scanners do; `data` defaults to a (6, 7, 8) float32 ramp.
+    """
+
+    def make(
+        data: np.ndarray | None = None,
+        *,
+        name: str = "volume.nii.gz",
+        affine: np.ndarray = OBLIQUE_AFFINE,
+    ) -> Path:
+        path = tmp_path / name
+        img = nib.Nifti1Image(ramp_volume() if data is None else data, affine)
+        img.header.set_qform(affine, code=1)
+        img.header.set_sform(affine, code=2)
+        img.header.set_xyzt_units("mm", "sec")
+        nib.save(img, path)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def oblique_affine() -> np.ndarray:
+    """A copy of :data:`OBLIQUE_AFFINE`, the default affine of ``tmp_nifti``."""
+    return OBLIQUE_AFFINE.copy()

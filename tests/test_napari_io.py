@@ -1,0 +1,253 @@
+"""The plugin's reader, writers, sample data and manifest, through napari itself.
+
+Tests marked ``gui`` open a real viewer (``make_napari_viewer``); run them
+under ``xvfb-run -a``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import mrcfile
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_hypseg._errors import UserError
+from napari_hypseg._napari._reader import get_reader
+
+PLUGIN = "napari-hypseg"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- manifest (no viewer) ----------------------------------------------------------
+
+
+def test_manifest_declares_reader_writers_and_samples():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution(PLUGIN)
+    contributions = manifest.contributions
+
+    assert manifest.display_name == "napari-hypseg"
+    patterns = contributions.readers[0].filename_patterns
+    assert {"*.mrc", "*.rec", "*.map", "*.st", "*.ali", "*.mrcs", "*.nii", "*.nii.gz"} <= set(patterns)
+    writers = {w.command: (set(w.layer_types), set(w.filename_extensions)) for w in contributions.writers}
+    assert writers["napari-hypseg.write_labels"] == ({"labels"}, {".mrc", ".nii", ".nii.gz"})
+    assert writers["napari-hypseg.write_image"] == ({"image"}, {".mrc", ".nii", ".nii.gz"})
+    assert {s.key for s in contributions.sample_data} == {"phantom", "phantom_irregular"}
+
+
+def test_packaged_manifest_is_the_root_manifest():
+    import napari_hypseg
+
+    packaged = Path(napari_hypseg.__file__).parent / "napari.yaml"
+
+    assert packaged.read_bytes() == (ROOT / "napari.yaml").read_bytes()
+
+
+def test_manifest_commands_import():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution(PLUGIN)
+    manifest.validate_imports()  # raises if a python_name does not resolve
+
+
+def test_get_reader_refuses_what_it_cannot_read(tmp_path):
+    other = tmp_path / "cells.tif"
+    other.write_bytes(b"II*\0")
+
+    assert get_reader(str(other)) is None
+    assert get_reader(str(tmp_path)) is None
+    assert get_reader([str(other), str(other)]) is None
+    assert get_reader(str(tmp_path / "tomo.MRC")) is not None
+    assert get_reader(str(tmp_path / "brain.nii.gz")) is not None
+
+
+# -- in a real viewer -------------------------------------------------------------------
+
+
+@pytest.mark.gui
+def test_open_mrc_in_viewer_with_physical_scale(make_napari_viewer, tmp_mrc):
+    viewer = make_napari_viewer()
+    path = tmp_mrc(voxel_size=(2.0, 1.5, 1.0), origin=(10.0, 20.0, 30.0), name="tomo.mrc")
+
+    layers = viewer.open(path, plugin=PLUGIN)
+
+    (layer,) = layers
+    assert layer._type_string == "image"
+    assert layer.name == "tomo"
+    np.testing.assert_array_equal(layer.scale, (1.0, 1.5, 2.0))
+    np.testing.assert_array_equal(layer.translate, (30.0, 20.0, 10.0))
+    assert isinstance(layer.data, np.memmap)
+    assert layer.metadata["hypseg_geometry"]["format"] == "mrc"
+
+
+@pytest.mark.gui
+def test_open_oblique_nifti_in_viewer_at_true_position(make_napari_viewer, tmp_nifti):
+    viewer = make_napari_viewer()
+    path = tmp_nifti(name="scan.nii.gz")
+
+    (layer,) = viewer.open(path, plugin=PLUGIN)
+
+    np.testing.assert_array_equal(layer.affine.affine_matrix, nib.load(path).affine)
+    world_of_last_voxel = layer.data_to_world((5, 6, 7))
+    np.testing.assert_allclose(world_of_last_voxel, (nib.load(path).affine @ [5, 6, 7, 1])[:3], atol=1e-9)
+
+
+@pytest.mark.gui
+def test_open_sample_adds_phantom_and_three_ground_truth_levels(make_napari_viewer):
+    viewer = make_napari_viewer()
+
+    viewer.open_sample(PLUGIN, "phantom")
+
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["phantom", "ground truth level 1", "ground truth level 2", "ground truth level 3"]
+    image, *levels = viewer.layers
+    assert image._type_string == "image" and image.data.shape == (50, 50, 50)
+    assert [layer._type_string for layer in levels] == ["labels"] * 3
+    assert [int(layer.data.max()) for layer in levels] == [1, 3, 7]
+    assert levels[2].features["class"][7] == "aggregate-d"
+
+
+@pytest.mark.gui
+def test_open_irregular_sample(make_napari_viewer):
+    viewer = make_napari_viewer()
+
+    viewer.open_sample(PLUGIN, "phantom_irregular")
+
+    assert [layer.name for layer in viewer.layers][0] == "phantom (irregular)"
+    assert len(viewer.layers) == 4
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("suffix", [".mrc", ".nii.gz"])
+def test_save_labels_layer_lands_on_source_grid(make_napari_viewer, tmp_mrc, tmp_path, suffix):
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(tmp_mrc(voxel_size=(2.0, 1.5, 1.0), origin=(10.0, 20.0, 30.0)), plugin=PLUGIN)
+    labels = (np.asarray(image.data) % 4).astype(np.int32)
+    # What a segmentation widget does: same transform and metadata as the image.
+    layer = viewer.add_labels(
+        labels, name="seg", scale=image.scale, translate=image.translate, metadata=image.metadata
+    )
+    target = tmp_path / f"seg{suffix}"
+
+    viewer.layers.selection = {layer}
+
+    written = viewer.layers.save(str(target), selected=True, plugin=PLUGIN)
+
+    assert written == [str(target)]
+    (reopened,) = viewer.open(target, plugin=PLUGIN)
+    assert reopened._type_string == "labels"
+    np.testing.assert_array_equal(reopened.data, labels)
+    np.testing.assert_allclose(reopened.data_to_world((1, 2, 3)), layer.data_to_world((1, 2, 3)))
+    if suffix == ".mrc":
+        with mrcfile.open(target) as mrc:
+            assert tuple(float(v) for v in mrc.voxel_size.item()) == (2.0, 1.5, 1.0)
+
+
+@pytest.mark.gui
+def test_save_labels_without_source_metadata_uses_layer_transform(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(
+        np.arange(24, dtype=np.int32).reshape(2, 3, 4) % 5, scale=(4.0, 2.0, 1.0), translate=(8.0, 0.0, -1.0)
+    )
+    viewer.layers.selection = {layer}
+
+    (written,) = viewer.layers.save(str(tmp_path / "drawn.mrc"), selected=True, plugin=PLUGIN)
+
+    with mrcfile.open(written) as mrc:
+        assert tuple(float(v) for v in mrc.voxel_size.item()) == (1.0, 2.0, 4.0)
+        assert (float(mrc.header.origin.x), float(mrc.header.origin.z)) == (-1.0, 8.0)
+        np.testing.assert_array_equal(mrc.data, layer.data)
+
+
+@pytest.mark.gui
+def test_save_labels_on_oblique_nifti_keeps_affine_exactly(make_napari_viewer, tmp_nifti, tmp_path):
+    viewer = make_napari_viewer()
+    source = tmp_nifti(name="scan.nii")
+    (image,) = viewer.open(source, plugin=PLUGIN)
+    layer = viewer.add_labels(
+        (np.asarray(image.data) > 100).astype(np.uint8), affine=image.affine, metadata=image.metadata
+    )
+    viewer.layers.selection = {layer}
+
+    (written,) = viewer.layers.save(str(tmp_path / "mask.nii.gz"), selected=True, plugin=PLUGIN)
+
+    assert np.array_equal(nib.load(written).affine, nib.load(source).affine)
+    assert np.array_equal(nib.load(written).get_qform(), nib.load(source).get_qform())
+
+
+@pytest.mark.gui
+def test_save_image_layer(make_napari_viewer, tmp_mrc, tmp_path):
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(tmp_mrc(voxel_size=(3.0, 3.0, 3.0)), plugin=PLUGIN)
+    viewer.layers.selection = {image}
+
+    (written,) = viewer.layers.save(str(tmp_path / "copy.mrc"), selected=True, plugin=PLUGIN)
+
+    with mrcfile.open(written) as mrc:
+        np.testing.assert_array_equal(mrc.data, image.data)
+        assert float(mrc.voxel_size.x) == 3.0
+
+
+# -- bad files through the viewer -------------------------------------------------------------
+
+
+def _write_bad(kind: str, tmp_path: Path, tmp_mrc) -> Path:
+    if kind == "empty":
+        path = tmp_path / "empty.mrc"
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path = tmp_mrc(name="cut.mrc")
+        path.write_bytes(path.read_bytes()[:1100])
+    elif kind == "text":
+        path = tmp_path / "notes.mrc"
+        path.write_text("my notes\n" * 200)
+    else:  # 2D
+        path = tmp_mrc(np.zeros((7, 8), dtype=np.float32), name="flat.mrc")
+    return path
+
+
+BAD = {
+    "empty": r"empty\.mrc is empty",
+    "truncated": r"cut\.mrc is truncated",
+    "text": r"notes\.mrc is not an MRC file",
+    "2d": r"expected a 3D volume, got shape \(7, 8\)",
+}
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("kind", sorted(BAD))
+def test_bad_file_gives_clear_message_and_viewer_survives(make_napari_viewer, tmp_path, tmp_mrc, kind):
+    from napari.errors import ReaderPluginError
+
+    viewer = make_napari_viewer()
+    path = _write_bad(kind, tmp_path, tmp_mrc)
+
+    with pytest.raises(UserError, match=BAD[kind]):
+        viewer.open(path, plugin=PLUGIN)
+    # As File > Open does it (no plugin named): napari wraps our message.
+    with pytest.raises(ReaderPluginError, match=BAD[kind]):
+        viewer.open(path, plugin=None)
+
+    assert len(viewer.layers) == 0
+    viewer.open(tmp_mrc(name="good.mrc"), plugin=PLUGIN)  # still works afterwards
+    assert [layer.name for layer in viewer.layers] == ["good"]
+
+
+@pytest.mark.gui
+def test_volume_with_nans_opens_with_warning(make_napari_viewer, tmp_mrc):
+    viewer = make_napari_viewer()
+    data = np.ones((6, 7, 8), dtype=np.float32)
+    data[0, 0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = tmp_mrc(data, name="holes.mrc")
+
+    with pytest.warns(UserWarning, match="NaN"):
+        (layer,) = viewer.open(path, plugin=PLUGIN)
+
+    assert np.isnan(layer.data[0, 0, 0])
+    viewer.dims.ndisplay = 3  # the 3D canvas renders NaNs without failing
