@@ -1,0 +1,115 @@
+"""The ``hypseg`` command line end to end, on real files (tiny budgets)."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_hypseg.cli import main
+from napari_hypseg.io import read_volume, write_image
+from napari_hypseg.io.volume import Volume
+from napari_hypseg.synthetic import make_phantom
+
+FAST = ["--steps", "3", "--batch-size", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def phantom_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "cell.mrc"
+    phantom = make_phantom(24, seed=3)
+    like = Volume(phantom.image, affine=np.diag([1.0, 1.5, 2.0, 1.0]), format="mrc")
+    write_image(path, phantom.image, like=like)
+    return path
+
+
+def test_help_and_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and "hypseg" in capsys.readouterr().out
+    assert main([]) == 0
+    assert "segment" in capsys.readouterr().out
+
+
+def test_train_then_resume(phantom_file, tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    assert main(["train", str(phantom_file), "--out", str(model), *FAST]) == 0
+    assert torch.load(model, weights_only=True)["step"] == 3
+    assert main(["train", str(phantom_file), "--out", str(model), "--resume", str(model),
+                 "--steps", "5", "--batch-size", "2", "--device", "cpu"]) == 0
+    assert torch.load(model, weights_only=True)["step"] == 5
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make,expected", [
+    (lambda d: d / "missing.mrc", "missing.mrc"),
+    (lambda d: _write(d / "flat.mrc", np.zeros((5, 30, 30), np.float32) + np.arange(30)), "smaller than"),
+    (lambda d: _write(d / "const.mrc", np.full((20, 20, 20), 3.0, np.float32)), "constant"),
+    (lambda d: _write(d / "nan.mrc", np.where(np.eye(20)[None].repeat(20, 0) > 0, np.nan, 1.0).astype(np.float32)), "NaN"),
+])
+def test_untrainable_input_is_one_line_and_exit_2(tmp_path, capsys, make, expected):
+    path = make(tmp_path)
+    capsys.readouterr()  # whatever writing the input printed
+    code = main(["train", str(path), "--out", str(tmp_path / "m.pt"), *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert expected in err[-1] and err[-1].startswith("hypseg train: error:")
+    assert all(line.startswith("hypseg") for line in err)  # warnings too are single lines, no traceback
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_missing_model_is_a_user_error(phantom_file, tmp_path, capsys):
+    code = main(["segment", str(phantom_file), "--model", str(tmp_path / "nope.pt"), "--out-dir", str(tmp_path)])
+    assert code == 2 and "model file not found" in capsys.readouterr().err
+
+
+def test_run_writes_levels_on_the_source_grid(phantom_file, tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", str(phantom_file), "--clusters", "2,3", "--out-dir", str(out), *FAST]) == 0
+    source = read_volume(phantom_file)
+    for k in (2, 3):
+        labels = read_volume(out / f"cell_k{k}.mrc")
+        assert labels.shape == source.shape
+        np.testing.assert_allclose(labels.affine, source.affine)
+        assert set(np.unique(labels.data)) == set(range(1, k + 1))
+    emb = np.load(out / "cell_embedding.npy")
+    assert emb.shape == (*source.shape, 2) and (np.linalg.norm(emb, axis=-1) < 1).all()
+    assert (out / "cell_model.pt").exists()
+
+
+def test_segment_many_files_flat_mode_and_nifti_output(phantom_file, tmp_path):
+    model = tmp_path / "m.pt"
+    main(["train", str(phantom_file), "--out", str(model), *FAST])
+    second = tmp_path / "other.mrc"
+    second.write_bytes(phantom_file.read_bytes())
+    out = tmp_path / "seg"
+    code = main(["segment", str(phantom_file), str(tmp_path / "oth*.mrc"), "--model", str(model),
+                 "--clusters", "2-4", "--mode", "flat", "--format", "nii.gz", "--out-dir", str(out), "--device", "cpu"])
+    assert code == 0
+    for stem in ("cell", "other"):
+        for k in (2, 3, 4):
+            assert len(np.unique(read_volume(out / f"{stem}_k{k}.nii.gz").data)) == k
+
+
+def test_bad_cluster_list(phantom_file, tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    main(["train", str(phantom_file), "--out", str(model), *FAST])
+    assert main(["segment", str(phantom_file), "--model", str(model), "--clusters", "1,x", "--out-dir", str(tmp_path)]) == 2
+    assert "--clusters" in capsys.readouterr().err
+
+
+def test_demo_scores_and_writes_pictures(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--size", "24", "--out-dir", str(out), *FAST]) == 0
+    text = capsys.readouterr().out
+    assert "mean Dice" in text
+    rows = [line.split() for line in text.splitlines() if line.strip()[:1] in "123" and len(line.split()) >= 3]
+    assert [r[:2] for r in rows] == [["1", "2"], ["2", "4"], ["3", "8"]]
+    assert all(0.0 <= float(r[2]) <= 1.0 for r in rows)
+    for k in (2, 4, 8):
+        assert (out / f"phantom_k{k}.mrc").exists()
+        assert (out / f"phantom_disk_k{k}.png").stat().st_size > 1000
+    assert (out / "phantom_truth_level3.mrc").exists()
+
+
+def _write(path, data):
+    write_image(path, data)
+    return path
