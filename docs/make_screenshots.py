@@ -1,0 +1,122 @@
+"""Re-take the user guide's screenshots on the bundled phantom.
+
+Run from the repository root, under a virtual display::
+
+    xvfb-run -a -s "-screen 0 1600x1200x24" python docs/make_screenshots.py
+
+It opens napari, loads File › Open Sample › napari-hypseg › Hierarchical cell
+phantom, docks the three widgets from the Plugins menu, trains for a few
+minutes (``--minutes``), segments, and writes PNGs to ``docs/screenshots/``
+(``overview.png`` is the README's picture).
+Look at every picture before committing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "screenshots"
+PLUGIN = "napari-hypseg"
+
+
+def wait(app, condition, timeout_s: float, what: str) -> None:
+    """Run the Qt event loop until ``condition()`` holds."""
+    deadline = time.perf_counter() + timeout_s
+    while not condition():
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def settle(app, seconds: float = 0.5) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def shoot(viewer, app, name: str) -> Path:
+    settle(app)
+    viewer.reset_view()  # docks opened since the last picture changed the canvas size
+    settle(app)
+    path = OUT / name
+    viewer.screenshot(path=str(path), canvas_only=False, flash=False)
+    print(f"wrote {path}")
+    return path
+
+
+def lasso_around_smallest_cluster(disk, session) -> np.ndarray:
+    """A polygon (V, 2) around the drawn points of the smallest cluster with at least 30 of them."""
+    from scipy.spatial import ConvexHull
+
+    points = disk.points
+    labels = session.current_labels()[np.unravel_index(points.index, points.shape)]
+    ids, counts = np.unique(labels, return_counts=True)
+    target = ids[counts >= 30][np.argmin(counts[counts >= 30])]
+    xy = points.xy[labels == target].astype(float)
+    hull = xy[ConvexHull(xy).vertices]
+    centre = hull.mean(0)
+    return centre + 1.15 * (hull - centre)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=3.0, help="training time budget (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=600, help="training steps (default %(default)s)")
+    args = parser.parse_args()
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_hypseg._napari._session import CLUSTERS_WIDGET, DISK_WIDGET, TRAIN_WIDGET, get_session
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    viewer = napari.Viewer(title="napari-hypseg")
+    app = QApplication.instance()
+    viewer.window._qt_window.resize(1600, 1150)  # docs script: the window size is not a public setting
+    viewer.open_sample(PLUGIN, "phantom")
+    for layer in viewer.layers:
+        if layer.name.startswith("ground truth"):
+            layer.visible = False  # show the raw volume, as a user's own tomogram would look
+    viewer.layers.selection.active = viewer.layers["phantom"]
+    viewer.dims.set_point(0, viewer.layers[0].data_to_world((25, 0, 0))[0])
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN_WIDGET)
+    train.settings.steps.setValue(args.steps)
+    train.settings.minutes.setValue(args.minutes)
+    shoot(viewer, app, "01_train_widget.png")
+
+    session = get_session(viewer)
+    assert train.start_training(), train.status.text()
+    started = time.perf_counter()
+    wait(app, lambda: session.preview is not None and time.perf_counter() - started > 0.4 * args.minutes * 60,
+         args.minutes * 60 + 120, "live previews")
+    shoot(viewer, app, "02_training_live_disk.png")
+
+    wait(app, lambda: session.result is not None and not train.busy, args.minutes * 60 + 900, "segmentation")
+    _, clusters = viewer.window.add_plugin_dock_widget(PLUGIN, CLUSTERS_WIDGET)
+    _, disk = viewer.window.add_plugin_dock_widget(PLUGIN, DISK_WIDGET)
+    clusters.set_k(4)
+    wait(app, lambda: disk.points is not None and not disk.points.live, 120, "dense disk view")
+    shoot(viewer, app, "03_clusters_k4.png")
+    clusters.set_k(8)
+    shoot(viewer, app, "04_clusters_k8.png")
+    shutil.copyfile(OUT / "04_clusters_k8.png", OUT / "overview.png")  # the README's picture
+
+    # lasso around one small cluster's points, as a user would
+    disk.select_polygon(lasso_around_smallest_cluster(disk, session))
+    wait(app, lambda: "hypseg selection" in viewer.layers, 120, "selection layer")
+    selection = viewer.layers["hypseg selection"]
+    best_z = int(np.argmax(selection.data.sum(axis=(1, 2))))  # scroll to where the selection is, as a user would
+    viewer.dims.set_point(0, selection.data_to_world((best_z, 0, 0))[0])
+    shoot(viewer, app, "05_disk_selection.png")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""The "3. Clusters & export" dock widget: slide through the hierarchy, keep levels, export them.
+
+Every level k = 2 … K_max is precomputed by the core, so moving the slider
+only swaps the array shown by the one live labels layer "hypseg clusters"
+(no copy). Nested levels keep cluster ids, hence colours, as clusters
+split; flat levels (independent k-means per k) are computed the first time
+the mode is chosen, in a worker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._export import ExportPanel
+from ._jobs import JobCancelled, JobFailed, SegmentJob
+from ._layers import add_labels_copy, unique_layer_name
+from ._session import TRAIN_WIDGET, Result, get_session, open_widget, unwrap_viewer
+from ._qtutil import Throttle
+
+if TYPE_CHECKING:
+    import napari
+
+EMPTY_TEXT = (
+    "<b>No clusters yet.</b><br><br>"
+    "1. Open a 3D volume (File › Open File(s)…, MRC or NIfTI; or File › Open Sample › napari-hypseg).<br>"
+    "2. In <i>1. Train &amp; embed</i>, press <b>Start training</b> (or <b>Load model…</b>), then <b>Segment</b>.<br>"
+    "3. Come back here to slide from 2 to 16 clusters and export the labels."
+)
+MODE_TIPS = {
+    "nested": "nested: each level splits clusters of the level below; ids and colours stay as clusters split",
+    "flat": "flat: an independent k-means for every k (computed the first time you choose it)",
+}
+
+
+class ClustersWidget(QWidget):
+    """Granularity slider, nested/flat switch, "Add as layer" and export."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = unwrap_viewer(napari_viewer)
+        self.session = get_session(napari_viewer)
+        self._flat_job: SegmentJob | None = None
+        self._flat_worker = None
+        self._flat_base: Result | None = None
+        self._build_ui()
+        self._apply_slider = Throttle(self._slider_to_session, 0, self)
+        self._poll = QTimer(self)
+        self._poll.setInterval(100)
+        self._poll.timeout.connect(self._show_flat_progress)
+        self.session.result_changed.connect(self._on_result)
+        self.session.level_changed.connect(self._on_level)
+        holder = self._holder = {"job": None}
+        self.destroyed.connect(lambda *_: holder["job"] and holder["job"].cancel())
+        self._on_result()
+
+    # -- UI ------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.pages = QStackedWidget()
+
+        empty = QWidget()
+        self.empty_label = QLabel(EMPTY_TEXT)
+        self.empty_label.setWordWrap(True)
+        self.open_train = QPushButton(f"Open “{TRAIN_WIDGET}”".replace("&", "&&"))  # "&" marks a shortcut key
+        self.open_train.clicked.connect(self._open_train)
+        empty_layout = QVBoxLayout(empty)
+        empty_layout.addWidget(self.empty_label)
+        empty_layout.addWidget(self.open_train)
+        empty_layout.addStretch(1)
+
+        content = QWidget()
+        self.source_label = QLabel()
+        self.source_label.setWordWrap(True)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.slider.setTickInterval(1)
+        self.slider.setPageStep(1)
+        self.slider.setToolTip("Number of clusters k: fewer = coarser, more = finer")
+        self.slider.valueChanged.connect(self._on_slider)
+        self.k_label = QLabel()
+        self.k_label.setMinimumWidth(28)
+        self.mode = QComboBox()
+        for mode, tip in MODE_TIPS.items():
+            self.mode.addItem(mode)
+            self.mode.setItemData(self.mode.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.mode.setToolTip(MODE_TIPS["nested"] + "\n" + MODE_TIPS["flat"])
+        self.mode.currentTextChanged.connect(self.set_mode)
+        self.add_button = QPushButton("Add as layer")
+        self.add_button.setToolTip("Keep the current level as its own (editable) labels layer")
+        self.add_button.clicked.connect(self.add_current_as_layer)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.export = ExportPanel(self.session)
+
+        slider_row = QHBoxLayout()
+        slider_row.addWidget(self.slider, 1)
+        slider_row.addWidget(self.k_label)
+        form = QFormLayout()
+        form.addRow("Clusters k", slider_row)
+        form.addRow("Mode", self.mode)
+        export_box = QGroupBox("Export")
+        QVBoxLayout(export_box).addWidget(self.export)
+        content_layout = QVBoxLayout(content)
+        content_layout.addWidget(self.source_label)
+        content_layout.addLayout(form)
+        content_layout.addWidget(self.add_button)
+        content_layout.addWidget(self.status)
+        content_layout.addWidget(export_box)
+        content_layout.addStretch(1)
+
+        self.pages.addWidget(empty)
+        self.pages.addWidget(content)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.pages)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+
+    def _open_train(self) -> None:
+        open_widget(self.viewer, TRAIN_WIDGET)
+
+    # -- session -> widget -------------------------------------------------------
+    def _on_result(self) -> None:
+        result = self.session.result
+        self.pages.setCurrentIndex(0 if result is None else 1)
+        if result is None:
+            return
+        self._stop_flat()
+        ks = self.session.k_values
+        shape = "×".join(str(n) for n in result.source.shape)
+        self.source_label.setText(f"<b>{result.source.name}</b> ({shape}) · levels k = {ks[0]}…{ks[-1]}")
+        self.slider.blockSignals(True)
+        self.slider.setRange(ks[0], ks[-1])
+        self.slider.setValue(self.session.k)
+        self.slider.blockSignals(False)
+        self.mode.blockSignals(True)
+        self.mode.setCurrentText(self.session.mode)
+        self.mode.blockSignals(False)
+        self.export.set_source(result.source)
+        self._on_level(self.session.k)
+
+    def _on_level(self, k: int) -> None:
+        if self.slider.value() != k:
+            self.slider.blockSignals(True)
+            self.slider.setValue(k)
+            self.slider.blockSignals(False)
+        self.k_label.setText(str(k))
+        if self.mode.currentText() != self.session.mode:
+            self.mode.blockSignals(True)
+            self.mode.setCurrentText(self.session.mode)
+            self.mode.blockSignals(False)
+        if self._flat_job is None:
+            self.status.setText(f"Showing k = {k} ({self.session.mode}) in “hypseg clusters”.")
+
+    # -- widget -> session -------------------------------------------------------
+    def _on_slider(self, value: int) -> None:
+        self.k_label.setText(str(value))
+        # while the handle is dragged, only the latest position is applied per event-loop turn
+        self._apply_slider.request()
+
+    def _slider_to_session(self) -> None:
+        self.session.set_level(self.slider.value())
+
+    def set_k(self, k: int) -> None:
+        """Show level ``k`` now (what the slider does)."""
+        self.slider.setValue(k)
+        self._apply_slider.flush()
+        self.session.set_level(k)
+
+    def set_mode(self, mode: str) -> None:
+        """Switch between nested and flat levels; flat is computed in a worker the first time."""
+        if mode == self.session.mode or self.session.result is None:
+            return
+        if self.session.has_mode(mode):
+            self.session.set_mode(mode)
+            return
+        self._start_flat(mode)
+
+    def _start_flat(self, mode: str) -> None:
+        if self._flat_worker is not None:
+            return
+        base = self.session.result
+        seg = base.segmentation
+        job = SegmentJob(
+            None, base.model, k_max=self.session.k_values[-1], mode=mode, device="auto",
+            embedding=seg.embedding, binning=seg.binning, shape=base.source.shape,
+        )
+        self._flat_job = self._holder["job"] = job
+        worker = thread_worker(job.run, start_thread=False)()
+        self._flat_base = base
+        worker.returned.connect(self._on_flat)
+        worker.finished.connect(self._flat_done)
+        self._flat_worker = worker
+        self.status.setText(f"Computing {mode} levels (first time only)…")
+        self._poll.start()
+        worker.start()
+
+    def _show_flat_progress(self) -> None:
+        if self._flat_job is not None:
+            _, done, total = self._flat_job.progress
+            self.status.setText(f"Computing {self._flat_job.options['mode']} levels: {done}/{total}…")
+
+    def _on_flat(self, result) -> None:
+        base, mode = self._flat_base, self._flat_job.options["mode"]
+        if isinstance(result, JobFailed):
+            show_error(result.message)
+            self.status.setText(result.message)
+        elif isinstance(result, JobCancelled):
+            pass
+        elif self.session.holds(base):  # no newer segmentation arrived meanwhile
+            # switch only if the user still wants this mode (they may have gone back meanwhile)
+            wanted = self.mode.currentText() == mode
+            self.session.add_result(Result(result, mode, base.model, base.source), show=wanted)
+            if wanted:
+                return
+        self.mode.blockSignals(True)
+        self.mode.setCurrentText(self.session.mode)
+        self.mode.blockSignals(False)
+
+    def _flat_done(self) -> None:
+        self._poll.stop()
+        self._flat_job = self._holder["job"] = None
+        self._flat_worker = self._flat_base = None
+        self._on_level(self.session.k)
+
+    def _stop_flat(self) -> None:
+        if self._flat_job is not None:
+            self._flat_job.cancel()
+
+    def add_current_as_layer(self):
+        """Add the current level as a new labels layer "<source> k=<k>"; returns it."""
+        result, labels = self.session.result, self.session.current_labels()
+        if result is None or labels is None:
+            return None
+        k, mode = self.session.k, self.session.mode
+        name = f"{result.source.name} k={k}" + ("" if mode == "nested" else f" {mode}")
+        name = unique_layer_name(self.viewer, name)
+        layer = add_labels_copy(self.viewer, name, labels, result.source, {"hypseg_k": k, "hypseg_mode": mode})
+        self.status.setText(f"Added “{name}”.")
+        return layer

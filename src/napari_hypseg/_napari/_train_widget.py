@@ -1,0 +1,504 @@
+"""The "1. Train & embed" dock widget: train a model on an image layer, then segment it.
+
+Training and segmentation run in napari worker threads (:mod:`._jobs`); this
+widget only collects settings, starts and cancels the jobs, shows progress
+(a napari progress bar, the loss, the ETA) and hands results to the session,
+where the disk view and the Clusters widget pick them up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._device import describe_device
+from .._errors import UserError
+from ..model import load_model, save_checkpoint
+from ..training import TrainEvent
+from ._jobs import JobCancelled, JobFailed, SegmentJob, TrainJob, explain, warm_up
+from ._layers import SourceInfo, check_image_layer
+from ._session import CLUSTERS_WIDGET, DISK_WIDGET, Result, get_session, open_widget, unwrap_viewer
+from ._qtutil import Throttle, is_alive
+from ._train_settings import TrainSettings
+
+if TYPE_CHECKING:
+    import napari
+
+READOUT_MS = 100
+MODEL_FILTER = "napari-hypseg model (*.pt);;All files (*)"
+
+
+def format_seconds(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def loss_text(event: TrainEvent) -> str:
+    losses = event.losses
+    parts = [f"{name} {losses[name]:.4g}" for name in ("recon", "kl", "triplet") if name in losses]
+    total = f"loss {losses['loss']:.4g}" if "loss" in losses else "loss –"
+    return f"{total}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+@dataclass
+class _Running:
+    """The job in flight; held apart from the widget so cleanup works while the widget is being destroyed."""
+
+    kind: str
+    job: Any
+    worker: Any
+    source: SourceInfo
+    bar: Any = None
+    aborted: bool = False
+    last: Any = field(default=None)
+
+    def stop(self, *, abort: bool) -> None:
+        self.aborted = self.aborted or abort
+        self.job.cancel()
+        if abort:
+            self.worker.quit()
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class TrainWidget(QWidget):
+    """Pick a 3D image, train (Start/Cancel), Segment, Save/Load the model."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = unwrap_viewer(napari_viewer)
+        self.session = get_session(napari_viewer)
+        warm_up()
+        self.running: _Running | None = None
+        self.trainer = None  # the last trainer, for saving with its optimizer state
+        self._last_event: TrainEvent | None = None
+        self._checked: str | None = None  # the layer last found usable
+        self._build_ui()
+        self._readout = Throttle(self._show_readout, READOUT_MS, self)
+        self._poll = QTimer(self)
+        self._poll.setInterval(READOUT_MS)
+        self._poll.timeout.connect(self._show_segment_progress)
+
+        layers = self.viewer.layers.events
+        for emitter in (layers.inserted, layers.removed, layers.moved, layers.reordered):
+            emitter.connect(self._refresh_layers)
+        layers.removed.connect(self._on_layer_removed)
+        self.viewer.layers.selection.events.active.connect(self._on_active_layer)
+        self.session.model_changed.connect(self._update_state)
+        self._refresh_layers()
+        self._update_state()
+
+        # stop a running job when the widget or the window goes away
+        holder = self._holder = {"running": None}
+        self.destroyed.connect(lambda *_: holder["running"] and holder["running"].stop(abort=True))
+        self._window_filter_installed = False
+
+    # -- UI ------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.layer_combo = QComboBox()
+        self.layer_combo.setToolTip("The 3D image to learn from and to segment")
+        self.layer_combo.currentTextChanged.connect(self._check_selection)
+        self.settings = TrainSettings()
+
+        self.start_button = QPushButton("Start training")
+        self.start_button.setToolTip("Train a model on the image (runs in the background)")
+        self.start_button.clicked.connect(self.start_training)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop now; the model trained so far is kept")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.segment_button = QPushButton("Segment")
+        self.segment_button.setToolTip("Embed every voxel with the model and cluster them at every k")
+        self.segment_button.clicked.connect(self.start_segment)
+        self.auto_segment = QCheckBox("segment when training ends")
+        self.auto_segment.setChecked(True)
+        self.save_button = QPushButton("Save model…")
+        self.save_button.clicked.connect(self._save_dialog)
+        self.load_button = QPushButton("Load model…")
+        self.load_button.setToolTip("Use a model trained before (here or with `hypseg train`) to segment this image")
+        self.load_button.clicked.connect(self._load_dialog)
+
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.readout = QLabel()
+        self.readout.setWordWrap(True)
+        self.model_label = QLabel()
+        self.model_label.setWordWrap(True)
+
+        top = QFormLayout()
+        top.addRow("Image", self.layer_combo)
+        buttons = QGridLayout()
+        buttons.addWidget(self.start_button, 0, 0)
+        buttons.addWidget(self.cancel_button, 0, 1)
+        buttons.addWidget(self.segment_button, 1, 0)
+        buttons.addWidget(self.auto_segment, 1, 1)
+        buttons.addWidget(self.save_button, 2, 0)
+        buttons.addWidget(self.load_button, 2, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.settings)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addWidget(self.readout)
+        layout.addWidget(self.model_label)
+        # take only the height the controls need; the disk view below gets the rest
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        window = self.window()
+        if not self._window_filter_installed and isinstance(window, QMainWindow):
+            window.installEventFilter(self)
+            self._window_filter_installed = True
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Close and obj is self.window():
+            # the close may still be refused (confirm dialog): stop only once the window is really gone
+            QTimer.singleShot(0, self._stop_if_window_closed)
+        return False
+
+    def _stop_if_window_closed(self) -> None:
+        if self.running is not None and not self.window().isVisible():
+            self.running.stop(abort=True)
+
+    # -- layers ----------------------------------------------------------------
+    def _image_layers(self) -> list:
+        from napari.layers import Image
+
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _refresh_layers(self, event=None) -> None:
+        if not is_alive(self):  # napari events may reach a closed dock widget before it is collected
+            return
+        current = self.layer_combo.currentText()
+        for layer in self._image_layers():
+            layer.events.name.connect(self._refresh_layers)  # napari ignores repeated connections
+        names = [layer.name for layer in self._image_layers()]
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        self.layer_combo.addItems(names)
+        if current in names:
+            self.layer_combo.setCurrentText(current)
+        else:
+            active = self.viewer.layers.selection.active
+            three_d = [layer.name for layer in self._image_layers() if layer.ndim == 3 and not layer.rgb]
+            choice = active.name if active is not None and active.name in three_d else (three_d or names or [""])[0]
+            self.layer_combo.setCurrentText(choice)
+        self.layer_combo.blockSignals(False)
+        self._check_selection()
+
+    def _on_active_layer(self, event=None) -> None:
+        """Follow the image the user selects in the layer list (not while a job runs on another one)."""
+        active = self.viewer.layers.selection.active
+        if active is None or self.running is not None or not is_alive(self):
+            return
+        if self.layer_combo.findText(active.name) >= 0:
+            self.layer_combo.setCurrentText(active.name)
+
+    def selected_layer(self):
+        name = self.layer_combo.currentText()
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _check_selection(self, *_) -> None:
+        """Say at once if the chosen layer cannot be used (keeps other messages when nothing changed)."""
+        if self.running is not None:
+            return
+        try:
+            check_image_layer(self.selected_layer())
+        except UserError as exc:
+            self._checked = None
+            self._set_status(str(exc), error=True)
+            return
+        name = self.layer_combo.currentText()
+        if name != self._checked:
+            self._checked = name
+            self._set_status("Ready: press Start training, or Load model… then Segment.")
+
+    def _on_layer_removed(self, event) -> None:
+        running = self.running
+        if running is None or not is_alive(self):
+            return
+        layer = running.source.layer
+        if layer is None or layer is event.value:
+            running.stop(abort=True)
+            self._set_status(f"Stopped: the image layer “{running.source.name}” was closed.", error=True)
+
+    # -- state -----------------------------------------------------------------
+    def _set_status(self, text: str, *, error: bool = False) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #ff6b6b;" if error else "")
+
+    def _update_state(self) -> None:
+        busy = self.running is not None
+        has_model = self.session.model is not None
+        self.start_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy and not self.running.job.cancelled)
+        self.segment_button.setEnabled(not busy and has_model)
+        self.save_button.setEnabled(not busy and has_model)
+        self.load_button.setEnabled(not busy)
+        self.layer_combo.setEnabled(not busy)
+        self.settings.setEnabled(not busy)
+        self.model_label.setText(f"Model: {self.session.model_info}" if has_model else "Model: none yet")
+
+    def _fail(self, message: str) -> None:
+        self._set_status(message, error=True)
+        show_error(message)
+
+    @property
+    def busy(self) -> bool:
+        return self.running is not None
+
+    # -- training --------------------------------------------------------------
+    def start_training(self) -> bool:
+        """Start training on the selected image; False (with a message) if it cannot start."""
+        if self.running is not None:
+            return False  # one job at a time (the button is disabled too)
+        layer = self.selected_layer()
+        try:
+            check_image_layer(layer)
+            model_config, train_config = self.settings.configs()
+            if min(layer.level_shapes[0]) < model_config.patch_size:
+                raise UserError(
+                    f"“{layer.name}” (shape {tuple(int(n) for n in layer.level_shapes[0])}) is smaller than the model's "
+                    f"{model_config.patch_size}³ patch along some axis; open a larger volume"
+                )
+        except UserError as exc:
+            self._fail(str(exc))
+            return False
+        source = SourceInfo.from_layer(layer)
+        job = TrainJob(layer.data[0] if layer.multiscale else layer.data, model_config, train_config)
+        worker = thread_worker(job.run, start_thread=False)()
+        self._last_event = None
+        self._begin("train", job, worker, source, progress(total=train_config.steps, desc="hypseg: training"))
+        worker.yielded.connect(self._on_train_event)
+        worker.finished.connect(self._on_train_finished)
+        self.session.set_training(True)
+        self._set_status(f"Preparing training on “{source.name}”…")
+        self.readout.setText("")
+        open_widget(self.viewer, DISK_WIDGET)
+        worker.start()
+        return True
+
+    def _begin(self, kind: str, job, worker, source: SourceInfo, bar) -> None:
+        self.running = _Running(kind, job, worker, source, bar)
+        self._holder["running"] = self.running
+        self._update_state()
+
+    def _end(self) -> _Running | None:
+        running, self.running = self.running, None
+        self._holder["running"] = None
+        if running is not None:
+            running.close_bar()
+        self._update_state()
+        return running
+
+    def cancel(self) -> None:
+        """Stop the running job; training keeps the model trained so far."""
+        if self.running is None:
+            return
+        self.running.stop(abort=False)
+        self._set_status("Cancelling…")
+        self._update_state()
+
+    def _on_train_event(self, event) -> None:
+        running = self.running
+        if running is None:
+            return
+        if isinstance(event, JobFailed):
+            running.last = event
+            return
+        running.last = event
+        if event.kind == "start":
+            device = running.job.trainer.device if running.job.trainer else None
+            label = describe_device(device) if device is not None else "?"
+            self.settings.device_label.setText(f"in use: {label}")
+            self._set_status(f"Training on {label}… (Cancel keeps the model so far)")
+        elif event.kind == "step":
+            self._last_event = event
+            self._readout.request()
+        elif event.kind == "preview" and event.preview is not None:
+            hyperbolic = running.job.model_config.hyperbolic
+            self.session.set_preview(event.preview, running.source, hyperbolic=hyperbolic)
+
+    def _show_readout(self) -> None:
+        event, running = self._last_event, self.running
+        if event is None:
+            return
+        if running is not None and running.bar is not None:
+            running.bar.n = event.step
+            running.bar.refresh()
+        self.readout.setText(
+            f"step {event.step}/{event.total_steps} · {loss_text(event)} · "
+            f"{event.steps_per_s:.2f} steps/s · ETA {format_seconds(event.eta_s)}"
+        )
+
+    def _on_train_finished(self) -> None:
+        self._readout.flush()
+        running = self._end()
+        self.session.set_training(False)
+        if running is None:
+            return
+        job, last = running.job, running.last
+        if isinstance(last, JobFailed):
+            self._fail(last.message)
+            return
+        if running.aborted or job.trainer is None or not isinstance(last, TrainEvent) or not last.finished:
+            if not running.aborted:
+                self._set_status("Training stopped.")
+            return
+        self.trainer = job.trainer
+        minutes = last.elapsed_s / 60.0
+        info = f"trained on “{running.source.name}”, {last.step} steps ({minutes:.1f} min)"
+        self.session.set_model(job.trainer.model, info)
+        messages = {
+            "done": f"Finished {last.step} steps in {format_seconds(last.elapsed_s)}.",
+            "time_budget": f"Time budget reached after {last.step} steps; the model is kept.",
+            "cancelled": f"Cancelled at step {last.step}; the model so far is kept: Segment it, Save it, or Start again.",
+            "nonfinite": last.message,
+        }
+        self._set_status(messages.get(last.kind, last.message), error=last.kind == "nonfinite")
+        if last.kind == "nonfinite":
+            show_warning(last.message)
+        elif last.kind in ("done", "time_budget") and self.auto_segment.isChecked():
+            if running.source.layer is not None and running.source.layer in self.viewer.layers:
+                self.layer_combo.setCurrentText(running.source.layer.name)
+                self.start_segment()
+
+    # -- segmentation ----------------------------------------------------------
+    def start_segment(self) -> bool:
+        """Embed and cluster the selected image with the current model; False if it cannot start."""
+        if self.running is not None:
+            return False
+        model = self.session.model
+        layer = self.selected_layer()
+        try:
+            if model is None:
+                raise UserError("No model yet: press Start training, or Load model… first.")
+            check_image_layer(layer)
+        except UserError as exc:
+            self._fail(str(exc))
+            return False
+        options = self.settings.segment_options()
+        source = SourceInfo.from_layer(layer)
+        job = SegmentJob(layer.data[0] if layer.multiscale else layer.data, model, mode="nested", **options)
+        worker = thread_worker(job.run, start_thread=False)()
+        self._begin("segment", job, worker, source, progress(total=0, desc="hypseg: embedding"))
+        worker.returned.connect(self._on_segment_returned)
+        worker.finished.connect(self._on_segment_finished)
+        self._set_status(f"Segmenting “{source.name}” (embedding every voxel, then clustering k = 2…{options['k_max']})…")
+        self._poll.start()
+        worker.start()
+        return True
+
+    def _show_segment_progress(self) -> None:
+        running = self.running
+        if running is None or running.kind != "segment" or running.bar is None:
+            return
+        stage, done, total = running.job.progress
+        bar = running.bar
+        if bar.total != total:
+            bar.total = total
+        bar.set_description("hypseg: embedding" if stage == "embed" else "hypseg: clustering")
+        bar.n = done
+        bar.refresh()
+        self.readout.setText(f"{'embedding' if stage == 'embed' else 'clustering'}: {done}/{total}")
+
+    def _on_segment_returned(self, result) -> None:
+        running = self.running
+        if running is None:
+            return
+        running.last = result
+
+    def _on_segment_finished(self) -> None:
+        self._poll.stop()
+        running = self._end()
+        if running is None or running.aborted:
+            return
+        result = running.last
+        if isinstance(result, JobFailed):
+            self._fail(result.message)
+        elif isinstance(result, JobCancelled) or result is None:
+            self._set_status("Segmentation cancelled.")
+        else:
+            self.session.set_result(Result(result, "nested", running.job.model, running.source))
+            ks = self.session.k_values
+            self._set_status(f"Segmented “{running.source.name}”: levels k = {ks[0]}…{ks[-1]} ready. Use “{CLUSTERS_WIDGET}”.")
+            self.readout.setText("")
+            open_widget(self.viewer, CLUSTERS_WIDGET)
+
+    # -- model files -----------------------------------------------------------
+    def save_model(self, path: str | Path) -> Path | None:
+        """Write the current model (with optimizer state when it was trained here)."""
+        model = self.session.model
+        if model is None:
+            self._fail("No model to save yet: train or load one first.")
+            return None
+        try:
+            if self.trainer is not None and self.trainer.model is model:
+                written = self.trainer.save(path)
+            else:
+                written = save_checkpoint(path, model)
+        except (OSError, RuntimeError, UserError) as exc:
+            self._fail(f"Could not save the model to {path}: {exc}")
+            return None
+        show_info(f"Model saved to {written}")
+        return written
+
+    def load_model(self, path: str | Path) -> bool:
+        """Load a model file; then Segment works on any image without training."""
+        try:
+            model = load_model(path, device=self.settings.torch_device())
+        except UserError as exc:
+            self._fail(str(exc))
+            return False
+        except Exception as exc:
+            self._fail(explain(exc, "loading the model"))
+            return False
+        self.trainer = None
+        config = model.config
+        self.session.set_model(model, f"loaded from {Path(path).name} ({config.patch_size}³ patches, d = {config.latent_dim})")
+        self._set_status("Model loaded: pick an image and press Segment.")
+        return True
+
+    def _default_model_path(self) -> str:
+        layer = self.selected_layer()
+        source = SourceInfo.from_layer(layer).source_path if layer is not None else None
+        stem = (source.name.split(".")[0] if source else (layer.name if layer is not None else "model")) or "model"
+        folder = source.parent if source else Path.home()
+        return str(folder / f"{stem}_hypseg.pt")
+
+    def _save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save hypseg model", self._default_model_path(), MODEL_FILTER)
+        if path:
+            self.save_model(path if Path(path).suffix else f"{path}.pt")
+
+    def _load_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load hypseg model", str(Path(self._default_model_path()).parent), MODEL_FILTER)
+        if path:
+            self.load_model(path)

@@ -1,0 +1,301 @@
+"""The napari widgets, in a real viewer: train, watch the disk, segment, slide, select, export, cancel.
+
+All tests open a real viewer (``make_napari_viewer`` + ``qtbot``); run them
+under ``xvfb-run -a``. The model is tiny (5³ patches) and the volume a 24³
+phantom, so a full train → segment → export flow takes a few seconds on 2
+CPU cores.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import mrcfile
+import numpy as np
+import pytest
+
+from napari_hypseg._napari._disk_view import DiskView
+from napari_hypseg._napari._export import default_path
+from napari_hypseg._napari._session import (
+    CLUSTERS_WIDGET,
+    DISK_WIDGET,
+    PLUGIN,
+    TRAIN_WIDGET,
+    get_session,
+)
+from napari_hypseg.io import read_volume
+from napari_hypseg.synthetic import make_phantom
+
+pytestmark = pytest.mark.gui
+
+TINY_MODEL = {"channels": (4, 8), "kernel_size": 3, "hidden": 16}  # 5³ patches
+VOXEL_SIZE = (7.5, 6.0, 5.0)  # x, y, z in Å: anisotropic, so a lost voxel size shows
+ORIGIN = (30.0, -12.0, 4.5)
+WAIT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def phantom_image() -> np.ndarray:
+    return make_phantom(24, seed=1).image
+
+
+@pytest.fixture
+def phantom_mrc(tmp_path, phantom_image):
+    path = tmp_path / "cell.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(phantom_image.astype(np.float32))
+        mrc.voxel_size = VOXEL_SIZE
+        mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = ORIGIN
+    return path
+
+
+def dock(viewer, name):
+    """Open one of our widgets the way the Plugins menu does; return the widget."""
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return widget
+
+
+def tiny_training(widget, *, steps: int, k_max: int = 4) -> None:
+    settings = widget.settings
+    settings.model_overrides = dict(TINY_MODEL)
+    settings.steps.setValue(steps)
+    settings.batch_size.setValue(8)
+    settings.device.setCurrentText("cpu")
+    settings.k_max.setValue(k_max)
+
+
+def wait_idle(qtbot, widget, timeout=WAIT_MS):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+def test_widgets_are_plugin_menu_contributions_in_workflow_order():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution(PLUGIN)
+    names = [w.display_name for w in manifest.contributions.widgets]
+    assert names == [TRAIN_WIDGET, DISK_WIDGET, CLUSTERS_WIDGET]
+
+
+@dataclass
+class Click:
+    """The fields napari's viewer mouse callbacks read from a vispy mouse event."""
+
+    type: str
+    position: tuple[float, ...]
+    button: int = 1
+    modifiers: tuple = ()
+    dims_displayed: tuple[int, ...] = (1, 2)
+    view_direction: tuple[float, ...] | None = None
+    pos: tuple[int, int] = (0, 0)
+    is_dragging: bool = False
+    handled: bool = False
+
+
+def test_train_segment_slide_select_export(make_napari_viewer, qtbot, phantom_mrc, tmp_path):
+    viewer = make_napari_viewer()
+    [image] = viewer.open(phantom_mrc, plugin=PLUGIN)
+    clusters = dock(viewer, CLUSTERS_WIDGET)
+    assert clusters.pages.currentIndex() == 0  # empty state with instructions before training
+    assert "No clusters yet" in clusters.empty_label.text()
+    clusters.open_train.click()  # the empty state's button docks the first widget
+    docked = list(viewer.window.dock_widgets.values())
+    train = dock(viewer, TRAIN_WIDGET)
+    assert train in docked
+    assert train.selected_layer() is image
+    tiny_training(train, steps=6)
+
+    assert train.start_training()
+    assert not train.start_button.isEnabled()
+    assert not train.start_training()  # a second start is refused while running
+    disk = dock(viewer, DISK_WIDGET)  # opened by Start; this returns the same widget
+    qtbot.waitUntil(lambda: disk.drawn_points > 0, timeout=WAIT_MS)  # live preview
+    assert disk.points.live and np.count_nonzero(disk.raster()[..., 3]) > 0
+
+    # training ends, segmentation starts by itself and fills the Clusters widget
+    session = get_session(viewer)
+    qtbot.waitUntil(lambda: session.result is not None and not train.busy, timeout=WAIT_MS)
+    assert train.start_button.isEnabled() and train.segment_button.isEnabled()
+    assert clusters.pages.currentIndex() == 1
+    layer = viewer.layers["hypseg clusters"]
+    np.testing.assert_allclose(layer.scale, image.scale)
+    np.testing.assert_allclose(layer.translate, image.translate)
+
+    # the slider swaps the one live layer's data
+    assert session.k_values == [2, 3, 4]
+    clusters.set_k(2)
+    assert len(np.unique(layer.data)) == 2
+    start = time.perf_counter()
+    clusters.set_k(4)
+    latency_ms = 1000 * (time.perf_counter() - start)
+    print(f"\nslider update 2 -> 4 on {layer.data.shape}: {latency_ms:.1f} ms")
+    assert viewer.layers["hypseg clusters"] is layer
+    assert len(np.unique(layer.data)) == 4
+    assert clusters.k_label.text() == "4"
+
+    # flat levels are computed once, in a worker, then switching is instant both ways
+    nested_k4 = layer.data.copy()
+    clusters.mode.setCurrentText("flat")
+    qtbot.waitUntil(lambda: session.mode == "flat", timeout=WAIT_MS)
+    assert session.k == 4 and len(np.unique(layer.data)) == 4
+    clusters.mode.setCurrentText("nested")
+    assert session.mode == "nested"
+    np.testing.assert_array_equal(layer.data, nested_k4)
+
+    # the disk shows the dense embedding, coloured like the labels layer
+    qtbot.waitUntil(lambda: disk.points is not None and not disk.points.live, timeout=WAIT_MS)
+    assert disk.drawn_points == 24**3
+    ids = layer.data[np.unravel_index(disk.points.index, disk.points.shape)]
+    expected = np.asarray(layer.colormap.map(ids[:50]))[:, :3]
+    np.testing.assert_allclose(disk._colors[:50, :3], expected, atol=1e-6)
+
+    # lasso on the left half of the disk -> exactly the voxels with x < 0 in the viewer
+    embedding = session.result.segmentation.embedding
+    disk.select_polygon(np.array([(-1.0, -1.0), (0.0, -1.0), (0.0, 1.0), (-1.0, 1.0)]))
+    qtbot.waitUntil(lambda: "hypseg selection" in viewer.layers, timeout=WAIT_MS)
+    selection = viewer.layers["hypseg selection"]
+    np.testing.assert_array_equal(selection.data.astype(bool), embedding[..., 0] < 0)
+    kept = disk.selection_to_layer()
+    assert kept.name == "cell selection" and kept is not selection and kept.editable
+
+    # clicking a voxel in the viewer rings its point on the disk
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+
+    voxel = (12, 5, 17)
+    world = tuple(image.data_to_world(voxel))
+    for kind, run in (("mouse_press", mouse_press_callbacks), ("mouse_release", mouse_release_callbacks)):
+        run(viewer, ReadOnlyWrapper(Click(type=kind, position=world)))
+    np.testing.assert_allclose(disk._marked, embedding[voxel], atol=1e-6)
+
+    # "Add as layer" keeps the current level as an editable copy named with k
+    added = clusters.add_current_as_layer()
+    assert added.name == "cell k=4" and added.editable
+    np.testing.assert_array_equal(added.data, layer.data)
+
+    # export: the file reads back on the source grid
+    assert clusters.export.fmt == "mrc"  # the source's format
+    assert default_path(session.result.source, 4, "mrc") == phantom_mrc.parent / "cell_k4.mrc"
+    out = tmp_path / "out" / "cell_k4.mrc"
+    out.parent.mkdir()
+    worker = clusters.export.export_current(out)
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    written = read_volume(out)
+    source = read_volume(phantom_mrc)
+    np.testing.assert_allclose(written.affine, source.affine)
+    np.testing.assert_array_equal(written.data, layer.data)
+
+    # NIfTI from an MRC source: same grid, same world coordinates
+    clusters.export.format.setCurrentIndex(1)
+    assert clusters.export.fmt == "nifti"
+    worker = clusters.export.export_current(tmp_path / "cell_k4.nii.gz")
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    nifti = read_volume(tmp_path / "cell_k4.nii.gz")
+    np.testing.assert_allclose(nifti.affine, source.affine, atol=1e-5)
+    np.testing.assert_array_equal(nifti.data, layer.data)
+
+    clusters.export.format.setCurrentIndex(0)
+    worker = clusters.export.export_all(tmp_path / "out")
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        {f"cell_k{k}.mrc" for k in range(2, 5)}
+    )
+
+
+def test_cancel_keeps_the_partial_model(make_napari_viewer, qtbot, phantom_image, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(phantom_image, name="cell")
+    train = dock(viewer, TRAIN_WIDGET)
+    tiny_training(train, steps=100_000)
+    train.settings.minutes.setValue(0)  # no time limit: only Cancel can stop it
+    train.auto_segment.setChecked(False)
+    session = get_session(viewer)
+
+    assert train.start_training()
+    qtbot.waitUntil(lambda: train.running is not None and train._last_event is not None, timeout=WAIT_MS)
+    assert train.cancel_button.isEnabled()
+    asked = time.perf_counter()
+    train.cancel()
+    wait_idle(qtbot, train, timeout=10_000)
+    print(f"\ncancel took {time.perf_counter() - asked:.2f} s")
+    assert time.perf_counter() - asked < 5.0  # within a step (< 1 s) plus CI slack
+    assert session.model is not None and not session.training
+    assert "Cancelled at step" in train.status.text()
+    assert train.start_button.isEnabled() and train.segment_button.isEnabled()
+    assert not train.cancel_button.isEnabled()
+
+    saved = train.save_model(tmp_path / "partial.pt")
+    assert saved.is_file()
+    # a saved model segments another volume without training (here binned 2×: labels come back full size)
+    other = viewer.add_image(phantom_image[4:14].copy(), name="other")
+    assert train.load_model(saved)
+    assert "loaded from partial.pt" in train.model_label.text()
+    train.layer_combo.setCurrentText("other")
+    train.settings.binning.setValue(2)
+    assert train.start_segment()
+    wait_idle(qtbot, train)
+    assert session.result is not None and session.result.source.name == "other"
+    assert viewer.layers["hypseg clusters"].data.shape == other.data.shape
+
+    # widgets meet through the session: a disk view docked late draws the current result
+    late = DiskView(viewer)
+    qtbot.addWidget(late)
+    qtbot.waitUntil(lambda: late.points is not None and not late.points.live, timeout=WAIT_MS)
+    assert late.drawn_points == 5 * 12 * 12  # one point per binned voxel
+    late.select_polygon(np.array([(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)]))
+    qtbot.waitUntil(lambda: "hypseg selection" in viewer.layers, timeout=WAIT_MS)
+    selection = viewer.layers["hypseg selection"].data
+    assert selection.shape == other.data.shape and selection.all()
+
+
+def test_closing_the_source_layer_stops_training(make_napari_viewer, qtbot, phantom_image):
+    viewer = make_napari_viewer()
+    viewer.add_image(phantom_image, name="cell")
+    train = dock(viewer, TRAIN_WIDGET)
+    tiny_training(train, steps=100_000)
+    train.settings.minutes.setValue(0)
+    assert train.start_training()
+    worker = train.running.worker
+    qtbot.waitUntil(lambda: train._last_event is not None, timeout=WAIT_MS)
+
+    viewer.layers.remove("cell")
+    wait_idle(qtbot, train, timeout=10_000)
+    assert not worker.is_running
+    assert train.start_button.isEnabled()
+    assert "was closed" in train.status.text()
+
+
+@pytest.mark.parametrize("case", ["2d", "none"])
+def test_bad_input_gives_a_clear_message(make_napari_viewer, qtbot, case):
+    viewer = make_napari_viewer()
+    if case == "2d":
+        viewer.add_image(np.random.default_rng(0).random((64, 64), dtype=np.float32), name="slice")
+    train = dock(viewer, TRAIN_WIDGET)
+
+    assert not train.start_training()
+    assert not train.busy and train.start_button.isEnabled()
+    text = train.status.text()
+    if case == "2d":
+        assert "“slice” is 2D (shape (64, 64))" in text and "3D volume" in text
+    else:
+        assert "No image layer" in text and "File › Open" in text
+    assert not train.start_segment()  # no model yet: explained, nothing starts
+    assert "No model yet" in train.status.text()
+
+
+def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, phantom_image):
+    viewer = make_napari_viewer()
+    viewer.add_image(phantom_image, name="cell")
+    train = dock(viewer, TRAIN_WIDGET)
+    tiny_training(train, steps=100_000)
+    train.settings.minutes.setValue(0)
+    assert train.start_training()
+    worker, job = train.running.worker, train.running.job
+    qtbot.waitUntil(lambda: train._last_event is not None, timeout=WAIT_MS)
+
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
+    assert job.cancelled
