@@ -67,6 +67,7 @@ METHODS: dict[str, Method] = {
         Method("+ gyroplane", model=HYP, triplet=False),
         Method("+ triplet", model=ModelConfig(gyroplane=False)),
         Method("full model (gyroplane + triplet)", model=HYP),
+        Method("ours: full model + fused windows (17, 9)", model=HYP, window=(17, 9)),
     ]
 }
 
