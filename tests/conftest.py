@@ -6,13 +6,19 @@ plugin) and carry the ``gui`` marker; run them under ``xvfb-run -a``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+import os
 
-import mrcfile
-import nibabel as nib
-import numpy as np
-import pytest
+# Before torch is imported by any test module: spinning OpenMP workers make
+# small-tensor loops crawl on a shared 2-core machine (see napari_hypseg/__init__.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import mrcfile  # noqa: E402
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 #: A non-identity NIfTI affine: rotated about two axes, anisotropic voxels,
 #: shifted origin, as an oblique MRI acquisition would have.

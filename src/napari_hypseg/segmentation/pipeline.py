@@ -79,9 +79,9 @@ def segment(
     memory map), for tomograms too large to embed at full resolution.
     """
     shape = tuple(volume.shape)
-    if binning > 1:
-        volume = bin_volume(volume, binning)
     if embedding is None:
+        if binning > 1:
+            volume = bin_volume(volume, binning)
         embedding = embed(
             volume, model, window=window, stride=stride, device=device,
             progress=(lambda done, total: progress("embed", done, total)) if progress else None,
