@@ -51,6 +51,7 @@ class TrainConfig:
     max_minutes: float | None = None
     batch_size: int = 32
     lr: float = 1e-3
+    warmup_steps: int = 50
     grad_clip: float = 8.0
     kl_weight: float = 1.0
     triplet: bool = True

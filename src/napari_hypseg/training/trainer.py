@@ -102,6 +102,7 @@ class Trainer:
         else:
             self.model.set_normalization(*robust_range(volumes))
         self.model.to(self.device)
+        self._base_lr = self.config.lr
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr, amsgrad=True)
         if payload is not None and "optimizer" in payload:
             self.optimizer.load_state_dict(payload["optimizer"])
@@ -153,6 +154,11 @@ class Trainer:
         for p in params:
             if p.grad is not None:
                 torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0).mul_(finite)
+        # linear warm-up: without it the first full-size Adam steps throw every
+        # embedding to the ball's rim, where it stays for ~100-200 steps
+        warm = min(1.0, (self.step + 1) / self.config.warmup_steps) if self.config.warmup_steps else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._base_lr * warm
         self.optimizer.step()
 
     def _weights_finite(self) -> bool:
@@ -219,8 +225,7 @@ class Trainer:
                 if not self._weights_finite():
                     recoveries += 1
                     self.model.load_state_dict(good_state)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] *= 0.5
+                    self._base_lr *= 0.5
                     if recoveries >= _MAX_RECOVERIES:
                         final_kind = "nonfinite"
                         message = (
