@@ -55,6 +55,24 @@ def test_patch_of_edge_m_reads_exact_voxels():
     assert np.allclose(patch[0, 0].numpy(), vol[3:8, 7:12, 2:7], atol=1e-5)
 
 
+def test_cpu_crops_sample_the_same_points_as_grid_sample():
+    vol = _volume((30, 18, 25))
+    sampler = _sampler(vol, m=5)
+    volume = sampler.volumes[0]
+    batch = sampler.sample(64)
+    for box in (batch.anchor_box, batch.positive_box):
+        start, edge = box.unbind(1)
+        crops = sampler._read_crops(volume, start, edge)
+        grid = sampler._read_grid(volume, start, edge)
+        assert crops.shape == grid.shape == (64, 1, 5, 5, 5)
+        large = (edge >= 5).all(1)  # boxes of edge >= m: both read inside the box, identically
+        assert large.sum() > 10
+        assert torch.allclose(crops[large], grid[large], atol=1e-5)
+        # smaller boxes differ only at the outermost half voxel (clamp vs. neighbour)
+        inner = (slice(None), 0, slice(1, -1), slice(1, -1), slice(1, -1))
+        assert torch.allclose(crops[inner], grid[inner], atol=1e-5)
+
+
 def test_anisotropic_and_log_scale_sampling():
     vol = _volume((8, 60, 40))
     cfg = SamplerConfig(anchor_min=6, anchor_max=50, child_min=3, child_gap=2, scale_sampling="log")

@@ -268,6 +268,24 @@ def test_closing_the_source_layer_stops_training(make_napari_viewer, qtbot, phan
     assert "was closed" in train.status.text()
 
 
+def test_opening_the_train_widget_leaves_layers_and_selection_alone(make_napari_viewer, qtbot, phantom_image):
+    # the widget builds napari's first labels visual up front (a layer added and removed at once)
+    viewer = make_napari_viewer()
+    first = viewer.add_image(phantom_image, name="cell")
+    second = viewer.add_image(phantom_image[::2], name="other")
+    viewer.layers.selection.active = first
+    removed = []
+    viewer.layers.events.removed.connect(lambda event: removed.append(event.value.name))
+
+    dock(viewer, TRAIN_WIDGET)
+
+    assert [layer.name for layer in viewer.layers] == ["cell", "other"]
+    assert viewer.layers.selection.active is first and second not in viewer.layers.selection
+    assert removed == ["hypseg warm-up"]
+    dock(viewer, CLUSTERS_WIDGET)
+    assert removed == ["hypseg warm-up"]  # once per viewer
+
+
 @pytest.mark.parametrize("case", ["2d", "none"])
 def test_bad_input_gives_a_clear_message(make_napari_viewer, qtbot, case):
     viewer = make_napari_viewer()

@@ -27,6 +27,35 @@ SELECTION_LAYER = "hypseg selection"
 _OPEN_HINT = "open a 3D volume first: File › Open File(s)… (MRC or NIfTI) or File › Open Sample › napari-hypseg"
 
 
+_WARM_VIEWERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def warm_up_labels_display(viewer: napari.Viewer) -> None:
+    """Build napari's first labels visual now, while a widget opens, not when a result arrives.
+
+    The first labels layer in a viewer costs ~360 ms in the GUI thread
+    (vispy visuals, overlays, shaders); later ones ~65 ms. Paying it when the
+    user opens the widget keeps the moment a background job's result appears
+    short (benchmarks/bench_gui_stall.py). A one-voxel layer is added and
+    removed within this call, so nothing is ever drawn and the selection
+    is left as it was.
+    """
+    from napari.layers import Labels
+
+    if viewer in _WARM_VIEWERS:
+        return
+    _WARM_VIEWERS.add(viewer)
+    if any(isinstance(layer, Labels) for layer in viewer.layers):
+        return
+    selection = list(viewer.layers.selection)
+    active = viewer.layers.selection.active
+    layer = viewer.add_labels(np.zeros((1, 1, 1), dtype=np.uint8), name="hypseg warm-up")
+    viewer.layers.remove(layer)
+    viewer.layers.selection.clear()
+    viewer.layers.selection.update(selection)
+    viewer.layers.selection.active = active
+
+
 def check_image_layer(layer: Any) -> None:
     """Raise :class:`UserError` with a message a user can act on unless ``layer`` is a 3D grayscale image."""
     from napari.layers import Image

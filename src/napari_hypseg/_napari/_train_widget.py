@@ -36,7 +36,7 @@ from .._errors import UserError
 from ..model import load_model, save_checkpoint
 from ..training import TrainEvent
 from ._jobs import JobCancelled, JobFailed, SegmentJob, TrainJob, explain, warm_up
-from ._layers import SourceInfo, check_image_layer
+from ._layers import SourceInfo, check_image_layer, warm_up_labels_display
 from ._session import CLUSTERS_WIDGET, DISK_WIDGET, Result, get_session, open_widget, unwrap_viewer
 from ._qtutil import Throttle, is_alive
 from ._train_settings import TrainSettings
@@ -95,6 +95,7 @@ class TrainWidget(QWidget):
         self.viewer = unwrap_viewer(napari_viewer)
         self.session = get_session(napari_viewer)
         warm_up()
+        warm_up_labels_display(self.viewer)
         self.running: _Running | None = None
         self.trainer = None  # the last trainer, for saving with its optimizer state
         self._last_event: TrainEvent | None = None
