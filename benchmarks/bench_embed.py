@@ -29,15 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from _common import device_name, timed  # noqa: E402  (also puts src/ on sys.path)
 
 from napari_hypseg._device import resolve_device  # noqa: E402
 from napari_hypseg.model import HyperbolicVAE, ModelConfig  # noqa: E402
@@ -48,35 +46,6 @@ PUBLISHED_PEAKS = {"H100": {"bf16": 989e12, "fp32": 67e12}, "H200": {"bf16": 989
 
 
 # -- device ----------------------------------------------------------------------
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA)"
-    return f"{cpu_name()}, {torch.get_num_threads()} torch threads"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device):
-    sync(device)
-    t0 = time.perf_counter()
-    result = fn()
-    sync(device)
-    return time.perf_counter() - t0, result
 
 
 # -- FLOP counts ------------------------------------------------------------------

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -38,32 +37,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from _common import ROOT, device_name  # noqa: E402  (also puts src/ on sys.path)
 
 from napari_hypseg._device import resolve_device  # noqa: E402
 from napari_hypseg.io import read_volume, write_image  # noqa: E402
 from napari_hypseg.io.volume import Volume  # noqa: E402
 from napari_hypseg.synthetic import make_phantom  # noqa: E402
 from napari_hypseg.training import TrainConfig, Trainer  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA)"
-    return f"{cpu_name()}, {os.cpu_count()} cores"
 
 
 def hypseg(args: list[str]) -> float:

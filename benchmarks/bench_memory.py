@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -49,8 +48,7 @@ import mrcfile
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from _common import ROOT, device_name  # noqa: E402  (also puts src/ on sys.path)
 
 from napari_hypseg._device import resolve_device  # noqa: E402
 from napari_hypseg.io import read_volume  # noqa: E402
@@ -60,22 +58,6 @@ from napari_hypseg.segmentation.embed import embed  # noqa: E402
 
 GiB = 1024**3
 VOXEL_SIZE = 13.48  # Å, a typical binned cryo-ET pixel
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA)"
-    return f"{cpu_name()}, {os.cpu_count()} cores"
 
 
 def mem_total_gib() -> float:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from _common import device_name, sync  # noqa: E402  (also puts src/ on sys.path)
 
 from napari_hypseg._device import resolve_device  # noqa: E402
 from napari_hypseg.model import HyperbolicVAE, ModelConfig  # noqa: E402
@@ -54,27 +53,6 @@ from napari_hypseg.training import SamplerConfig, TrainConfig, Trainer, TripletS
 
 GOAL = {1: 0.986, 2: 0.577, 3: 0.397}  # best published unsupervised mean Dice (Tursynbek & Niethammer 2023)
 LEVEL_K = {1: 2, 2: 4, 3: 8}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA)"
-    return f"{cpu_name()}, {torch.get_num_threads()} torch threads"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # -- 1. triplets/s -------------------------------------------------------------------

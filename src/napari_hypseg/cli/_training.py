@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..model.config import ModelConfig
 from ..training.config import TrainConfig
 from ._progress import ProgressLine, interrupt_cancels, train_detail
+
+if TYPE_CHECKING:
+    from ..training.trainer import Trainer
 
 
 def add_training_args(parser: argparse.ArgumentParser, *, default_steps: int | None = None) -> None:
