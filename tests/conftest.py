@@ -97,3 +97,18 @@ def tmp_nifti(tmp_path: Path) -> Callable[..., Path]:
 def oblique_affine() -> np.ndarray:
     """A copy of :data:`OBLIQUE_AFFINE`, the default affine of ``tmp_nifti``."""
     return OBLIQUE_AFFINE.copy()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny-tensor tests.
+
+    OpenMP start-up dominates on tiny tensors and stalls badly on a busy
+    2-core box.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

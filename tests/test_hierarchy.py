@@ -12,14 +12,7 @@ from napari_hypseg.segmentation import Hierarchy, build_hierarchy, dice_scores
 
 K = torch.tensor(-1.0, dtype=torch.float64)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: OpenMP start-up dominates and stalls badly on a busy 2-core box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def hierarchical_volume(shape=(8, 16, 16), noise=0.03, seed=0):

@@ -17,14 +17,7 @@ from napari_hypseg.segmentation import (
 
 K = torch.tensor(-1.0, dtype=torch.float64)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: OpenMP start-up dominates and stalls badly on a busy 2-core box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ball_blobs(n_per=150, spread=0.15, seed=0):

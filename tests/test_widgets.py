@@ -251,15 +251,21 @@ def test_cancel_keeps_the_partial_model(make_napari_viewer, qtbot, phantom_image
     assert selection.shape == other.data.shape and selection.all()
 
 
-def test_closing_the_source_layer_stops_training(make_napari_viewer, qtbot, phantom_image):
-    viewer = make_napari_viewer()
-    viewer.add_image(phantom_image, name="cell")
+def start_endless_training(viewer, qtbot, image):
+    """Dock the Train widget on ``image`` and start a run with no budget; return it once steps arrive."""
+    viewer.add_image(image, name="cell")
     train = dock(viewer, TRAIN_WIDGET)
     tiny_training(train, steps=100_000)
     train.settings.minutes.setValue(0)
     assert train.start_training()
-    worker = train.running.worker
     qtbot.waitUntil(lambda: train._last_event is not None, timeout=WAIT_MS)
+    return train
+
+
+def test_closing_the_source_layer_stops_training(make_napari_viewer, qtbot, phantom_image):
+    viewer = make_napari_viewer()
+    train = start_endless_training(viewer, qtbot, phantom_image)
+    worker = train.running.worker
 
     viewer.layers.remove("cell")
     wait_idle(qtbot, train, timeout=10_000)
@@ -306,13 +312,8 @@ def test_bad_input_gives_a_clear_message(make_napari_viewer, qtbot, case):
 
 def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, phantom_image):
     viewer = make_napari_viewer()
-    viewer.add_image(phantom_image, name="cell")
-    train = dock(viewer, TRAIN_WIDGET)
-    tiny_training(train, steps=100_000)
-    train.settings.minutes.setValue(0)
-    assert train.start_training()
+    train = start_endless_training(viewer, qtbot, phantom_image)
     worker, job = train.running.worker, train.running.job
-    qtbot.waitUntil(lambda: train._last_event is not None, timeout=WAIT_MS)
 
     viewer.close()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)

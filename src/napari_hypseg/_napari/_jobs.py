@@ -34,19 +34,17 @@ def warm_up() -> None:
 
     Importing in a worker thread does not keep the GUI responsive: loading a
     large module holds the GIL for 50–200 ms at a time, which froze napari
-    when the first optimizer (torch imports its compiler stack, ~1 s), the
-    clustering code (scipy.optimize) or the first labels layer was created
-    mid-job (measured by benchmarks/bench_gui_stall.py).
+    when the first optimizer (torch imports its compiler stack, ~1 s) or the
+    clustering code (scipy.optimize) was created mid-job (measured by
+    benchmarks/bench_gui_stall.py). The first labels layer is warmed per
+    viewer by :func:`._layers.warm_up_labels_display`.
     """
     global _WARM
     if _WARM:
         return
-    from napari.layers import Labels
-
     from ..segmentation import pipeline  # noqa: F401 - imports the clustering stack
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    Labels(np.zeros((2, 2, 2), dtype=np.uint8))
     _WARM = True
 
 
