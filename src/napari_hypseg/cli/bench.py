@@ -12,6 +12,8 @@ from .._errors import UserError
 from ..training.config import TrainConfig
 
 START, END = "<!-- hypseg bench: {variant} start -->", "<!-- hypseg bench: {variant} end -->"
+#: training steps per model in ``--suite --quick`` (about 5 minutes on 2 CPU cores in all)
+QUICK_STEPS = 60
 
 
 def register(subparsers) -> None:
@@ -21,11 +23,17 @@ def register(subparsers) -> None:
         description="Train every ablation on the training phantoms, segment the test phantoms at k = 2/4/8 and "
         "print mean ± sd Dice per level beside the published numbers; update docs/benchmarks.md.",
     )
+    parser.add_argument("--suite", action="store_true",
+                        help="the quality suite: phantoms, real cryo-ET and real MRI, our default beside the "
+                             "strongest simple baselines (k-means, Gaussian mixture, TV, filter bank)")
+    parser.add_argument("--quick", action="store_true", help="with --suite: fewer phantoms, one seed, short training")
+    parser.add_argument("--seeds", type=int, default=None, help="with --suite: seeds per case (default 1 quick, 2 full)")
     parser.add_argument("--irregular", action="store_true", help="the irregular (perturbed boundaries) variant")
     parser.add_argument("--n-train", type=int, default=80, help="training phantoms (default %(default)s, as the paper)")
     parser.add_argument("--n-test", type=int, default=20, help="test phantoms (default %(default)s, as the paper)")
     parser.add_argument("--size", type=int, default=50, help="phantom edge (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=TrainConfig().steps, help="training steps per model (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"training steps per model (default {TrainConfig().steps}; --suite --quick: {QUICK_STEPS})")
     parser.add_argument("--methods", default=None, help="comma-separated substrings selecting rows (default: all)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -45,6 +53,12 @@ def update_report(path: Path, variant: str, body: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.suite:
+        return run_suite(args)
+    if args.quick or args.seeds is not None:
+        raise UserError("--quick and --seeds belong to --suite")
+    if args.steps is None:
+        args.steps = TrainConfig().steps
     from .. import benchmark
     from .._device import describe_device, resolve_device
 
@@ -80,4 +94,37 @@ def run(args: argparse.Namespace) -> int:
     if str(args.report).lower() != "none":
         update_report(args.report, variant, body)
         print(f"updated {args.report}", file=sys.stderr)
+    return 0
+
+
+def run_suite(args: argparse.Namespace) -> int:
+    from .._device import describe_device, resolve_device
+    from ..quality.cases import suite_cases
+    from ..quality.report import markdown
+    from ..quality.suite import default_pipeline, run_case
+
+    steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else TrainConfig().steps)
+    n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 2)
+    if steps < 1 or n_seeds < 1:
+        raise UserError("--steps and --seeds must be at least 1")
+    device = resolve_device(args.device)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    t0 = time.perf_counter()
+    seeds = [args.seed + i for i in range(n_seeds)]
+    log(f"quality suite ({'quick' if args.quick else 'full'}) on {describe_device(device)}: "
+        f"{steps} training steps per model, seeds {seeds}")
+    ours = default_pipeline(TrainConfig(steps=steps, seed=args.seed), device=device, log=log)
+    results = []
+    for case in suite_cases(quick=args.quick, log=log):
+        log(f"{case.name}: {len(case.volumes)} volume(s)")
+        results.append(run_case(case, ours, seeds=seeds, log=log))
+    wall = time.perf_counter() - t0
+    command = f"hypseg bench --suite{' --quick' if args.quick else ''} --steps {steps} --seeds {n_seeds}"
+    header = (f"`{command}` on {describe_device(device)}, wall time {wall / 60:.1f} min. Mean ± sd of the "
+              f"Hungarian-matched mean Dice over volumes × seeds; the best baseline is chosen per case and level.")
+    text = markdown(results, header)
+    print(text)
+    if str(args.report).lower() != "none":
+        update_report(args.report, "suite-quick" if args.quick else "suite", text)
+        log(f"updated {args.report}")
     return 0

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._errors import UserError
 from ..io import read_volume
+from ..segment_modes import DEFAULT_MODE, MODES
 from ._outputs import FORMATS, parse_clusters, write_levels
 from ._progress import ProgressLine
 
@@ -25,7 +26,9 @@ def add_segment_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clusters", default="2,4,8", help="cluster counts to write, e.g. 2,4,8 or 2-16 (default %(default)s)")
     parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
     parser.add_argument("--format", choices=sorted(FORMATS), default=None, help="output format (default: the input's)")
-    parser.add_argument("--mode", choices=["nested", "flat"], default="nested", help="nested levels refine each other; flat = independent k-means per k")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                        help="mixture (default): Gaussian mixture with a spatial prior on the embedding fused with intensity; "
+                             "nested / flat: Poincaré k-means on the embedding alone (the paper's protocol)")
     parser.add_argument("--window", default=None, help="embedding window edge(s) in voxels, e.g. 17 or 17,9 to fuse (default: the model's patch)")
     parser.add_argument("--stride", type=int, default=1, help="embed every Nth voxel and interpolate (fast preview)")
     parser.add_argument("--bin", type=int, default=1, dest="binning",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import features as F
+from ..segmentation import channels as F
 
 #: voxels used to fit k-means / the mixture; all voxels are then assigned
 FIT_SAMPLE = 200_000

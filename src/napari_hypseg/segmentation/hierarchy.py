@@ -63,6 +63,8 @@ from napari_hypseg.segmentation.kmeans import (
 __all__ = ["Hierarchy", "build_hierarchy"]
 
 MODES = ("nested", "flat")
+#: modes whose levels are stored one label array per level (ids matched level to level)
+PER_LEVEL_MODES = ("flat", "mixture")
 
 # voxels per np.take call in labels(): small enough that the intp copy of
 # the indices stays in cache, which makes the lookup ~2x faster than one call
@@ -123,7 +125,7 @@ class Hierarchy:
     @property
     def nbytes(self) -> int:
         """Memory held by the label arrays."""
-        if self._mode == "nested":
+        if self._mode not in PER_LEVEL_MODES:
             return int(self._fine.nbytes)
         return int(sum(a.nbytes for a in self._flat.values()))
 
@@ -149,7 +151,7 @@ class Hierarchy:
         O(N): one lookup per voxel (nested) or one copy (flat).
         """
         k = self._check_k(k)
-        if self._mode == "flat":
+        if self._mode in PER_LEVEL_MODES:
             return self._flat[k].copy()
         if k == self._k_values[-1]:
             return self._fine.copy()
@@ -183,7 +185,7 @@ class Hierarchy:
         ids 1..k map to themselves, id k+1 to the cluster that split.
         """
         if self._mode != "nested":
-            raise UserError("flat levels are independent clusterings: they have no parents")
+            raise UserError(f"{self._mode} levels are independent clusterings: they have no parents")
         k = self._check_k(k)
         if k + 1 not in self._centroids:
             raise UserError(f"level k={k} is the finest level; it has no children")

@@ -9,10 +9,14 @@ import numpy as np
 import torch
 
 from .. import hyperbolic as hyp
+from .._errors import UserError
+from ..segment_modes import DEFAULT_MODE, MODES
 from ..model.vae import HyperbolicVAE
 from .binning import bin_volume, upsample_labels
 from .embed import embed
+from .fusion import FusionConfig, fused_features
 from .hierarchy import Hierarchy, build_hierarchy
+from .mixture import SPATIAL_BETA, mixture_levels
 
 StageProgress = Callable[[str, int, int], None]
 
@@ -30,6 +34,8 @@ class Segmentation:
     hierarchy: Hierarchy
     binning: int = 1
     shape: tuple[int, ...] | None = None
+    #: intensity channel the mixture used ("raw" or "denoised"; None for k-means modes)
+    intensity: str | None = None
 
     def labels(self, k: int, *, full_resolution: bool = True) -> np.ndarray:
         labels = self.hierarchy.labels(k)
@@ -63,7 +69,9 @@ def segment(
     *,
     k_max: int = 16,
     k_min: int = 2,
-    mode: str = "nested",
+    mode: str = DEFAULT_MODE,
+    fusion: FusionConfig = FusionConfig(),
+    spatial_beta: float = SPATIAL_BETA,
     window: int | Sequence[int] | None = None,
     stride: int = 1,
     device: str | torch.device = "auto",
@@ -77,16 +85,26 @@ def segment(
 
     ``binning`` mean-pools the volume by that factor first (streaming from a
     memory map), for tomograms too large to embed at full resolution.
+    ``mode="mixture"`` (the default) clusters the embedding fused with an
+    intensity channel (:mod:`.fusion`) with a Gaussian mixture and a Potts
+    prior of strength ``spatial_beta`` per level (:mod:`.mixture`); it needs
+    the real voxels, so pass the volume even when ``embedding`` is given.
     """
+    if mode not in MODES:
+        raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     shape = tuple(volume.shape)
+    if binning > 1 and (embedding is None or mode == "mixture"):
+        volume = bin_volume(volume, binning)
     if embedding is None:
-        if binning > 1:
-            volume = bin_volume(volume, binning)
         embedding = embed(
             volume, model, window=window, stride=stride, device=device,
             progress=(lambda done, total: progress("embed", done, total)) if progress else None,
             should_stop=should_stop,
         )
+    if mode == "mixture":
+        return _segment_mixture(volume, embedding, model, k_min=k_min, k_max=k_max, fusion=fusion,
+                                spatial_beta=spatial_beta, seed=seed, binning=binning, shape=shape,
+                                progress=progress)
     points, metric = clustering_space(embedding, model)
     hierarchy = build_hierarchy(
         points, k_min=k_min, k_max=k_max, mode=mode, metric=metric, seed=seed,
@@ -94,3 +112,27 @@ def segment(
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
     return Segmentation(embedding=embedding, hierarchy=hierarchy, binning=binning, shape=shape)
+
+
+def _segment_mixture(volume, embedding, model, *, k_min, k_max, fusion, spatial_beta, seed, binning, shape, progress):
+    grid = tuple(embedding.shape[:-1])
+    if tuple(volume.shape) != grid:
+        raise UserError(f"the embedding covers {grid} voxels but the volume has {tuple(volume.shape)}")
+    latent_dim = model.config.latent_dim if model.config.hyperbolic else None
+    if progress:
+        progress("features", 0, 1)
+    features, intensity = fused_features(
+        np.asarray(volume, dtype=np.float32), embedding, latent_dim=latent_dim, config=fusion,
+        reference_k=min(4, k_max), seed=seed,
+    )
+    if progress:
+        progress("features", 1, 1)
+    levels = mixture_levels(
+        features, grid, range(k_min, k_max + 1), seed=seed, beta=spatial_beta,
+        progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
+    )
+    hierarchy = Hierarchy(
+        mode="mixture", metric="mixture", shape=grid,
+        centroids={k: np.zeros((k, 0), np.float32) for k in levels}, flat_labels=levels,
+    )
+    return Segmentation(embedding=embedding, hierarchy=hierarchy, binning=binning, shape=shape, intensity=intensity)

@@ -1,8 +1,9 @@
 """Classical per-voxel feature channels: denoised intensities and an ilastik-style filter bank.
 
-Used twice: as the baselines of the quality suite (k-means / a Gaussian
-mixture on these channels alone), and as the intensity channels our own
-pipeline fuses with the hyperbolic embedding (:mod:`napari_hypseg.segmentation.fusion`).
+Used twice: as the intensity channel our pipeline fuses with the hyperbolic
+embedding (:mod:`napari_hypseg.segmentation.fusion`), and as the baselines of
+the quality suite (k-means / a Gaussian mixture on these channels alone,
+:mod:`napari_hypseg.quality.baselines`).
 All channels are computed on the robustly normalised volume (1st..99th
 percentile → 0..1) so that weights such as the TV weight mean the same on
 any intensity scale.
@@ -40,6 +41,45 @@ def tv_denoise(volume: np.ndarray, weight: float = TV_WEIGHT) -> np.ndarray:
     from skimage.restoration import denoise_tv_chambolle  # noqa: PLC0415 - heavy import, used here only
 
     return denoise_tv_chambolle(normalise(volume), weight=weight).astype(np.float32)
+
+
+def noise_sigma(normalised: np.ndarray) -> float:
+    """Robust estimate of the voxel noise σ of a normalised volume.
+
+    The residual of each voxel against the mean of its six face neighbours
+    is, for white noise of σ, normal with σ·sqrt(7/6); its median absolute
+    deviation gives σ without being pulled by edges (a minority of voxels).
+    Exactly flat voxels (zero fill, masked backgrounds) are left out, else
+    a skull-stripped MRI would report no noise at all. Correlated noise is
+    underestimated, which errs towards denoising too little.
+    """
+    v = np.asarray(normalised, dtype=np.float32)
+    if min(v.shape) < 3:
+        return 0.0
+    kernel = np.zeros((3, 3, 3), dtype=np.float32)
+    kernel[1, 1, 1] = 1.0
+    for axis in range(3):
+        for side in (0, 2):
+            index = [1, 1, 1]
+            index[axis] = side
+            kernel[tuple(index)] = -1.0 / 6.0
+    residual = ndimage.convolve(v, kernel)[1:-1, 1:-1, 1:-1]
+    residual = residual[residual != 0]
+    if residual.size == 0:
+        return 0.0
+    mad = np.median(np.abs(residual - np.median(residual)))
+    return float(mad / 0.6745 / np.sqrt(7.0 / 6.0))
+
+
+def adaptive_tv(volume: np.ndarray) -> np.ndarray:
+    """TV denoising with the weight set to the estimated noise σ (no denoising of a clean volume)."""
+    v = normalise(volume)
+    sigma = noise_sigma(v)
+    if sigma <= 0:
+        return v
+    from skimage.restoration import denoise_tv_chambolle  # noqa: PLC0415
+
+    return denoise_tv_chambolle(v, weight=sigma).astype(np.float32)
 
 
 def _eigvals_sym3(m: list[list[np.ndarray]]) -> np.ndarray:

@@ -1,0 +1,163 @@
+"""Gaussian-mixture clustering with a spatial (Potts) prior: the default way levels are made.
+
+Why a mixture and not k-means: k-means assumes equal, spherical clusters and
+gives a class holding 2 % of the voxels no chance against a split of a large
+noisy one. Tissue classes and cryo-ET densities have very different spreads;
+on the same single feature a full-covariance mixture beat k-means by 0.08
+mean Dice on a real T1 MRI (0.947 vs 0.870, docs/benchmarks.md).
+
+Why a spatial prior: neighbouring voxels usually share a class. A few
+mean-field iterations of a Potts model multiply each voxel's posterior by
+``exp(beta * mean posterior of its 3×3×3 neighbourhood)``; this removes
+isolated misassignments without moving boundaries much (+0.01 on the MRI,
++0.03 on the tomogram in our measurements).
+
+Each level is fitted on one seeded voxel subsample and then every voxel is
+scored, so a 10⁷-voxel volume costs seconds per level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import ndimage
+
+from .._errors import UserError
+
+#: voxels used to fit each mixture (every voxel is then scored)
+FIT_SIZE = 200_000
+#: strength of the Potts prior, in units of "mean neighbourhood posterior"
+SPATIAL_BETA = 3.0
+#: mean-field iterations
+SPATIAL_ITERATIONS = 5
+#: EM initialisations per level, one fit each; the best likelihood wins. k-means
+#: initialisation splits a wide class in two and hides a small tight one; k-means++
+#: seeding often starts a component on it (and sometimes on an outlier): both are tried
+INITIALISATIONS = ("kmeans", "k-means++")
+#: covariance floor, in units of the standardised features
+REG_COVAR = 1e-4
+#: voxels scored per batch
+_BATCH = 1 << 20
+
+
+def fit_mixture(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int = FIT_SIZE):
+    """A full-covariance :class:`sklearn.mixture.GaussianMixture` fitted on a seeded subsample of ``points`` (N, C)."""
+    from sklearn.mixture import GaussianMixture  # noqa: PLC0415 - heavy import, needed only here
+
+    points = np.asarray(points)
+    if points.ndim != 2:
+        raise UserError(f"expected points of shape (N, C), got {points.shape}")
+    n = len(points)
+    if n < k:
+        raise UserError(f"cannot make {k} clusters from {n} voxels")
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    sample = points if n <= fit_size else points[np.sort(rng.choice(n, fit_size, replace=False))]
+    sample = sample.astype(np.float64, copy=False)
+    best = None
+    for i, init in enumerate(INITIALISATIONS):
+        mixture = GaussianMixture(
+            n_components=k, covariance_type="full", init_params=init, reg_covar=REG_COVAR,
+            random_state=int(np.random.SeedSequence(seed, spawn_key=(1, k, i)).generate_state(1)[0]),
+        ).fit(sample)
+        if best is None or mixture.lower_bound_ > best.lower_bound_:
+            best = mixture
+    return best
+
+
+def posteriors(mixture, points: np.ndarray) -> np.ndarray:
+    """(N, k) float32 posterior of every point, scored in batches."""
+    out = np.empty((len(points), mixture.n_components), dtype=np.float32)
+    for s in range(0, len(points), _BATCH):
+        out[s:s + _BATCH] = mixture.predict_proba(points[s:s + _BATCH])
+    return out
+
+
+def potts_mean_field(post: np.ndarray, *, beta: float = SPATIAL_BETA, iterations: int = SPATIAL_ITERATIONS) -> np.ndarray:
+    """Mean-field Potts smoothing of per-voxel posteriors ``(Z, Y, X, k)``; returns new posteriors.
+
+    q ← softmax(log p + beta · mean_{3×3×3}(q)), ``iterations`` times, with
+    mirror-reflected borders (a face voxel sees its own side, not a zero class).
+    """
+    if beta <= 0 or iterations <= 0:
+        return post
+    log_p = np.log(np.maximum(post, 1e-12, dtype=np.float32))
+    q = post.astype(np.float32, copy=True)
+    neighbours = np.empty_like(q)
+    for _ in range(iterations):
+        for c in range(q.shape[-1]):
+            ndimage.uniform_filter(q[..., c], size=3, output=neighbours[..., c], mode="reflect")
+        np.multiply(neighbours, np.float32(beta), out=q)
+        q += log_p
+        q -= q.max(axis=-1, keepdims=True)
+        np.exp(q, out=q)
+        q /= q.sum(axis=-1, keepdims=True)
+    return q
+
+
+def mixture_labels(
+    points: np.ndarray, shape: tuple[int, ...], k: int, *, seed: int = 0,
+    beta: float = SPATIAL_BETA, fit_size: int = FIT_SIZE,
+) -> tuple[np.ndarray, float]:
+    """Labels 0..k-1 (int64, ``shape``) of a k-component mixture with the Potts prior, and the mean confidence.
+
+    The mean confidence is the average of each voxel's largest posterior
+    before the spatial prior: an unsupervised measure of how well separated
+    the clusters are (used to choose between feature sets, never Dice).
+    """
+    mixture = fit_mixture(points, k, seed=seed, fit_size=fit_size)
+    post = posteriors(mixture, points)
+    confidence = float(post.max(axis=1).mean())
+    post = potts_mean_field(post.reshape(*shape, k), beta=beta)
+    return np.argmax(post, axis=-1), confidence
+
+
+def mean_confidence(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int = FIT_SIZE) -> float:
+    """Mean largest posterior of a k-component mixture, on the fitting subsample only (cheap)."""
+    mixture = fit_mixture(points, k, seed=seed, fit_size=fit_size)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    n = len(points)
+    sample = points if n <= fit_size else points[np.sort(rng.choice(n, fit_size, replace=False))]
+    return float(mixture.predict_proba(sample).max(axis=1).mean())
+
+
+def mixture_levels(
+    points: np.ndarray, shape: tuple[int, ...], ks, *, seed: int = 0, beta: float = SPATIAL_BETA,
+    fit_size: int = FIT_SIZE, progress: Callable[[int, int], None] | None = None,
+) -> dict[int, np.ndarray]:
+    """Labels (1..k, uint8/uint16, ``shape``) for every k in ``ks``, ids matched level to level.
+
+    Each level is its own mixture fit (a tree merged from an over-clustered
+    mixture lost 0.3 mean Dice on the real MRI: docs/method.md). Ids follow
+    the coarser level: each cluster of level k takes the id of the level
+    k−1 cluster it overlaps most (Hungarian matching on the overlap counts),
+    the remaining cluster takes id k, so colours stay put as k moves.
+    """
+    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
+
+    ks = sorted(int(k) for k in ks)
+    dtype = np.uint8 if ks[-1] <= 255 else np.uint16
+    levels: dict[int, np.ndarray] = {}
+    previous = None
+    for done, k in enumerate(ks, start=1):
+        labels, _ = mixture_labels(points, shape, k, seed=seed, beta=beta, fit_size=fit_size)
+        labels = labels.reshape(-1)
+        ids = np.full(k, -1, dtype=np.int64)
+        sizes = np.bincount(labels, minlength=k)
+        if previous is None:
+            ids[np.argsort(-sizes, kind="stable")] = np.arange(k)
+        else:
+            kp = int(previous.max()) + 1
+            overlap = np.bincount(previous * k + labels, minlength=kp * k).reshape(kp, k)
+            rows, cols = linear_sum_assignment(overlap, maximize=True)
+            ids[cols] = rows
+            rest = [j for j in np.argsort(-sizes, kind="stable") if ids[j] < 0]
+            ids[rest] = np.arange(len(rows), len(rows) + len(rest))
+        labels = ids[labels]
+        levels[k] = (labels + 1).astype(dtype).reshape(shape)
+        previous = labels
+        if progress:
+            progress(done, len(ks) + 1)
+    if progress:
+        progress(len(ks) + 1, len(ks) + 1)
+    return levels

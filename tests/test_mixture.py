@@ -1,0 +1,126 @@
+"""Mixture clustering with the spatial prior, fused features, and the default segment() path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_hypseg._errors import UserError
+from napari_hypseg.segmentation.channels import adaptive_tv, noise_sigma, normalise
+from napari_hypseg.segmentation.fusion import FusionConfig, embedding_channels, fused_features
+from napari_hypseg.segmentation.metrics import dice_scores
+from napari_hypseg.segmentation.mixture import mixture_labels, mixture_levels, potts_mean_field
+
+
+def _two_region_volume(noise: float, seed: int = 0, shape=(24, 24, 24)):
+    truth = np.zeros(shape, dtype=np.uint8)
+    truth[:, :, shape[2] // 2:] = 1
+    rng = np.random.default_rng(seed)
+    return truth.astype(np.float32) + rng.normal(scale=noise, size=shape).astype(np.float32), truth
+
+
+def test_noise_sigma_measures_white_noise():
+    rng = np.random.default_rng(0)
+    v = rng.normal(scale=0.2, size=(40, 40, 40)).astype(np.float32)
+    assert noise_sigma(v) == pytest.approx(0.2, rel=0.05)
+
+
+def test_noise_sigma_ignores_flat_fill_and_smooth_gradients():
+    v = np.zeros((30, 30, 30), np.float32)
+    v[:, :, 10:] = np.linspace(0.0, 1.0, 20, dtype=np.float32)  # zero fill beside a clean linear ramp
+    v[:, :, 10] = 0.0
+    assert noise_sigma(v) == pytest.approx(0.0, abs=1e-6)
+    assert np.allclose(adaptive_tv(v), normalise(v))
+    noisy = v + np.random.default_rng(0).normal(scale=0.1, size=v.shape).astype(np.float32)
+    assert noise_sigma(noisy) == pytest.approx(0.1, rel=0.1)
+
+
+def test_potts_prior_removes_isolated_flips_but_keeps_the_boundary():
+    truth = np.zeros((20, 20, 20), dtype=int)
+    truth[:, :, 10:] = 1
+    post = np.stack([truth == 0, truth == 1], axis=-1).astype(np.float32) * 0.6 + 0.2
+    flipped = np.random.default_rng(0).random(truth.shape) < 0.05
+    post[flipped] = post[flipped][:, ::-1]
+    smoothed = potts_mean_field(post, beta=3.0)
+    assert (post.argmax(-1) != truth).mean() > 0.04
+    assert (smoothed.argmax(-1) != truth).mean() < 0.01
+    np.testing.assert_allclose(smoothed.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_mixture_separates_classes_of_very_different_size_and_spread():
+    rng = np.random.default_rng(0)
+    shape = (30, 30, 30)
+    truth = np.zeros(shape, dtype=np.uint8)
+    truth[11:19, 11:19, 11:19] = 1  # 1.9 % of the voxels, a tight class beside a wide one
+    values = np.where(truth == 1, 4.0 + rng.normal(scale=0.1, size=shape), rng.normal(scale=1.0, size=shape))
+    labels, confidence = mixture_labels(values.reshape(-1, 1).astype(np.float32), shape, 2, seed=0)
+    assert dice_scores(labels, truth).per_class[1] > 0.8
+    assert 0.5 < confidence <= 1.0
+
+
+def test_mixture_levels_are_reproducible_and_ids_follow_the_coarser_level():
+    image, truth = _two_region_volume(0.1)
+    points = image.reshape(-1, 1)
+    a = mixture_levels(points, image.shape, [2, 3], seed=3)
+    b = mixture_levels(points, image.shape, [2, 3], seed=3)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert set(np.unique(a[2])) == {1, 2} and set(np.unique(a[3])) <= {1, 2, 3}
+    # a cluster of level 3 that overlaps a level-2 cluster most carries its id
+    for k3 in (1, 2):
+        inside = a[3] == k3
+        if inside.any():
+            assert np.bincount(a[2][inside]).argmax() == k3
+
+
+def test_fused_features_choose_the_denoised_channel_on_a_noisy_volume():
+    image, _ = _two_region_volume(0.6)
+    features, kind = fused_features(image, None, latent_dim=None, reference_k=2)
+    assert kind == "denoised" and features.shape == (image.size, 1)
+
+
+def test_fused_features_keep_raw_intensity_on_a_clean_volume():
+    image, _ = _two_region_volume(0.0)
+    _, kind = fused_features(image, None, latent_dim=None, reference_k=2)
+    assert kind == "raw"
+
+
+def test_embedding_channels_are_principal_axes_scaled_to_unit_total_variance():
+    rng = np.random.default_rng(0)
+    tangent = rng.normal(size=(5000, 3)) * np.array([3.0, 1.0, 0.1])
+    block = embedding_channels(tangent.reshape(10, 500, 3).astype(np.float32), latent_dim=None, components=2)
+    assert block.shape == (5000, 2)
+    variances = block.var(axis=0)
+    assert variances[0] > variances[1]
+    assert variances.sum() == pytest.approx((9 + 1) / (9 + 1 + 0.01), rel=0.05)
+
+
+def test_fused_features_refuse_an_embedding_of_another_shape():
+    with pytest.raises(UserError, match="does not match"):
+        fused_features(np.zeros((4, 4, 4), np.float32), np.zeros((4, 4, 5, 2), np.float32), latent_dim=2)
+
+
+def test_fusion_config_validates():
+    with pytest.raises(UserError, match="intensity"):
+        FusionConfig(intensity="median")
+    with pytest.raises(UserError, match="embedding_weight"):
+        FusionConfig(embedding_weight=-1)
+
+
+def test_default_segment_is_the_mixture_on_fused_features(one_torch_thread):
+    from napari_hypseg.segmentation.pipeline import segment
+    from napari_hypseg.synthetic import make_phantom
+    from napari_hypseg.training import TrainConfig, Trainer
+
+    phantom = make_phantom(24, seed=1)
+    model = Trainer([phantom.image], train_config=TrainConfig(steps=2, device="cpu", preview_every=0)).fit()
+    result = segment(phantom.image, model, k_min=2, k_max=4, device="cpu")
+    assert result.hierarchy.mode == "mixture"
+    assert result.intensity in ("raw", "denoised")
+    assert result.embedding.shape == phantom.image.shape + (model.config.latent_dim,)
+    for k in (2, 3, 4):
+        labels = result.labels(k)
+        assert labels.shape == phantom.image.shape
+        assert set(np.unique(labels)) <= set(range(1, k + 1))
+    # re-clustering the same embedding reproduces the levels
+    again = segment(phantom.image, model, k_min=2, k_max=4, device="cpu", embedding=result.embedding)
+    assert np.array_equal(again.labels(4), result.labels(4))
