@@ -73,7 +73,9 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
                 ) from exc
             raise UserError(f"cannot write {final}: {_reason(exc)}") from exc
         except OSError as exc:
-            if exc.errno not in _USER_ERRNOS:
+            # numpy's tofile reports a short write (full disk, ulimit -f) without an errno
+            short = exc.errno is None and "written" in str(exc)
+            if exc.errno not in _USER_ERRNOS and not short:
                 raise
             raise UserError(f"cannot write {final}: {_reason(exc)}") from exc
     finally:
@@ -88,8 +90,12 @@ _USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQU
 
 
 def _reason(exc: OSError) -> str:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "no space left (free some space or write elsewhere)"
+    if exc.errno == errno.EFBIG:
+        return "file too large for this file system or for the file-size limit (ulimit -f)"
+    if exc.errno is None:
+        return "the write stopped short (the disk is full or a file-size limit was reached)"
     if exc.errno == errno.EROFS:
         return "the file system is read-only"
     return exc.strerror or type(exc).__name__

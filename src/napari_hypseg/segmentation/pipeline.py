@@ -10,7 +10,8 @@ import torch
 
 from .. import hyperbolic as hyp
 from ..model.vae import HyperbolicVAE
-from .binning import bin_volume, upsample_labels
+from .._errors import UserError
+from .binning import bin_volume, binned_shape, check_binning, upsample_labels
 from .embed import embed
 from .hierarchy import Hierarchy, build_hierarchy
 
@@ -79,6 +80,9 @@ def segment(
     memory map), for tomograms too large to embed at full resolution.
     """
     shape = tuple(volume.shape)
+    check_binning(shape, binning, min_size=model.patch_size if embedding is None and binning != 1 else 1)
+    if embedding is not None:
+        _check_embedding_shape(embedding, binned_shape(shape, binning), model.config.latent_dim)
     if embedding is None:
         if binning > 1:
             volume = bin_volume(volume, binning)
@@ -94,3 +98,12 @@ def segment(
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
     return Segmentation(embedding=embedding, hierarchy=hierarchy, binning=binning, shape=shape)
+
+
+def _check_embedding_shape(embedding, grid, d: int) -> None:
+    shape = tuple(np.shape(embedding))
+    if shape[:-1] != tuple(grid) or len(shape) != 4 or shape[-1] % d:
+        raise UserError(
+            f"the embedding has shape {shape} but this volume (binned grid {tuple(grid)}) and model "
+            f"(latent dimension {d}) need ({', '.join(map(str, grid))}, {d}·n_windows)"
+        )

@@ -289,13 +289,13 @@ class Trainer:
                     "step", self.step, total, elapsed, rate, eta, dict(losses),
                     message="skipped a step with a non-finite loss" if nonfinite else "",
                 )
-            if c.preview_every and self.step % c.preview_every == 0 and not self._cancel.is_set():
-                elapsed, rate, eta = timing()
-                yield TrainEvent("preview", self.step, total, elapsed, rate, eta, preview=self.preview())
                 # only here, right after the health check, so a periodic save never holds a diverged model
                 if self.checkpoint_path is not None and self._checkpoint_due(last_save_step, last_save_time):
                     self.save()
                     last_save_step, last_save_time = self.step, time.perf_counter()
+            if c.preview_every and self.step % c.preview_every == 0 and not self._cancel.is_set():
+                elapsed, rate, eta = timing()
+                yield TrainEvent("preview", self.step, total, elapsed, rate, eta, preview=self.preview())
 
         self.model.eval()
         if final_kind != "nonfinite" and not self._weights_finite():
