@@ -123,13 +123,14 @@ def _can_mount() -> bool:
 needs_mount = pytest.mark.skipif(not _can_mount(), reason="needs unshare -rm and tmpfs mounts")
 
 
-def _cli_on_tmpfs(mount: Path, options: str, args: list[str]) -> subprocess.CompletedProcess:
-    """Run hypseg in a private mount namespace where ``mount`` is a fresh tmpfs with ``options``."""
+def _cli_on_tmpfs(mount: Path, options: str, args: list[str], *, python: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run hypseg (or ``python ...``) in a private mount namespace where ``mount`` is a fresh tmpfs with ``options``."""
     mount.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    script = f'mount -t tmpfs -o {options} none "$1" && shift && exec "$@"'
-    return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(mount), sys.executable,
-                           "-m", "napari_hypseg.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    script = 'mount -t tmpfs -o "$1" none "$2" && shift 2 && exec "$@"'
+    command = python if python is not None else ["-m", "napari_hypseg.cli", *args]
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", options, str(mount), sys.executable, *command],
+                          env=env, capture_output=True, text=True, timeout=300)
 
 
 def _single_error_line(stderr: str, command: str) -> str:
@@ -380,6 +381,23 @@ def test_segment_to_a_read_only_or_full_file_system_is_refused_before_work(tmp_p
     assert "embed" not in result.stderr
 
 
+@needs_mount
+def test_write_on_a_read_only_file_system_reports_the_first_error_only(tmp_path):
+    """The temporary file's cleanup used to raise a second error that hid "read-only"."""
+    code = (
+        "import sys, numpy as np\n"
+        "from napari_hypseg.io import write_labels\n"
+        "from napari_hypseg._errors import UserError\n"
+        "try:\n"
+        "    write_labels(sys.argv[1], np.ones((4, 4, 4), np.uint8))\n"
+        "except UserError as exc:\n"
+        "    print('UserError:', exc)\n"
+    )
+    result = _cli_on_tmpfs(tmp_path / "mnt", "ro,size=1m", [], python=["-c", code, str(tmp_path / "mnt" / "l.mrc")])
+    assert result.returncode == 0, result.stderr
+    assert "UserError: cannot write" in result.stdout and "read-only" in result.stdout
+
+
 def test_disk_filling_up_during_the_writes_is_one_line_and_withdraws_the_manifest(tmp_path, small_model, good):
     """A file-size limit makes the embedding's write fail as a full disk does, after the label files were replaced."""
     import resource
@@ -501,3 +519,30 @@ def test_binning_larger_than_the_volume_says_so():
         bin_volume(np.random.default_rng(0).normal(size=(24, 24, 24)), 64)
     with pytest.raises(UserError, match="integer >= 1"):
         bin_volume(np.zeros((4, 4, 4)), 0)
+
+
+class _Payload:
+    """Unpickling this runs code: what a malicious "model" file would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_model_file_with_a_pickle_payload_is_refused_without_running_it(tmp_path, good, capsys):
+    marker = tmp_path / "code-ran"
+    model = tmp_path / "evil.pt"
+    torch.save({"format": "napari-hypseg-model", "model_config": _Payload(marker)}, model)
+    assert main(["segment", str(good), "--model", str(model), "--out-dir", str(tmp_path / "seg"), "--device", "cpu"]) == 2
+    assert "not a readable napari-hypseg model" in _one_line_error(capsys, "segment")
+    assert not marker.exists()
+
+
+def test_model_file_with_nan_weights_is_refused(tmp_path, small_model):
+    payload = torch.load(small_model, weights_only=True)
+    next(t for t in payload["state_dict"].values() if t.is_floating_point()).view(-1)[0] = float("nan")
+    torch.save(payload, tmp_path / "nan.pt")
+    with pytest.raises(UserError, match="NaN or infinite weights"):
+        load_model(tmp_path / "nan.pt")
