@@ -273,7 +273,8 @@ def test_killed_training_keeps_its_last_periodic_checkpoint(good, tmp_path):
     assert load_model(model) is not None and read_checkpoint(model)["step"] >= 5
 
 
-def test_interrupted_segmentation_exits_130_and_leaves_the_earlier_result_whole(tmp_path, small_model):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_segmentation_exits_130_and_leaves_the_earlier_result_whole(tmp_path, small_model, signum):
     volume = _write(tmp_path / "big.mrc", make_phantom(48, seed=1).image)
     out = tmp_path / "seg"
     assert main(["segment", str(volume), "--model", str(small_model), "--out-dir", str(out), "--device", "cpu",
@@ -282,7 +283,7 @@ def test_interrupted_segmentation_exits_130_and_leaves_the_earlier_result_whole(
     proc = _cli_process("segment", str(volume), "--model", str(small_model), "--out-dir", str(out), "--device", "cpu",
                         "--clusters", "2-12", "--mode", "flat", "--window", "3")
     _stderr_line_containing(proc, "embed")
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err

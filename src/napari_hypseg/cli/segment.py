@@ -163,7 +163,7 @@ def plan_outputs(paths: list[Path], stems: dict[Path, str], model_config, args: 
     windows = parse_window(args.window)
     n_windows = len(windows) if isinstance(windows, list) else 1
     inputs = {p.resolve() for p in paths}
-    need = 0
+    need = replaced = largest = 0
     for path in paths:
         shape = peek_shape(path)
         if shape is not None:
@@ -179,14 +179,20 @@ def plan_outputs(paths: list[Path], stems: dict[Path, str], model_config, args: 
             voxels = int(np.prod(shape))
             binned = int(np.prod(binned_shape(shape, args.binning)))
             suffix = output_suffix_for(path, args.format)
-            labels_bytes = 0 if suffix == ".nii.gz" else voxels * len(ks)  # compressed size is unknown
-            need += labels_bytes + binned * 4 * model_config.latent_dim * n_windows
+            labels_bytes = 0 if suffix == ".nii.gz" else voxels  # per level; a compressed size is unknown
+            embedding_bytes = binned * 4 * model_config.latent_dim * n_windows
+            need += labels_bytes * len(ks) + embedding_bytes
+            largest = max(largest, labels_bytes, embedding_bytes)
         for name in output_names(stems[path], ks, output_suffix_for(path, args.format)):
             target = (args.out_dir / name).resolve()
             if target.is_dir():
                 raise UserError(f"cannot write {args.out_dir / name}: a folder has that name")
             if target in inputs:
                 raise UserError(f"segmenting {path} would overwrite the input {args.out_dir / name}; choose another --out-dir")
+            if target.is_file():
+                replaced += target.stat().st_size
+    # files replaced one at a time free their old space as they go; only the largest new one needs room beside its old self
+    need = max(0, need - replaced) + (largest if replaced else 0)
     check_writable(args.out_dir / f"{stems[paths[0]]}{MANIFEST_SUFFIX}", need_bytes=need, what="output folder")
 
 

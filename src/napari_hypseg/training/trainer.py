@@ -100,9 +100,9 @@ class Trainer:
         if payload is not None:
             if model_config is not None and model_config != payload["config"]:
                 raise UserError(
-                    f"--resume continues the model in {resume} ({describe_config(payload['config'])}), "
+                    f"resuming continues the model in {resume} ({describe_config(payload['config'])}), "
                     f"which differs from the one asked for ({describe_config(model_config)}); "
-                    "drop the architecture options or train a new model"
+                    "pass no model_config, or train a new model"
                 )
             model_config = payload["config"]
         model_config = model_config or ModelConfig()
