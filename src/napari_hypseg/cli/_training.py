@@ -144,7 +144,8 @@ def train_with_progress(
         if out is not None and trainer.saved_step is not None:
             kept = f" The last healthy checkpoint (step {trainer.saved_step}) is in {out}."
         raise UserError(last.message + kept)
-    if caught.name is not None or (last is not None and last.kind == "cancelled"):
+    # a signal that arrives after the last step changes nothing: the run is complete and saved
+    if last is not None and last.kind == "cancelled":
         kept = f"; the model at step {trainer.step} is in {out} (continue with --resume {out})" if out else ""
         raise Interrupted(f"{caught.name or 'cancelled'} at step {trainer.step}{kept}")
     return trainer
