@@ -193,7 +193,8 @@ def plan_outputs(paths: list[Path], stems: dict[Path, str], model_config, args: 
                 replaced += target.stat().st_size
     # files replaced one at a time free their old space as they go; only the largest new one needs room beside its old self
     need = max(0, need - replaced) + (largest if replaced else 0)
-    check_writable(args.out_dir / f"{stems[paths[0]]}{MANIFEST_SUFFIX}", need_bytes=need, what="output folder")
+    check_writable(args.out_dir / f"{stems[paths[0]]}{MANIFEST_SUFFIX}", need_bytes=need, what="output folder",
+                   shown=args.out_dir)
 
 
 def peek_shape(path: Path) -> tuple[int, ...] | None:

@@ -111,40 +111,45 @@ def _temporary_name(final: Path) -> Path:
 TMP_MARK = ".tmp"
 
 
-def check_writable(final: str | os.PathLike, *, need_bytes: int = 0, what: str = "output") -> Path:
+def check_writable(final: str | os.PathLike, *, need_bytes: int = 0, what: str = "output", shown: Path | None = None) -> Path:
     """Raise :class:`UserError` unless ``final`` can be written now, before any long job starts.
 
     ``final`` is a file path; missing parent folders count as writable when
     the nearest existing ancestor is (they are created by the writers). A real
     probe file is created and removed, because permission bits do not tell
     about read-only mounts or ACLs. ``need_bytes`` is compared with the free
-    space of that file system.
+    space of that file system. Messages name ``shown`` (e.g. the output
+    folder) instead of ``final`` when given.
     """
     final = Path(final)
+    name = shown or final
     if final.is_dir():
-        raise UserError(f"cannot write the {what} {final}: it is a folder; give a file name")
+        raise UserError(f"cannot write the {what} {name}: it is a folder; give a file name")
     folder = final.parent
     while not folder.exists():
         folder = folder.parent
     if not folder.is_dir():
-        raise UserError(f"cannot write the {what} {final}: {folder} is a file, not a folder")
+        raise UserError(f"cannot write the {what} {name}: {folder} is a file, not a folder")
     probe = _temporary_name(folder / final.name)
     try:
         with open(probe, "wb"):
             pass
     except OSError as exc:
-        raise UserError(f"cannot write the {what} {final}: {_reason(exc)}") from None
+        raise UserError(f"cannot write the {what} {name}: {_reason(exc)}") from None
     finally:
         with contextlib.suppress(OSError):
             probe.unlink()
     free = shutil.disk_usage(folder).free
     if need_bytes > free:
         raise UserError(
-            f"cannot write the {what} {final}: it needs about {_megabytes(need_bytes)} "
-            f"but only {_megabytes(free)} are free there"
+            f"cannot write the {what} {name}: it needs about {_human_size(need_bytes)} "
+            f"but only {_human_size(free)} are free there"
         )
     return final
 
 
-def _megabytes(n: int) -> str:
-    return f"{n / 2**20:.1f} MB" if n < 2**30 else f"{n / 2**30:.1f} GB"
+def _human_size(n: int) -> str:
+    for unit, size in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"

@@ -30,7 +30,7 @@ def check_binning(shape, factor, *, min_size: int = 1) -> None:
     binned = binned_shape(shape, factor)
     if min(binned) < min_size:
         largest = max(f for f in range(1, factor + 1) if min(binned_shape(shape, f)) >= min_size) if min(shape) >= min_size else None
-        hint = f"; use a bin of at most {largest}" if largest else ""
+        hint = f"; use a bin of at most {largest}" if largest and largest > 1 else "; it is too small to bin"
         raise UserError(
             f"binning by {factor} shrinks the volume ({'x'.join(map(str, shape))}) to "
             f"{'x'.join(map(str, binned))}, smaller than the model's {min_size}-voxel patch{hint}"
