@@ -401,17 +401,20 @@ def test_write_on_a_read_only_file_system_reports_the_first_error_only(tmp_path)
 
 def test_disk_filling_up_during_the_writes_is_one_line_and_withdraws_the_manifest(tmp_path, small_model, good):
     """A file-size limit makes the embedding's write fail as a full disk does, after the label files were replaced."""
-    import resource
-
     out = tmp_path / "seg"
     args = ["segment", str(good), "--model", str(small_model), "--out-dir", str(out), "--device", "cpu", "--clusters", "2"]
     assert main(args) == 0  # a complete earlier result
     assert (out / "good_manifest.json").exists()
 
-    def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))  # label file 15 kB fits, embedding 110 kB not
-
-    proc = _cli_process(*args, preexec_fn=limit)
+    # the limit is set inside the child (not with preexec_fn, which is unsafe in a threaded parent):
+    # a 15 kB label file fits, the 110 kB embedding does not
+    launcher = (
+        "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000)); "
+        "sys.argv = ['hypseg', *sys.argv[1:]]; runpy.run_module('napari_hypseg.cli', run_name='__main__')"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", launcher, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, err
     assert "stopped short (the disk is full" in _single_error_line(err, "segment")
