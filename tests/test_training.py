@@ -177,7 +177,8 @@ def test_nonfinite_training_is_stopped_and_weights_restored(tmp_path):
     assert events[-1].kind == "nonfinite"
     assert "learning rate" in events[-1].message
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
-    assert all(torch.isfinite(p).all() for p in load_model(tmp_path / "m.pt").parameters())
+    # a diverged run must not leave a model file that looks like a result
+    assert not (tmp_path / "m.pt").exists()
 
 
 @pytest.mark.parametrize("bad,match", [

@@ -8,6 +8,10 @@ from ._errors import UserError
 
 # voxels read per slab when scanning big (memory-mapped) volumes, to bound RAM
 _SLAB_VOXELS = 32 * 1024 * 1024
+# Widest value range the float32 pipeline handles: normalisation computes
+# (x - low) / (high - low), and sums of squares over a patch follow, so a range
+# near float32's 3.4e38 overflows to inf and every embedding collapses to one point.
+MAX_VALUE_SPAN = 1e30
 
 
 def _slabs(data: np.ndarray):
@@ -42,6 +46,11 @@ def check_volume(data: np.ndarray, *, min_size: int = 1, name: str = "volume") -
         lo, hi = min(lo, float(slab.min())), max(hi, float(slab.max()))
     if hi <= lo:
         raise UserError(f"the {name} is constant (every voxel is {lo:g}); there is nothing to segment")
+    if hi - lo > MAX_VALUE_SPAN:
+        raise UserError(
+            f"the {name}'s values span {lo:.3g} to {hi:.3g}, too wide for float32 arithmetic "
+            f"(at most {MAX_VALUE_SPAN:.0e}); rescale it (e.g. to zero mean, unit variance) first"
+        )
 
 
 def robust_range(volumes, *, low: float = 1.0, high: float = 99.0, max_samples: int = 2_000_000) -> tuple[float, float]:

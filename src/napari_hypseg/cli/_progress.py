@@ -60,22 +60,41 @@ def train_detail(event) -> str:
     return " ".join(parts)
 
 
+class Interrupt:
+    """What :func:`interrupt_cancels` caught: ``name`` is "Ctrl-C" or "SIGTERM", None while nothing arrived."""
+
+    name: str | None = None
+
+
 @contextlib.contextmanager
-def interrupt_cancels(cancel: Callable[[], None], what: str) -> Iterator[None]:
-    """First Ctrl-C calls ``cancel()`` (the job stops cleanly, keeping its result); a second one aborts."""
-    previous = signal.getsignal(signal.SIGINT)
+def interrupt_cancels(cancel: Callable[[], None], what: str) -> Iterator[Interrupt]:
+    """First Ctrl-C or SIGTERM calls ``cancel()`` (the job stops cleanly, keeping its result); a second one aborts.
+
+    SIGTERM is what ``kill``, ``timeout`` and batch schedulers send before
+    SIGKILL, so it gets the same clean stop as Ctrl-C.
+    """
+    caught = Interrupt()
+    signums = (signal.SIGINT, signal.SIGTERM)
+    try:
+        previous = {s: signal.getsignal(s) for s in signums}
+    except ValueError:  # pragma: no cover - getsignal works in any thread
+        previous = {}
 
     def handler(signum, frame):
-        signal.signal(signal.SIGINT, previous)
-        print(f"\ninterrupt: stopping {what} after the current step (Ctrl-C again to abort)", file=sys.stderr)
+        for s in signums:
+            signal.signal(s, previous[s])
+        caught.name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\ninterrupt ({caught.name}): stopping {what} after the current step (again to abort)", file=sys.stderr)
         cancel()
 
     try:
-        signal.signal(signal.SIGINT, handler)
+        for s in signums:
+            signal.signal(s, handler)
     except ValueError:  # not the main thread: no signal handling, Ctrl-C behaves as usual
-        yield
+        yield caught
         return
     try:
-        yield
+        yield caught
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s in signums:
+            signal.signal(s, previous[s])

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..io import read_volume
 from ._outputs import stem_of
 from ._training import add_training_args, configs_from_args, train_with_progress
-from .segment import add_segment_args, segment_volume
+from .segment import add_segment_args, check_segment_args, plan_outputs, segment_volume
 
 
 def register(subparsers) -> None:
@@ -24,12 +24,15 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    volume = read_volume(args.volume)
+    # everything that can fail without training is checked first, outputs included
+    check_segment_args(args)
     model_config, train_config = configs_from_args(args)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = args.out_dir / f"{stem_of(args.volume)}_model.pt"
+    stem = stem_of(args.volume)
+    plan_outputs([args.volume], {args.volume: stem}, model_config, args)
+    volume = read_volume(args.volume)
+    model_path = args.out_dir / f"{stem}_model.pt"
     trainer = train_with_progress([volume.data], model_config, train_config, out=model_path)
-    written, _ = segment_volume(volume, trainer.model, args, label=args.volume.name)
+    written, _ = segment_volume(volume, trainer.model, args, label=args.volume.name, stem=stem, model_path=model_path)
     for path in written:
         print(path)
     print(model_path)

@@ -6,15 +6,17 @@ import argparse
 import glob
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .._errors import UserError
-from ..io import read_volume
+from ..io import NIFTI_SUFFIXES, read_volume
+from ..io.atomic import check_writable, full_suffix
 from ..segment_modes import DEFAULT_MODE, MODES
-from ._outputs import FORMATS, parse_clusters, write_levels
+from ._outputs import FORMATS, MANIFEST_SUFFIX, output_names, output_suffix_for, parse_clusters, unique_stems, write_levels
 from ._progress import ProgressLine
 
 # volumes up to this size are read into RAM in a background thread while the
@@ -38,11 +40,35 @@ def add_segment_args(parser: argparse.ArgumentParser) -> None:
 def parse_window(text: str | None):
     if text is None:
         return None
+    from ..segmentation.embed import MIN_WINDOW  # imports torch: not at CLI start-up
+
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"--window expects integers like 17 or 17,9, got {text!r}") from None
+    if not values:
+        raise UserError(f"--window expects integers like 17 or 17,9, got {text!r}")
+    if min(values) < MIN_WINDOW:
+        raise UserError(
+            f"--window values must be at least {MIN_WINDOW} voxels, got {text!r}: a smaller window "
+            "holds no structure and multiplies the work"
+        )
     return values[0] if len(values) == 1 else values
+
+
+def check_segment_args(args: argparse.Namespace) -> None:
+    """Every option checked before any file is read, so a typo costs no embedding time."""
+    from .._device import resolve_device
+
+    parse_clusters(args.clusters)
+    parse_window(args.window)
+    if args.stride < 1:
+        raise UserError(f"--stride must be >= 1, got {args.stride}")
+    if args.binning < 1:
+        raise UserError(f"--bin must be >= 1, got {args.binning}")
+    resolve_device(args.device)
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise UserError(f"--out-dir {args.out_dir} is a file, not a folder")
 
 
 def register(subparsers) -> None:
@@ -61,12 +87,21 @@ def register(subparsers) -> None:
 
 
 def expand_inputs(patterns: list[str]) -> list[Path]:
+    """Files named or matched, each once (a file given twice would be segmented twice into the same names)."""
     paths: list[Path] = []
+    seen: dict[Path, Path] = {}
     for pattern in patterns:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matches:
             raise UserError(f"no file matches {pattern!r}")
-        paths.extend(Path(m) for m in matches)
+        for match in matches:
+            path = Path(match)
+            key = path.resolve()
+            if key in seen:
+                warnings.warn(f"{path} is given more than once (also as {seen[key]}); segmenting it once", UserWarning, stacklevel=2)
+                continue
+            seen[key] = path
+            paths.append(path)
     return paths
 
 
@@ -77,7 +112,7 @@ def _load(path: Path):
     return volume
 
 
-def segment_volume(volume, model, args, *, label: str):
+def segment_volume(volume, model, args, *, label: str, stem: str | None = None, model_path: Path | None = None):
     """Segment one volume and write its outputs; returns (paths written, Segmentation)."""
     from ..segmentation.pipeline import segment
 
@@ -90,7 +125,11 @@ def segment_volume(volume, model, args, *, label: str):
         progress=lambda stage, done, total: bar.update(done, total, stage),
     )
     bar.close()
-    written = write_levels(volume, result, ks, args.out_dir, fmt=args.format)
+    settings = {"mode": args.mode, "window": args.window, "stride": args.stride, "bin": args.binning, "seed": args.seed}
+    written = write_levels(
+        volume, result, ks, args.out_dir, fmt=args.format, stem=stem,
+        manifest={"model": str(model_path) if model_path else None, "settings": settings},
+    )
     print(f"{label}: {len(ks)} label files in {time.perf_counter() - t0:.1f} s -> {args.out_dir}", file=sys.stderr)
     return written, result
 
@@ -98,8 +137,11 @@ def segment_volume(volume, model, args, *, label: str):
 def run(args: argparse.Namespace) -> int:
     from ..model.checkpoint import load_model
 
+    check_segment_args(args)
     paths = expand_inputs(args.volumes)
+    stems = unique_stems(paths)
     model = load_model(args.model)
+    plan_outputs(paths, stems, model.config, args)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:
         upcoming = pool.submit(_load, paths[0])
@@ -107,10 +149,74 @@ def run(args: argparse.Namespace) -> int:
             volume = upcoming.result()
             if i + 1 < len(paths):
                 upcoming = pool.submit(_load, paths[i + 1])
-            written, _ = segment_volume(volume, model, args, label=path.name)
+            written, _ = segment_volume(volume, model, args, label=path.name, stem=stems[path], model_path=args.model)
             for p in written:
                 print(p)
     hours = (time.perf_counter() - t0) / 3600
     if len(paths) > 1:
         print(f"{len(paths)} volumes, {len(paths) / hours:.0f} volumes/hour", file=sys.stderr)
     return 0
+
+
+def plan_outputs(paths: list[Path], stems: dict[Path, str], model_config, args: argparse.Namespace) -> None:
+    """Before any embedding: every volume fits the model and the bin, no output overwrites an input, the folder has room."""
+    from ..segmentation.binning import binned_shape, check_binning
+
+    ks = parse_clusters(args.clusters)
+    windows = parse_window(args.window)
+    n_windows = len(windows) if isinstance(windows, list) else 1
+    inputs = {p.resolve() for p in paths}
+    need = replaced = largest = 0
+    for path in paths:
+        shape = peek_shape(path)
+        if shape is not None:
+            where = f"{path.name}: "
+            try:
+                if min(shape) < model_config.patch_size:
+                    raise UserError(
+                        f"the volume of shape {shape} is smaller than the model's {model_config.patch_size}-voxel patch along some axis"
+                    )
+                check_binning(shape, args.binning, min_size=model_config.patch_size if args.binning != 1 else 1)
+            except UserError as exc:
+                raise UserError(where + str(exc).replace("the bin factor", "--bin")) from None
+            voxels = int(np.prod(shape))
+            binned = int(np.prod(binned_shape(shape, args.binning)))
+            suffix = output_suffix_for(path, args.format)
+            labels_bytes = 0 if suffix == ".nii.gz" else voxels  # per level; a compressed size is unknown
+            embedding_bytes = binned * 4 * model_config.latent_dim * n_windows
+            need += labels_bytes * len(ks) + embedding_bytes
+            largest = max(largest, labels_bytes, embedding_bytes)
+        for name in output_names(stems[path], ks, output_suffix_for(path, args.format)):
+            target = (args.out_dir / name).resolve()
+            if target.is_dir():
+                raise UserError(f"cannot write {args.out_dir / name}: a folder has that name")
+            if target in inputs:
+                raise UserError(f"segmenting {path} would overwrite the input {args.out_dir / name}; choose another --out-dir")
+            if target.is_file():
+                replaced += target.stat().st_size
+    # files replaced one at a time free their old space as they go; only the largest new one needs room beside its old self
+    need = max(0, need - replaced) + (largest if replaced else 0)
+    check_writable(args.out_dir / f"{stems[paths[0]]}{MANIFEST_SUFFIX}", need_bytes=need, what="output folder",
+                   shown=args.out_dir)
+
+
+def peek_shape(path: Path) -> tuple[int, ...] | None:
+    """Voxel counts along the three axes, from the header alone (any axis order); None if unreadable here.
+
+    Unreadable files are left to :func:`read_volume`, which says what is wrong with them.
+    """
+    try:
+        if full_suffix(path) in NIFTI_SUFFIXES:
+            import nibabel as nib
+
+            shape = tuple(int(n) for n in nib.load(path).shape)
+            while len(shape) > 3 and shape[-1] == 1:
+                shape = shape[:-1]
+        else:
+            import mrcfile
+
+            with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+                shape = (int(mrc.header.nz), int(mrc.header.ny), int(mrc.header.nx))
+    except Exception:  # noqa: BLE001 - any failure means "let the reader report it"
+        return None
+    return shape if len(shape) == 3 and min(shape) > 0 else None

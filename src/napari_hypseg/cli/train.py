@@ -6,14 +6,15 @@ import argparse
 from pathlib import Path
 
 from ..io import read_volume
-from ._training import add_training_args, configs_from_args, train_with_progress
+from ._training import add_training_args, check_model_out, configs_from_args, train_with_progress
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a model on volumes (MRC/NIfTI)",
-        description="Train the hyperbolic VAE on one or more volumes. Ctrl-C stops cleanly and keeps the checkpoint.",
+        description="Train the hyperbolic VAE on one or more volumes. Ctrl-C or SIGTERM stops cleanly, keeps the "
+        "checkpoint and exits 130; the model is also saved periodically (--checkpoint-minutes).",
     )
     parser.add_argument("volumes", nargs="+", type=Path, metavar="VOLUME")
     parser.add_argument("--out", type=Path, required=True, metavar="MODEL.pt", help="model file to write")
@@ -23,8 +24,15 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # every check that needs no volume comes first: options, then the output, then the inputs
+    check_model_out(args.out, args.volumes)
+    resume_config = None
+    if args.resume is not None:
+        from ..model.checkpoint import read_checkpoint
+
+        resume_config = read_checkpoint(args.resume)["config"]
+    model_config, train_config = configs_from_args(args, resume_config=resume_config)
     volumes = [read_volume(p).data for p in args.volumes]
-    model_config, train_config = configs_from_args(args)
     trainer = train_with_progress(volumes, model_config, train_config, out=args.out, resume=args.resume)
     print(f"wrote {args.out} (step {trainer.step})")
     return 0

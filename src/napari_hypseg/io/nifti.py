@@ -170,7 +170,9 @@ def write_nifti(
         img = klass(data, None, header=header)
     else:
         affine = np.asarray(geometry["affine"], dtype=float)
-        img = nib.Nifti1Image(data, affine)
+        # an explicit dtype: nibabel refuses to infer 64-bit integer types, which
+        # write_labels documents (uint64 for labels >= 2**32)
+        img = nib.Nifti1Image(data, affine, dtype=data.dtype)
         img.header.set_qform(affine, code="aligned")
         img.header.set_sform(affine, code="aligned")
     hdr = img.header

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from .._errors import SettingError
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,23 @@ class ModelConfig:
     max_tangent_norm: float = 3.0
 
     def __post_init__(self) -> None:
+        # model files are user input: every field is checked for type as well as range
         if self.manifold not in ("poincare", "euclidean"):
-            raise ValueError(f"manifold must be 'poincare' or 'euclidean', got {self.manifold!r}")
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and positive, got {self.kernel_size}")
-        if not self.channels:
-            raise ValueError("channels must name at least one encoder layer")
+            raise SettingError("manifold", f"must be 'poincare' or 'euclidean', got {self.manifold!r}")
+        if not _is_int(self.latent_dim) or self.latent_dim < 1:
+            raise SettingError("latent_dim", f"must be >= 1, got {self.latent_dim!r}")
+        if not _is_int(self.kernel_size) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise SettingError("kernel_size", f"must be odd and positive, got {self.kernel_size!r}")
+        if not _is_int(self.hidden) or self.hidden < 1:
+            raise SettingError("hidden", f"must be >= 1, got {self.hidden!r}")
+        if not isinstance(self.channels, (list, tuple)) or not self.channels:
+            raise SettingError("channels", "must name at least one encoder layer")
+        if not all(_is_int(c) and c >= 1 for c in self.channels):
+            raise SettingError("channels", f"must be positive integers, got {list(self.channels)!r}")
+        for name in ("prior_scale", "max_tangent_norm"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise SettingError(name, f"must be a positive number, got {value!r}")
         # tuples survive a round trip through weights-only checkpoints as lists
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
 
@@ -82,3 +94,7 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
+
+from .._errors import UserError
 
 
 def binned_shape(shape, factor: int) -> tuple[int, int, int]:
     return tuple(-(-n // factor) for n in shape)
+
+
+def check_binning(shape, factor, *, min_size: int = 1) -> None:
+    """Refuse a bin factor that is not a positive integer, exceeds the volume, or leaves fewer than ``min_size`` voxels along an axis.
+
+    :func:`bin_volume` itself bins by any factor (the result can be one
+    voxel); segmentation calls this first because such a volume has nothing
+    left to segment, and "the volume is constant" would name the wrong cause.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 1:
+        raise UserError(f"the bin factor must be an integer >= 1, got {factor!r}")
+    if factor == 1 and min_size <= 1:
+        return
+    shape = tuple(int(n) for n in shape)
+    if factor > min(shape):
+        raise UserError(f"the bin factor {factor} is larger than the volume ({'x'.join(map(str, shape))} voxels)")
+    binned = binned_shape(shape, factor)
+    if min(binned) < min_size:
+        largest = max(f for f in range(1, factor + 1) if min(binned_shape(shape, f)) >= min_size) if min(shape) >= min_size else None
+        hint = f"; use a bin of at most {largest}" if largest and largest > 1 else "; it is too small to bin"
+        raise UserError(
+            f"binning by {factor} shrinks the volume ({'x'.join(map(str, shape))}) to "
+            f"{'x'.join(map(str, binned))}, smaller than the model's {min_size}-voxel patch{hint}"
+        )
 
 
 def bin_volume(volume: np.ndarray, factor: int) -> np.ndarray:
@@ -15,6 +43,8 @@ def bin_volume(volume: np.ndarray, factor: int) -> np.ndarray:
     Reads ``factor`` z-slices at a time, so a memory-mapped tomogram is
     streamed rather than loaded: peak memory is one slab plus the result.
     """
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 1:
+        raise UserError(f"the bin factor must be an integer >= 1, got {factor!r}")
     if factor == 1:
         return np.asarray(volume, dtype=np.float32)
     shape = binned_shape(volume.shape, factor)

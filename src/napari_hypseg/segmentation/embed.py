@@ -19,6 +19,8 @@ trilinear interpolation treats the window's outermost half voxel).
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -28,8 +30,19 @@ import torch.nn.functional as F
 from .. import hyperbolic as hyp
 from .._device import resolve_device
 from .._errors import UserError
-from .._validation import check_volume
+from .._validation import check_volume, robust_range
 from ..model.vae import HyperbolicVAE
+
+# A window below 3 voxels holds no structure, only its own voxel's intensity,
+# and costs (m / w)^3 the voxels: --window 1 on a small volume took 241 s and 1.5 GB.
+MIN_WINDOW = 3
+# above this many times the input's voxels, a window's resampling gets a warning with its cost
+_RESAMPLE_WARN = 8.0
+# The model maps its training data's 1st-99th percentiles to [0, 1]; a volume
+# whose percentile span is this many times wider or narrower, or whose centre
+# sits this many training spans away, is embedded mostly at the ball's rim (or
+# at one point), which looks like a result but is not one.
+_RANGE_MISMATCH = 5.0
 
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]
@@ -165,17 +178,30 @@ def embed(
     >>> emb.shape
     (20, 20, 20, 2)
     """
-    check_volume(volume, name="volume")
-    if stride < 1:
-        raise UserError(f"stride must be >= 1, got {stride}")
+    m = model.patch_size
+    # the same minimum edge as training, so a volume train refuses is not silently segmented
+    check_volume(volume, min_size=m, name="volume")
+    if not _is_int(stride) or stride < 1:
+        raise UserError(f"stride must be an integer >= 1, got {stride!r}")
+    if chunk is not None and (not _is_int(chunk) or chunk < 1):
+        raise UserError(f"chunk must be an integer >= 1, got {chunk!r}")
     device = resolve_device(device)
     windows = [None] if window is None else ([window] if np.isscalar(window) else list(window))
-    m = model.patch_size
+    if not windows or not all(w is None or _is_int(w) for w in windows):
+        raise UserError(f"window sizes must be integers, got {window!r}")
     windows = [m if w is None else int(w) for w in windows]
-    if any(w < 1 for w in windows):
-        raise UserError(f"window sizes must be positive, got {windows}")
-    if out is not None and len(windows) > 1:
-        raise ValueError("`out` supports a single window")
+    if any(w < MIN_WINDOW for w in windows):
+        raise UserError(
+            f"window sizes must be at least {MIN_WINDOW} voxels, got {windows}: a smaller window holds "
+            f"no structure and costs ({m}/w)^3 times the voxels"
+        )
+    d = model.config.latent_dim
+    if out is not None:
+        if len(windows) > 1:
+            raise UserError("`out` supports a single window")
+        _check_out(out, (*volume.shape, d))
+    _warn_resampling(volume.shape, windows, m, d)
+    _check_intensities(volume, model)
     model = model.to(device).eval()
     chunk = chunk or default_chunk(device)
 
@@ -187,7 +213,6 @@ def embed(
     total = sum(len(blocks) for _, _, blocks in plans)
     done = 0
     for w, source, blocks in plans:
-        d = model.config.latent_dim
         target = out if (out is not None and w == m) else np.empty((*source.shape, d), dtype=np.float32)
         for lo, hi in blocks:
             if should_stop is not None and should_stop():
@@ -200,7 +225,64 @@ def embed(
         if w != m:
             target = _resample_embedding(target, volume.shape, model, device)
         parts.append(target)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+    result = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+    _check_embedding(result)
+    return result
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_out(out, shape) -> None:
+    if not isinstance(out, np.ndarray) or out.dtype != np.float32:
+        kind = getattr(out, "dtype", type(out).__name__)
+        raise UserError(f"`out` must be a float32 numpy array (e.g. numpy.lib.format.open_memmap), got {kind}")
+    if tuple(out.shape) != tuple(shape):
+        raise UserError(f"`out` must have shape {tuple(shape)} (the volume's shape + latent dimension), got {out.shape}")
+    if not out.flags.writeable:
+        raise UserError("`out` is read-only")
+
+
+def _warn_resampling(shape, windows, m: int, d: int) -> None:
+    for w in windows:
+        factor = (m / w) ** 3
+        if factor > _RESAMPLE_WARN:
+            voxels = factor * float(np.prod(shape))
+            gigabytes = voxels * 4 * (1 + d) / 2**30  # resampled float32 volume + its embedding
+            warnings.warn(
+                f"window {w} resamples the volume by {m / w:.1f} per axis: {factor:.0f}x the voxels "
+                f"(about {gigabytes:.1f} GB and {factor:.0f}x the time of the default window {m})",
+                UserWarning, stacklevel=3,
+            )
+
+
+def _check_intensities(volume: np.ndarray, model: HyperbolicVAE) -> None:
+    lo_m, hi_m = float(model.intensity_low), float(model.intensity_high)
+    lo, hi = robust_range([volume], max_samples=200_000)
+    span_m = hi_m - lo_m
+    ratio = (hi - lo) / span_m
+    offset = abs((lo + hi) / 2 - (lo_m + hi_m) / 2) / span_m
+    if not (1 / _RANGE_MISMATCH <= ratio <= _RANGE_MISMATCH) or offset > _RANGE_MISMATCH:
+        warnings.warn(
+            f"the volume's intensities (1st-99th percentile {lo:.4g} to {hi:.4g}) are far from the model's "
+            f"training range ({lo_m:.4g} to {hi_m:.4g}); its embeddings will crowd at the ball's rim or at one "
+            "point: rescale the volume to the training data's range, or train on it",
+            UserWarning, stacklevel=3,
+        )
+
+
+def _check_embedding(embedding: np.ndarray) -> None:
+    flat = embedding.reshape(-1, embedding.shape[-1])
+    sample = np.asarray(flat[:: max(1, len(flat) // 1_000_000)])
+    if not np.isfinite(sample).all():
+        raise UserError("the embedding contains NaN or infinite values; the model does not suit this volume")
+    if np.ptp(sample, axis=0).max() <= 1e-6:
+        warnings.warn(
+            "every voxel got the same embedding: the labels will carry no information "
+            "(the model sees this volume as uniform)",
+            UserWarning, stacklevel=3,
+        )
 
 
 @torch.no_grad()

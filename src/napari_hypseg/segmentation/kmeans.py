@@ -772,6 +772,8 @@ def assign_clusters(
     _check_metric(metric)
     _check_points(x)
     _check_points(centroids, "centroids")
+    if centroids.shape[0] < 1:
+        raise UserError("assign_clusters needs at least one centroid, got 0")
     if x.shape[1] != centroids.shape[1]:
         raise UserError(
             f"points have dimension {x.shape[1]} but centroids have {centroids.shape[1]}"

@@ -10,9 +10,9 @@ import torch
 
 from .. import hyperbolic as hyp
 from .._errors import UserError
-from ..segment_modes import DEFAULT_MODE, MODES
 from ..model.vae import HyperbolicVAE
-from .binning import bin_volume, upsample_labels
+from ..segment_modes import DEFAULT_MODE, MODES
+from .binning import bin_volume, binned_shape, check_binning, upsample_labels
 from .embed import embed
 from .fusion import FusionConfig, fused_features
 from .hierarchy import Hierarchy, build_hierarchy
@@ -93,6 +93,9 @@ def segment(
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     shape = tuple(volume.shape)
+    check_binning(shape, binning, min_size=model.patch_size if embedding is None and binning != 1 else 1)
+    if embedding is not None:
+        _check_embedding_shape(embedding, binned_shape(shape, binning), model.config.latent_dim)
     if binning > 1 and (embedding is None or mode == "mixture"):
         volume = bin_volume(volume, binning)
     if embedding is None:
@@ -136,3 +139,12 @@ def _segment_mixture(volume, embedding, model, *, k_min, k_max, fusion, spatial_
         centroids={k: np.zeros((k, 0), np.float32) for k in levels}, flat_labels=levels,
     )
     return Segmentation(embedding=embedding, hierarchy=hierarchy, binning=binning, shape=shape, intensity=intensity)
+
+
+def _check_embedding_shape(embedding, grid, d: int) -> None:
+    shape = tuple(np.shape(embedding))
+    if shape[:-1] != tuple(grid) or len(shape) != 4 or shape[-1] % d:
+        raise UserError(
+            f"the embedding has shape {shape} but this volume (binned grid {tuple(grid)}) and model "
+            f"(latent dimension {d}) need ({', '.join(map(str, grid))}, {d}·n_windows)"
+        )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from .._errors import SettingError
 
 
 @dataclass(frozen=True)
@@ -65,17 +68,24 @@ class TrainConfig:
     log_every: int = 5
     preview_every: int = 50
     preview_points: int = 4096
+    # periodic saves to the checkpoint path, so a killed run keeps its progress:
+    # every `checkpoint_every` steps (0 = off) and at least every
+    # `checkpoint_minutes` (0 = off); a minute costs < 1 s of saving on CPU
     checkpoint_every: int = 0
+    checkpoint_minutes: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError(f"max_minutes must be positive, got {self.max_minutes}")
+        _require(self, "steps", int, lambda v: v >= 0, "must be >= 0")
+        _require(self, "batch_size", int, lambda v: v >= 1, "must be >= 1")
+        _require(self, "lr", float, lambda v: math.isfinite(v) and v > 0, "must be a positive number")
+        _require(self, "warmup_steps", int, lambda v: v >= 0, "must be >= 0")
+        _require(self, "log_every", int, lambda v: v >= 1, "must be >= 1")
+        _require(self, "checkpoint_every", int, lambda v: v >= 0, "must be >= 0")
+        _require(self, "checkpoint_minutes", float, lambda v: math.isfinite(v) and v >= 0, "must be >= 0")
+        if self.max_minutes is not None:
+            _require(self, "max_minutes", float, lambda v: math.isfinite(v) and v > 0, "must be a positive number")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+            raise SettingError("device", f"must be auto, cpu or cuda, got {self.device!r}")
 
     def with_(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)
@@ -91,3 +101,10 @@ class TrainConfig:
             sampler_known = {f.name for f in fields(SamplerConfig)}
             values["sampler"] = SamplerConfig(**{k: v for k, v in values["sampler"].items() if k in sampler_known})
         return cls(**values)
+
+
+def _require(config, name: str, kind: type, ok, reason: str) -> None:
+    value = getattr(config, name)
+    allowed = numbers.Integral if kind is int else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, allowed) or not ok(value):
+        raise SettingError(name, f"{reason}, got {value!r}")

@@ -23,14 +23,19 @@ from .._device import resolve_device
 from .._errors import UserError
 from .._validation import check_volume, robust_range
 from ..model import HyperbolicVAE, ModelConfig, hierarchical_triplet_loss, negative_elbo
-from ..model.checkpoint import read_checkpoint, save_checkpoint
+from ..io.atomic import check_writable
+from ..model.checkpoint import build_model, check_model_size, estimated_checkpoint_bytes, read_checkpoint, save_checkpoint
 from ..segmentation.embed import encode_block
 from .config import TrainConfig
 from .events import Preview, TrainEvent
 from .sampler import TripletSampler
 
-# consecutive log intervals that ended with non-finite weights before the run gives up
+# log intervals that ended unhealthy (see _healthy) before the run gives up
 _MAX_RECOVERIES = 3
+# With Adam a weight moves by about lr per step, so healthy runs stay within a
+# few units of their initialisation; |w| beyond this means the run has diverged
+# even while every number is still finite (--lr 1e6 reaches ~4e5).
+_MAX_WEIGHT = 1e4
 
 
 def _as_tensor(data: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -66,7 +71,15 @@ class Trainer:
         Where the final (and periodic) checkpoints go.
     resume : path, optional
         Continue from a checkpoint: its model config, weights, optimizer state
-        and step are restored; ``train_config.steps`` is the new total.
+        and step are restored; ``train_config.steps`` is the new total. A
+        ``model_config`` that differs from the checkpoint's is refused.
+
+    Raises
+    ------
+    UserError
+        Bad volumes, a model too large to build, an unwritable
+        ``checkpoint_path``, or a conflicting ``model_config`` — all before
+        any training step.
     """
 
     def __init__(
@@ -85,18 +98,27 @@ class Trainer:
         self.config = train_config or TrainConfig()
         payload = read_checkpoint(resume) if resume is not None else None
         if payload is not None:
-            model_config = ModelConfig.from_dict(payload["model_config"])
+            if model_config is not None and model_config != payload["config"]:
+                raise UserError(
+                    f"resuming continues the model in {resume} ({describe_config(payload['config'])}), "
+                    f"which differs from the one asked for ({describe_config(model_config)}); "
+                    "pass no model_config, or train a new model"
+                )
+            model_config = payload["config"]
         model_config = model_config or ModelConfig()
+        check_model_size(model_config)
         for i, data in enumerate(volumes):
             check_volume(data, min_size=model_config.patch_size, name=f"volume #{i + 1}" if len(volumes) > 1 else "volume")
+        if checkpoint_path is not None:
+            # before any step: a model lost after an hour because its folder is read-only is the worst outcome
+            check_writable(checkpoint_path, need_bytes=estimated_checkpoint_bytes(model_config), what="model file")
 
         self.device = resolve_device(self.config.device)
         torch.manual_seed(self.config.seed)
-        self.model = HyperbolicVAE(model_config)
+        self.model = HyperbolicVAE(model_config) if payload is None else build_model(payload, resume)
         self.step = 0
         self.history: list[dict[str, float]] = []
         if payload is not None:
-            self.model.load_state_dict(payload["state_dict"])
             self.step = int(payload["step"])
             self.history = list(payload.get("history", []))
         else:
@@ -110,6 +132,7 @@ class Trainer:
                 group["lr"] = self.config.lr
 
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.saved_step: int | None = None  # step of this run's latest save, if any
         self._volumes_np = list(volumes)
         self._volumes = [_as_tensor(v, self.device) for v in volumes]
         gen = torch.Generator(device=self.device)
@@ -164,6 +187,17 @@ class Trainer:
     def _weights_finite(self) -> bool:
         return all(torch.isfinite(p).all().item() for p in self.model.parameters())
 
+    def _healthy(self, finite_steps: int) -> str:
+        """Why the run looks diverged at a log interval, or "" when it does not."""
+        if not self._weights_finite():
+            return "non-finite weights"
+        largest = max(p.detach().abs().max().item() for p in self.model.parameters())
+        if largest > _MAX_WEIGHT:
+            return f"weights of magnitude {largest:.3g}"
+        if finite_steps == 0:
+            return "a non-finite loss at every step"
+        return ""
+
     def preview(self) -> Preview:
         """Embed the fixed preview voxels with the current weights."""
         lo, hi = self._preview_box
@@ -178,10 +212,12 @@ class Trainer:
         path = Path(path) if path else self.checkpoint_path
         if path is None:
             raise ValueError("no checkpoint path given")
-        return save_checkpoint(
+        written = save_checkpoint(
             path, self.model, step=self.step, optimizer=self.optimizer,
             train_config=self.config.to_dict(), history=self.history,
         )
+        self.saved_step = self.step
+        return written
 
     # -- loop --------------------------------------------------------------
     def run(self) -> Iterator[TrainEvent]:
@@ -193,9 +229,11 @@ class Trainer:
         first_step = self.step
         sums: dict[str, torch.Tensor] = {}
         n_sum = 0
+        finite_steps = torch.zeros((), device=self.device)
         good_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         recoveries = 0
         final_kind, message = "done", ""
+        last_save_step, last_save_time = self.step, start
 
         def timing() -> tuple[float, float, float]:
             elapsed = time.perf_counter() - start
@@ -220,17 +258,21 @@ class Trainer:
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             n_sum += 1
+            finite_steps += torch.isfinite(parts["loss"]).to(finite_steps.dtype)
 
             if self.step % c.log_every == 0 or self.step == total:
-                if not self._weights_finite():
+                problem = self._healthy(int(finite_steps.item()))
+                finite_steps.zero_()
+                if problem:
                     recoveries += 1
                     self.model.load_state_dict(good_state)
                     self._base_lr *= 0.5
                     if recoveries >= _MAX_RECOVERIES:
                         final_kind = "nonfinite"
                         message = (
-                            f"training diverged (non-finite weights) {recoveries} times; restored the last "
-                            f"good weights from before step {self.step}. Try a lower learning rate."
+                            f"training diverged ({problem} at step {self.step}, {recoveries} times even after "
+                            "halving the learning rate); the final weights were not saved. Try a lower learning rate "
+                            f"(it was {c.lr:g}) or check the volume's intensities."
                         )
                         break
                     sums, n_sum = {}, 0
@@ -247,22 +289,38 @@ class Trainer:
                     "step", self.step, total, elapsed, rate, eta, dict(losses),
                     message="skipped a step with a non-finite loss" if nonfinite else "",
                 )
+                # only here, right after the health check, so a periodic save never holds a diverged model
+                if self.checkpoint_path is not None and self._checkpoint_due(last_save_step, last_save_time):
+                    self.save()
+                    last_save_step, last_save_time = self.step, time.perf_counter()
             if c.preview_every and self.step % c.preview_every == 0 and not self._cancel.is_set():
                 elapsed, rate, eta = timing()
                 yield TrainEvent("preview", self.step, total, elapsed, rate, eta, preview=self.preview())
-            if c.checkpoint_every and self.checkpoint_path and self.step % c.checkpoint_every == 0:
-                self.save()
 
         self.model.eval()
         if final_kind != "nonfinite" and not self._weights_finite():
             self.model.load_state_dict(good_state)
-        if self.checkpoint_path is not None:
+        # a diverged run keeps whatever the checkpoint path held (a previous
+        # model, or the last healthy periodic save) rather than overwriting it
+        # with weights that have been shown to be unreliable
+        if self.checkpoint_path is not None and final_kind != "nonfinite":
             self.save()
         elapsed, rate, eta = timing()
         yield TrainEvent(final_kind, self.step, total, elapsed, rate, 0.0, message=message or f"finished {self.step} steps")
+
+    def _checkpoint_due(self, last_step: int, last_time: float) -> bool:
+        c = self.config
+        by_steps = c.checkpoint_every and self.step - last_step >= c.checkpoint_every
+        by_time = c.checkpoint_minutes and time.perf_counter() - last_time >= 60.0 * c.checkpoint_minutes
+        return bool(by_steps or by_time)
 
     def fit(self) -> HyperbolicVAE:
         """Run to completion without looking at events; return the trained model."""
         for _ in self.run():
             pass
         return self.model
+
+
+def describe_config(config: ModelConfig) -> str:
+    """The architecture options a user can set, in their words: ``latent_dim 2, poincare, gyroplane``."""
+    return f"latent_dim {config.latent_dim}, {config.manifold}" + (", gyroplane" if config.gyroplane and config.hyperbolic else "")
