@@ -71,6 +71,36 @@ def test_manifest_commands_import():
     manifest.validate_imports()  # raises if a python_name does not resolve
 
 
+def test_package_metadata_for_the_hub():
+    import tomllib
+
+    import yaml
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["requires-python"] == ">=3.11"
+    assert project["license"] == "BSD-3-Clause" and project["license-files"] == ["LICENSE"]
+    assert "BSD 3-Clause License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "napari-hypseg developers" in (ROOT / "LICENSE").read_text(encoding="utf-8")
+    for classifier in (
+        "Framework :: napari",
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Science/Research",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+    ):
+        assert classifier in project["classifiers"]
+    assert project["urls"]
+    assert not any(dep.startswith("magicgui") for dep in project["dependencies"])  # not used by the plugin
+
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    paper = citation["preferred-citation"]
+    assert citation["cff-version"] == "1.2.0" and citation["type"] == "software"
+    assert paper["title"].startswith("Capturing implicit hierarchical structure in 3D biomedical images")
+    assert paper["year"] == 2021 and "NeurIPS" in paper["collection-title"]
+    assert [a["family-names"] for a in paper["authors"]][:2] == ["Hsu", "Gu"]
+
+
 def test_get_reader_refuses_what_it_cannot_read(tmp_path):
     other = tmp_path / "cells.tif"
     other.write_bytes(b"II*\0")
