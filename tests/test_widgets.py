@@ -21,7 +21,6 @@ from napari_hypseg._napari import _disk_data
 from napari_hypseg._napari._disk_view import MIN_CANVAS, DiskView
 from napari_hypseg._napari._export import default_folder, default_path, dialog_filter
 from napari_hypseg._napari._layers import SourceInfo
-from napari_hypseg._napari._menus import segment_active_layer
 from napari_hypseg._napari._train_widget import limit_text, run_limit
 from napari_hypseg._napari._session import (
     CLUSTERS_WIDGET,
@@ -467,20 +466,23 @@ def test_file_dialogs_start_in_the_source_folder(make_napari_viewer, qtbot, phan
     assert dialog_filter("nifti") == "NIfTI (*.nii.gz *.nii);;MRC (*.mrc *.rec *.map)"
 
 
-def test_layers_segment_menu_segments_the_selected_image(make_napari_viewer, qtbot, phantom_image, tmp_path):
+def test_layers_segment_menu_segments_the_selected_image(make_napari_viewer, qtbot, phantom_image, tmp_path, menu_action):
     viewer = make_napari_viewer()
     viewer.add_image(phantom_image, name="cell")
     other = viewer.add_image(phantom_image[:, ::-1].copy(), name="other")
     viewer.layers.selection.active = other
     session = get_session(viewer)
+    action = menu_action(viewer, "Layers", "Segment", "Segment with hypseg")
 
-    train = segment_active_layer(viewer)  # no model yet: docks the widget on the image, starts nothing
-    assert train is dock(viewer, TRAIN_WIDGET)
+    action.trigger()  # no model yet: docks the widget on the selected image, starts nothing
+    train = dock(viewer, TRAIN_WIDGET)
     assert train.selected_layer() is other and not train.busy and session.result is None
 
     model_file = save_checkpoint(tmp_path / "tiny.pt", HyperbolicVAE(ModelConfig(**TINY_MODEL)))
     assert train.load_model(model_file)
     train.settings.k_max.setValue(3)
-    assert segment_active_layer(viewer) is train and train.busy
+    viewer.layers.selection.active = viewer.layers["cell"]
+    action.trigger()  # with a model: segments the selected image at once
+    assert train.busy
     wait_idle(qtbot, train)
-    assert session.result.source.name == "other" and session.k_values == [2, 3]
+    assert session.result.source.name == "cell" and session.k_values == [2, 3]
