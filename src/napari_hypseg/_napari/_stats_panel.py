@@ -56,8 +56,8 @@ def voxel_size_and_unit(source: SourceInfo) -> tuple[tuple[float, float, float],
     size = tuple(float(v) for v in np.linalg.norm(linear, axis=0))
     metadata = kwargs["metadata"]
     unit = metadata.get("unit") or {"mrc": "Å", "nifti": "mm"}.get(geometry.get("format"), "")
-    if unit.startswith("pixel"):
-        unit = ""
+    if unit.startswith("pixel"):  # e.g. the binned HIV tomogram, whose voxel size is in unbinned pixels
+        unit = "px"
     return size, unit
 
 
@@ -153,8 +153,8 @@ class StatsPanel(QWidget):
         self.save_button.setEnabled(True)
 
     def _fill(self, rows: list[ClusterStats]) -> None:
-        unit = f" {self.unit}³" if self.unit else " vox"
-        self.table.setHorizontalHeaderLabels([*COLUMNS[:2], f"volume ({unit.strip()})", *COLUMNS[3:]])
+        volume = f"volume ({self.unit}³)" if self.unit else "volume"
+        self.table.setHorizontalHeaderLabels([*COLUMNS[:2], volume, *COLUMNS[3:]])
         self.table.setRowCount(len(rows))
         layer = self.session.clusters_layer
         colors = None

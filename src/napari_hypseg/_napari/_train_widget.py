@@ -592,11 +592,14 @@ class TrainWidget(QWidget):
             return False
         try:
             model = load_model(path, device=device)
-        except Exception as exc:  # noqa: BLE001 - any failure here means: not a model we can use
-            if isinstance(exc, UserError) and "newer napari-hypseg" in str(exc):
+        except UserError as exc:  # the file could not be read as a napari-hypseg model
+            if "newer" in str(exc):  # a model from a newer napari-hypseg: its own message says what to do
                 self._fail(str(exc))
             else:
                 self._fail(f"“{path.name}” is not a napari-hypseg model: it looks like {describe_file(path)}; {MODEL_FILE}.")
+            return False
+        except Exception as exc:  # a model file whose weights do not fit its config, out of memory...
+            self._fail(explain(exc, "loading the model"))
             return False
         self.trainer = None
         config = model.config
