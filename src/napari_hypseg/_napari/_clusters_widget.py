@@ -20,10 +20,12 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSlider,
     QStackedWidget,
@@ -132,8 +134,17 @@ class ClustersWidget(QWidget):
         content_layout.addWidget(export_box)
         content_layout.addStretch(1)
 
+        # Stacked under the Train panel and the disk view (at least 300 px), the
+        # controls, table and export do not fit a 1080p screen: they scroll
+        # rather than overlap when the dock is short.
+        scroll = QScrollArea()
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumHeight(120)
         self.pages.addWidget(empty)
-        self.pages.addWidget(content)
+        self.pages.addWidget(scroll)
         layout = QVBoxLayout(self)
         layout.addWidget(self.pages)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
