@@ -228,6 +228,7 @@ class TrainWidget(QWidget):
         self.progress_bar.setVisible(False)
         self.readout = QLabel()
         self.readout.setWordWrap(True)
+        self.readout.setVisible(False)
         self.model_label = QLabel()
         self.model_label.setWordWrap(True)
 
@@ -399,7 +400,7 @@ class TrainWidget(QWidget):
         worker.finished.connect(self._on_train_finished)
         self.session.set_training(True)
         self._set_status(f"Preparing training on “{source.name}”…")
-        self.readout.setText("")
+        self._set_readout("")
         self._set_bar(0, "training: starting…")
         open_widget(self.viewer, DISK_WIDGET)
         worker.start()
@@ -446,6 +447,11 @@ class TrainWidget(QWidget):
             hyperbolic = running.job.model_config.hyperbolic
             self.session.set_preview(event.preview, running.source, hyperbolic=hyperbolic)
 
+    def _set_readout(self, text: str) -> None:
+        # hidden when empty: an empty label still takes a line of the dock's height
+        self.readout.setText(text)
+        self.readout.setVisible(bool(text))
+
     def _set_bar(self, fraction: float, text: str) -> None:
         self.progress_bar.setValue(int(round(BAR_RANGE * min(max(fraction, 0.0), 1.0))))
         self.progress_bar.setFormat(f"{text} %p%" if text else "%p%")
@@ -460,7 +466,7 @@ class TrainWidget(QWidget):
             running.bar.n = event.step
             running.bar.refresh()
         self._set_bar(fraction, f"step {event.step}/{event.total_steps}" if limit == "steps" else "time budget")
-        self.readout.setText(
+        self._set_readout(
             f"step {event.step}/{event.total_steps} · {loss_text(event)} · "
             f"{event.steps_per_s:.2f} steps/s · {limit_text(event, max_minutes)}"
         )
@@ -536,7 +542,7 @@ class TrainWidget(QWidget):
         bar.n = done
         bar.refresh()
         self._set_bar(done / total if total else 0.0, "embedding" if stage == "embed" else "clustering")
-        self.readout.setText(f"{'embedding' if stage == 'embed' else 'clustering'}: {done}/{total}")
+        self._set_readout(f"{'embedding' if stage == 'embed' else 'clustering'}: {done}/{total}")
 
     def _on_segment_returned(self, result) -> None:
         running = self.running
@@ -558,7 +564,7 @@ class TrainWidget(QWidget):
             self.session.set_result(Result(result, "nested", running.job.model, running.source))
             ks = self.session.k_values
             self._set_status(f"Segmented “{running.source.name}”: levels k = {ks[0]}…{ks[-1]} ready. Use “{CLUSTERS_WIDGET}”.")
-            self.readout.setText("")
+            self._set_readout("")
             open_widget(self.viewer, CLUSTERS_WIDGET)
 
     # -- model files -----------------------------------------------------------
