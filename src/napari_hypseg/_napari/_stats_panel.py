@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..io import geometry_from_metadata
 from ..segmentation.stats import ClusterStats, cluster_statistics, write_statistics_csv
 from ._export import default_folder, file_stem
 from ._jobs import JobFailed, explain
@@ -47,14 +48,15 @@ def voxel_size_and_unit(source: SourceInfo) -> tuple[tuple[float, float, float],
     From the file's voxel-to-world affine when the reader stored one, else
     from the layer's transform (scale, then affine).
     """
-    geometry = source.geometry or {}
     kwargs = source.layer_kwargs
-    if geometry.get("affine") is not None:
-        linear = np.asarray(geometry["affine"], dtype=float)[:3, :3]
+    metadata = kwargs["metadata"]
+    geometry = source.geometry or {}
+    volume = geometry_from_metadata(metadata, source.shape)
+    if volume is not None:
+        size = volume.spacing
     else:
         linear = np.asarray(kwargs["affine"], dtype=float)[:3, :3] @ np.diag(np.asarray(kwargs["scale"], dtype=float))
-    size = tuple(float(v) for v in np.linalg.norm(linear, axis=0))
-    metadata = kwargs["metadata"]
+        size = tuple(float(v) for v in np.linalg.norm(linear, axis=0))
     unit = metadata.get("unit") or {"mrc": "Å", "nifti": "mm"}.get(geometry.get("format"), "")
     if unit.startswith("pixel"):  # e.g. the binned HIV tomogram, whose voxel size is in unbinned pixels
         unit = "px"

@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 
 from .._device import describe_device
 from .._errors import UserError
+from ..io import MRC_SUFFIXES, NIFTI_SUFFIXES
 from ..io.atomic import full_suffix
 from ..model import load_model, save_checkpoint
 from ..training import TrainEvent
@@ -102,9 +103,9 @@ def describe_file(path: Path) -> str:
     except OSError:
         head = b""
     suffix = full_suffix(path)
-    if suffix in (".mrc", ".rec", ".map", ".st", ".ali", ".mrcs") or head[208:212] == b"MAP ":
+    if suffix in MRC_SUFFIXES or head[208:212] == b"MAP ":
         return "an MRC volume (open it with File › Open File(s)…)"
-    if suffix in (".nii", ".nii.gz") or head[344:348] in (b"n+1\0", b"ni1\0"):
+    if suffix in NIFTI_SUFFIXES or head[344:348] in (b"n+1\0", b"ni1\0"):
         return "a NIfTI volume (open it with File › Open File(s)…)"
     if head[:2] == b"\x1f\x8b":
         return "a gzip-compressed file"
