@@ -104,6 +104,10 @@ def to_disk(points: np.ndarray, *, hyperbolic: bool = True) -> np.ndarray:
     return (p / (1.05 * radius if radius > 0 else 1.0)).astype(np.float32)
 
 
+#: A zoom window whose far corner is this far from the centre would cut the rim (1.0) or nearly touch it.
+RIM_REACH = 0.98
+
+
 def fit_bounds(xy: np.ndarray, *, seed: int = 0) -> Bounds:
     """The square window over the 0.5–99.5 percentile box of the points, padded by 10 %.
 
@@ -130,10 +134,6 @@ def reaches_rim(centre, half: float) -> bool:
     """
     far = np.hypot(abs(float(centre[0])) + half, abs(float(centre[1])) + half)
     return bool(far >= RIM_REACH)
-
-
-#: A zoom window whose far corner is this far from the centre would cut the rim (1.0) or nearly touch it.
-RIM_REACH = 0.98
 
 
 def from_preview(coords: np.ndarray, embedding: np.ndarray, shape, *, hyperbolic: bool = True) -> DiskPoints:

@@ -40,6 +40,7 @@ from ..io import MRC_SUFFIXES, NIFTI_SUFFIXES
 from ..io.atomic import full_suffix
 from ..model import load_model, save_checkpoint
 from ..training import TrainEvent
+from ._export import default_folder
 from ._jobs import JobCancelled, JobFailed, SegmentJob, TrainJob, explain, warm_up
 from ._layers import SourceInfo, check_image_layer, warm_up_labels_display
 from ._session import CLUSTERS_WIDGET, DISK_WIDGET, Result, get_session, open_widget, unwrap_viewer
@@ -616,10 +617,12 @@ class TrainWidget(QWidget):
 
     def _default_model_path(self) -> str:
         layer = self.selected_layer()
-        source = SourceInfo.from_layer(layer).source_path if layer is not None else None
-        stem = (source.name.split(".")[0] if source else (layer.name if layer is not None else "model")) or "model"
-        folder = source.parent if source is not None and source.parent.is_dir() else Path.cwd()
-        return str(folder / f"{stem}_hypseg.pt")
+        if layer is None:
+            return str(Path.cwd() / "model_hypseg.pt")
+        source = SourceInfo.from_layer(layer)
+        path = source.source_path
+        stem = (path.name.split(".")[0] if path else layer.name) or "model"
+        return str(default_folder(source) / f"{stem}_hypseg.pt")
 
     def _save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save hypseg model", self._default_model_path(), MODEL_FILTER)
