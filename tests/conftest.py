@@ -112,3 +112,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def menu_action() -> Callable:
+    """``menu_action(viewer, "File", "Open Sample", ..., entry)``: the QAction a user clicks in the menu bar.
+
+    Titles match from their start, without the "&" of shortcut keys. Menus
+    filled by napari's app-model are opened (``aboutToShow``) on the way.
+    """
+
+    def find(viewer, *path):
+        menu = viewer.window.main_menu
+        for title in path:
+            for action in menu.actions():
+                if action.text().replace("&", "").startswith(title):
+                    break
+            else:
+                raise LookupError(f"no {title!r} in {[a.text() for a in menu.actions()]}")
+            if action.menu() is None:
+                return action
+            menu = action.menu()
+            menu.aboutToShow.emit()
+        raise LookupError(f"{path} is a menu, not an entry")
+
+    return find

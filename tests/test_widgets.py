@@ -8,15 +8,20 @@ CPU cores.
 
 from __future__ import annotations
 
+import csv
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import mrcfile
 import numpy as np
 import pytest
 
-from napari_hypseg._napari._disk_view import DiskView
-from napari_hypseg._napari._export import default_path
+from napari_hypseg._napari import _disk_data
+from napari_hypseg._napari._disk_view import MIN_CANVAS, DiskView
+from napari_hypseg._napari._export import default_folder, default_path, dialog_filter
+from napari_hypseg._napari._layers import SourceInfo
+from napari_hypseg._napari._train_widget import limit_text, run_limit
 from napari_hypseg._napari._session import (
     CLUSTERS_WIDGET,
     DISK_WIDGET,
@@ -25,7 +30,9 @@ from napari_hypseg._napari._session import (
     get_session,
 )
 from napari_hypseg.io import read_volume
+from napari_hypseg.model import HyperbolicVAE, ModelConfig, save_checkpoint
 from napari_hypseg.synthetic import make_phantom
+from napari_hypseg.training import TrainEvent
 
 pytestmark = pytest.mark.gui
 
@@ -203,6 +210,40 @@ def test_train_segment_slide_select_export(make_napari_viewer, qtbot, phantom_mr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         {f"cell_k{k}.mrc" for k in range(2, 5)}
     )
+    assert clusters.export.status.text().startswith("Saved 3 files")
+
+    # the statistics table follows the level; its CSV holds the same rows
+    stats = clusters.stats
+    qtbot.waitUntil(lambda: stats.rows is not None and stats.k == 4, timeout=WAIT_MS)
+    assert stats.table.rowCount() == 4
+    assert sum(row.voxels for row in stats.rows) == 24**3
+    voxel_volume = float(np.prod(VOXEL_SIZE))
+    assert stats.rows[0].volume == pytest.approx(stats.rows[0].voxels * voxel_volume)
+    first = layer.data == stats.rows[0].cluster
+    assert stats.rows[0].mean == pytest.approx(float(image.data[first].mean()), rel=1e-5)
+    assert stats.table.item(0, 1).text() == f"{stats.rows[0].voxels:,}"
+    assert "Å³" in stats.table.horizontalHeaderItem(2).text()
+    assert stats.default_csv_path() == phantom_mrc.parent / "cell_k4_stats.csv"
+    saved = stats.save_csv(tmp_path / "cell_k4_stats.csv")
+    with open(saved, newline="", encoding="utf-8") as handle:
+        table = list(csv.reader(handle))
+    assert table[0][:3] == ["cluster", "voxels", "volume (Å³)"] and len(table) == 5
+    assert [int(r[1]) for r in table[1:]] == [row.voxels for row in stats.rows]
+    clusters.set_k(2)
+    qtbot.waitUntil(lambda: stats.k == 2, timeout=WAIT_MS)
+    assert stats.table.rowCount() == 2
+
+    # segmenting another volume starts from a clean slate: no old selection, ring or "Saved" message
+    disk._on_picked(voxel)
+    other = viewer.add_image(image.data[4:20].copy(), name="other")
+    train.layer_combo.setCurrentText("other")
+    assert train.start_segment()
+    wait_idle(qtbot, train)
+    assert session.result.source.name == "other"
+    assert "hypseg selection" not in viewer.layers
+    assert disk._marked is None and disk.hint.text().startswith("Draw on the disk")
+    assert clusters.export.status.text() == "" and clusters.export.last_written == []
+    assert viewer.layers["hypseg clusters"].data.shape == other.data.shape
 
 
 def test_cancel_keeps_the_partial_model(make_napari_viewer, qtbot, phantom_image, tmp_path):
@@ -217,6 +258,10 @@ def test_cancel_keeps_the_partial_model(make_napari_viewer, qtbot, phantom_image
     assert train.start_training()
     qtbot.waitUntil(lambda: train.running is not None and train._last_event is not None, timeout=WAIT_MS)
     assert train.cancel_button.isEnabled()
+    # progress inside the dock: a bar and the limit that ends the run
+    qtbot.waitUntil(lambda: "steps end the run" in train.readout.text(), timeout=WAIT_MS)
+    assert not train.progress_bar.isHidden()
+    assert train.progress_bar.format().startswith("step ")
     asked = time.perf_counter()
     train.cancel()
     wait_idle(qtbot, train, timeout=10_000)
@@ -224,6 +269,7 @@ def test_cancel_keeps_the_partial_model(make_napari_viewer, qtbot, phantom_image
     assert time.perf_counter() - asked < 5.0  # within a step (< 1 s) plus CI slack
     assert session.model is not None and not session.training
     assert "Cancelled at step" in train.status.text()
+    assert train.progress_bar.isHidden()
     assert train.start_button.isEnabled() and train.segment_button.isEnabled()
     assert not train.cancel_button.isEnabled()
 
@@ -318,3 +364,125 @@ def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, phantom_im
     viewer.close()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
     assert job.cancelled
+
+
+def test_closing_the_train_dock_cancels_training(make_napari_viewer, qtbot, phantom_image):
+    from qtpy.QtWidgets import QDockWidget, QPushButton
+
+    viewer = make_napari_viewer()
+    train = start_endless_training(viewer, qtbot, phantom_image)
+    worker, job = train.running.worker, train.running.job
+    session = get_session(viewer)
+    assert session.training and session.model is None
+    dock_widget = train.parent()
+    while not isinstance(dock_widget, QDockWidget):
+        dock_widget = dock_widget.parent()
+
+    dock_widget.findChild(QPushButton, "QTitleBarCloseButton").click()  # the dock's ×
+
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
+    qtbot.waitUntil(lambda: not session.training, timeout=10_000)
+    assert job.cancelled
+    assert session.model is None  # the partial model of a closed panel is not installed
+    assert TRAIN_WIDGET not in viewer.window.dock_widgets
+
+
+def step_event(step, *, elapsed, rate, total=400):
+    return TrainEvent("step", step, total, elapsed_s=elapsed, steps_per_s=rate)
+
+
+def test_readout_says_which_limit_ends_the_run():
+    # 376 steps left at 0.4 steps/s = 940 s; a 10 min budget has 540 s left: the budget ends it
+    event = step_event(24, elapsed=60.0, rate=0.4)
+    assert limit_text(event, 10.0) == "the 10 min budget ends the run in 9:00 (≈ step 240 of 400)"
+    limit, left, fraction = run_limit(event, 10.0)
+    assert (limit, left) == ("time", 540.0) and fraction == pytest.approx(0.1)
+    # with an hour, or no budget, the step count ends it first
+    assert limit_text(event, 60.0) == "400 steps end the run in 15:40"
+    assert limit_text(event, None) == "400 steps end the run in 15:40"
+    assert run_limit(event, None)[2] == pytest.approx(24 / 400)
+    # speed not known yet: a budget is the only known limit
+    assert run_limit(step_event(0, elapsed=0.0, rate=0.0), 5.0)[:2] == ("time", 300.0)
+    assert limit_text(step_event(0, elapsed=0.0, rate=0.0), None) == "400 steps end the run in –"
+
+
+def test_zoom_to_points_keeps_the_whole_rim_in_view():
+    rng = np.random.default_rng(0)
+    near_rim = np.column_stack([0.96 + 0.01 * rng.standard_normal(500), 0.05 * rng.standard_normal(500)])
+    central = np.column_stack([rng.uniform(0.25, 0.35, 500), rng.uniform(-0.25, -0.15, 500)])
+
+    assert _disk_data.fit_bounds(near_rim) == _disk_data.FULL_DISK
+    x0, x1, y0, y1 = _disk_data.fit_bounds(central)
+    assert x1 - x0 < 0.5  # zoomed in...
+    assert x0 < central[:, 0].min() and central[:, 0].max() < x1  # ...on all the points
+    assert y0 < central[:, 1].min() and central[:, 1].max() < y1
+
+
+def test_disk_view_is_square_enough_and_shows_its_scale(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    disk = dock(viewer, DISK_WIDGET)
+
+    size = disk.canvas.minimumSize()
+    assert (size.width(), size.height()) == (MIN_CANVAS, MIN_CANVAS) and MIN_CANVAS >= 300
+    assert disk._circle.get_radius() == 1.0 and disk._circle.get_visible()
+    radii = [ring.get_radius() for ring, _ in disk._rings]
+    np.testing.assert_allclose(radii, np.tanh(np.array([1.0, 2.0, 3.0]) / 2))
+    assert "hyperbolic distance" in disk.scale_hint.get_text()
+
+
+def test_loading_a_file_that_is_not_a_model_says_what_it_is(make_napari_viewer, qtbot, phantom_mrc, tmp_path):
+    viewer = make_napari_viewer()
+    train = dock(viewer, TRAIN_WIDGET)
+    notes = tmp_path / "notes.pt"
+    notes.write_text("not a model", encoding="utf-8")
+
+    for path, kind in ((phantom_mrc, "an MRC volume"), (notes, "a text file")):
+        assert not train.load_model(path)
+        text = train.status.text()
+        assert f"“{path.name}” is not a napari-hypseg model" in text and kind in text
+        assert "Save model…" in text and "hypseg train" in text  # what a model file is
+        assert "Error" not in text  # no exception class names (UnpicklingError...)
+    assert get_session(viewer).model is None
+
+
+def test_file_dialogs_start_in_the_source_folder(make_napari_viewer, qtbot, phantom_mrc, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    viewer = make_napari_viewer()
+    [from_file] = viewer.open(phantom_mrc, plugin=PLUGIN)
+    viewer.open_sample(PLUGIN, "phantom")
+    sample = viewer.layers["phantom"]
+    train = dock(viewer, TRAIN_WIDGET)
+
+    assert default_folder(SourceInfo.from_layer(from_file)) == phantom_mrc.parent
+    assert default_folder(SourceInfo.from_layer(sample)) == Path.cwd() == work  # no file: not the home folder
+    train.layer_combo.setCurrentText("cell")
+    assert Path(train._default_model_path()) == phantom_mrc.parent / "cell_hypseg.pt"
+    train.layer_combo.setCurrentText("phantom")
+    assert Path(train._default_model_path()) == work / "phantom_hypseg.pt"
+    # each format once, the current one first
+    assert dialog_filter("mrc") == "MRC (*.mrc *.rec *.map);;NIfTI (*.nii.gz *.nii)"
+    assert dialog_filter("nifti") == "NIfTI (*.nii.gz *.nii);;MRC (*.mrc *.rec *.map)"
+
+
+def test_layers_segment_menu_segments_the_selected_image(make_napari_viewer, qtbot, phantom_image, tmp_path, menu_action):
+    viewer = make_napari_viewer()
+    viewer.add_image(phantom_image, name="cell")
+    other = viewer.add_image(phantom_image[:, ::-1].copy(), name="other")
+    viewer.layers.selection.active = other
+    session = get_session(viewer)
+    action = menu_action(viewer, "Layers", "Segment", "Segment with hypseg")
+
+    action.trigger()  # no model yet: docks the widget on the selected image, starts nothing
+    train = dock(viewer, TRAIN_WIDGET)
+    assert train.selected_layer() is other and not train.busy and session.result is None
+
+    model_file = save_checkpoint(tmp_path / "tiny.pt", HyperbolicVAE(ModelConfig(**TINY_MODEL)))
+    assert train.load_model(model_file)
+    train.settings.k_max.setValue(3)
+    viewer.layers.selection.active = viewer.layers["cell"]
+    action.trigger()  # with a model: segments the selected image at once
+    assert train.busy
+    wait_idle(qtbot, train)
+    assert session.result.source.name == "cell" and session.k_values == [2, 3]

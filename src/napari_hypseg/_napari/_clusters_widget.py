@@ -1,5 +1,8 @@
 """The "3. Clusters & export" dock widget: slide through the hierarchy, keep levels, export them.
 
+Below the slider, a table lists the clusters of the current level (voxels,
+physical volume, mean and sd of intensity, bounding box), exportable as CSV.
+
 Every level k = 2 … K_max is precomputed by the core, so moving the slider
 only swaps the array shown by the one live labels layer "hypseg clusters"
 (no copy). Nested levels keep cluster ids, hence colours, as clusters
@@ -17,10 +20,12 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSlider,
     QStackedWidget,
@@ -33,6 +38,7 @@ from ._jobs import JobCancelled, JobFailed, SegmentJob
 from ._layers import add_labels_copy, unique_layer_name
 from ._session import TRAIN_WIDGET, Result, get_session, open_widget, unwrap_viewer
 from ._qtutil import Throttle
+from ._stats_panel import StatsPanel
 
 if TYPE_CHECKING:
     import napari
@@ -107,6 +113,7 @@ class ClustersWidget(QWidget):
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.export = ExportPanel(self.session)
+        self.stats = StatsPanel(self.session)
 
         slider_row = QHBoxLayout()
         slider_row.addWidget(self.slider, 1)
@@ -114,6 +121,8 @@ class ClustersWidget(QWidget):
         form = QFormLayout()
         form.addRow("Clusters k", slider_row)
         form.addRow("Mode", self.mode)
+        stats_box = QGroupBox("Clusters at this k")
+        QVBoxLayout(stats_box).addWidget(self.stats)
         export_box = QGroupBox("Export")
         QVBoxLayout(export_box).addWidget(self.export)
         content_layout = QVBoxLayout(content)
@@ -121,11 +130,21 @@ class ClustersWidget(QWidget):
         content_layout.addLayout(form)
         content_layout.addWidget(self.add_button)
         content_layout.addWidget(self.status)
+        content_layout.addWidget(stats_box)
         content_layout.addWidget(export_box)
         content_layout.addStretch(1)
 
+        # Stacked under the Train panel and the disk view (at least 300 px), the
+        # controls, table and export do not fit a 1080p screen: they scroll
+        # rather than overlap when the dock is short.
+        scroll = QScrollArea()
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumHeight(120)
         self.pages.addWidget(empty)
-        self.pages.addWidget(content)
+        self.pages.addWidget(scroll)
         layout = QVBoxLayout(self)
         layout.addWidget(self.pages)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)

@@ -104,6 +104,10 @@ def to_disk(points: np.ndarray, *, hyperbolic: bool = True) -> np.ndarray:
     return (p / (1.05 * radius if radius > 0 else 1.0)).astype(np.float32)
 
 
+#: A zoom window whose far corner is this far from the centre would cut the rim (1.0) or nearly touch it.
+RIM_REACH = 0.98
+
+
 def fit_bounds(xy: np.ndarray, *, seed: int = 0) -> Bounds:
     """The square window over the 0.5–99.5 percentile box of the points, padded by 10 %.
 
@@ -116,9 +120,20 @@ def fit_bounds(xy: np.ndarray, *, seed: int = 0) -> Bounds:
     lo, hi = np.percentile(sample, [0.5, 99.5], axis=0)
     centre = (lo + hi) / 2.0
     half = max(float((hi - lo).max()) * 0.55, 5e-5)
-    if half >= FULL_DISK[1] * 0.8:
+    if half >= FULL_DISK[1] * 0.8 or reaches_rim(centre, half):
         return FULL_DISK
     return (float(centre[0] - half), float(centre[0] + half), float(centre[1] - half), float(centre[1] + half))
+
+
+def reaches_rim(centre, half: float) -> bool:
+    """Whether the square window ``centre ± half`` would cut the unit circle.
+
+    Such a window shows an arc of the rim at best, so the disk looks like a
+    half-plane and points near the rim lose their context: the whole disk is
+    shown instead.
+    """
+    far = np.hypot(abs(float(centre[0])) + half, abs(float(centre[1])) + half)
+    return bool(far >= RIM_REACH)
 
 
 def from_preview(coords: np.ndarray, embedding: np.ndarray, shape, *, hyperbolic: bool = True) -> DiskPoints:

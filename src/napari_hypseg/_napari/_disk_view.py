@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 
 #: Edge of the point raster before the canvas is laid out; afterwards it matches the axes' pixels.
 RASTER = 420
+#: Smallest canvas (pixels): the disk stays readable when the dock is squeezed.
+MIN_CANVAS = 300
+#: Scale hint: rings at these hyperbolic distances from the centre (curvature -1: radius tanh(d / 2)).
+SCALE_RINGS = (1.0, 2.0, 3.0)
+SCALE_HINT = "rings: hyperbolic distance 1, 2, 3 from the centre · the rim is infinitely far"
 REDRAW_MS = 200
 _PREVIEW_COLOR = np.array([0.55, 0.75, 1.0, 1.0], dtype=np.float32)
 SELECTION_COLOR = "#ffd60a"
@@ -66,6 +71,7 @@ class DiskView(QWidget):
         self._pending_preview = None
         self._info_text = ""
         self._dense_request = 0
+        self._hyperbolic = True  # ball latents (distance rings apply) or Euclidean ones
 
         self._build_ui()
         self._redraw = Throttle(self._draw_now, REDRAW_MS, self)
@@ -90,7 +96,7 @@ class DiskView(QWidget):
         self.info.setWordWrap(True)
         self.figure = Figure(figsize=(4, 4), dpi=100)
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumSize(200, 200)
+        self.canvas.setMinimumSize(MIN_CANVAS, MIN_CANVAS)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         ax = self.ax = self.figure.add_axes((0.02, 0.02, 0.96, 0.96))
         ax.set_xlim(*_disk_data.FULL_DISK[:2])
@@ -107,8 +113,20 @@ class DiskView(QWidget):
             interpolation="nearest", zorder=2,
         )
         # under the points: an embedding collapsed onto the rim (early training) must stay visible
-        self._circle = Circle((0, 0), 1.0, fill=False, lw=1.0, zorder=1.5)
+        self._circle = Circle((0, 0), 1.0, fill=False, lw=1.2, zorder=1.5)
         ax.add_patch(self._circle)
+        self._rings = []
+        for d in SCALE_RINGS:
+            ring = Circle((0, 0), float(np.tanh(d / 2.0)), fill=False, lw=0.6, ls=(0, (2, 3)), zorder=1.4)
+            ax.add_patch(ring)
+            label = ax.text(
+                0.0, float(np.tanh(d / 2.0)), f" {d:g}", fontsize=7, va="bottom", ha="left", zorder=1.4,
+                clip_on=True,
+            )
+            self._rings.append((ring, label))
+        self.scale_hint = ax.text(
+            0.01, 0.01, SCALE_HINT, transform=ax.transAxes, fontsize=7, va="bottom", ha="left", zorder=6,
+        )
         (self._marker,) = ax.plot([], [], marker="o", ms=11, mfc="none", mew=2.2, color="#ff3b30", zorder=5)
         (self._outline,) = ax.plot([], [], lw=1.0, ls="--", color=SELECTION_COLOR, zorder=4)
 
@@ -157,6 +175,29 @@ class DiskView(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(360, 560)  # ask the dock area for a roughly square canvas
 
+    def _show_scale(self, hyperbolic: bool) -> None:
+        """Distance rings mean something only for ball latents; Euclidean ones are just scaled into the disk."""
+        self._hyperbolic = hyperbolic
+        for ring, label in self._rings:
+            ring.set_visible(hyperbolic)
+            label.set_visible(hyperbolic)
+        self._update_scale_hint()
+
+    def _update_scale_hint(self) -> None:
+        """The rings' meaning on the whole disk; the window's size and place when zoomed (the rings are out of view)."""
+        if not self._hyperbolic:
+            self.scale_hint.set_text("Euclidean latents, scaled to fit the disk")
+            return
+        x0, x1, y0, y1 = self.view_bounds()
+        if self.zoom() < 1.5:
+            self.scale_hint.set_text(SCALE_HINT)
+            return
+        r = min(float(np.hypot((x0 + x1) / 2, (y0 + y1) / 2)), 1 - 1e-7)
+        self.scale_hint.set_text(
+            f"window {x1 - x0:.2g} across, centred at hyperbolic distance {2 * np.arctanh(r):.2f} "
+            "from the disk centre · untick “zoom to points” for the whole disk"
+        )
+
     def _apply_theme(self, event=None) -> None:
         if not is_alive(self):
             return
@@ -170,7 +211,14 @@ class DiskView(QWidget):
         self.figure.set_facecolor(background)
         self.ax.set_facecolor(background)
         self._circle.set_edgecolor(text)
-        self._circle.set_alpha(0.6)
+        self._circle.set_alpha(0.8)
+        for ring, label in self._rings:
+            ring.set_edgecolor(text)
+            ring.set_alpha(0.35)
+            label.set_color(text)
+            label.set_alpha(0.6)
+        self.scale_hint.set_color(text)
+        self.scale_hint.set_alpha(0.7)
         self.canvas.draw_idle()
 
     def _on_fit(self, *_) -> None:
@@ -214,8 +262,11 @@ class DiskView(QWidget):
         self.points = _disk_data.from_preview(
             preview.coords, preview.embedding, source.shape, hyperbolic=self.session.preview_hyperbolic
         )
+        if self.source is not None and self.source.layer is not source.layer:
+            self._forget_volume()
         self.source = source
         self.binning = 1
+        self._show_scale(self.session.preview_hyperbolic)
         self._selected = None if self._vertices is None else _disk_data.inside(self.points.xy, self._vertices)
         self._colors = self._preview_colors(preview, source)
         self._density.set_visible(False)
@@ -242,7 +293,9 @@ class DiskView(QWidget):
         if result is None:
             return
         self._set_info("Preparing the disk view of all voxels…")
+        self._forget_volume()  # a selection or a ringed voxel of the previous segmentation means nothing here
         hyperbolic = bool(result.model.config.hyperbolic)
+        self._show_scale(hyperbolic)
         self._dense_request += 1  # a newer result makes older, still running preparations stale
         context = (result.source, result.segmentation.binning, self._dense_request)
         worker = thread_worker(_with_context, start_thread=False)(
@@ -313,6 +366,7 @@ class DiskView(QWidget):
         if self.points.density is not None:
             self._density.set_extent(self.points.bounds)
         self._set_info(self._info_text)
+        self._update_scale_hint()
         self._draw_marker()
         self.canvas.draw_idle()
 
@@ -389,6 +443,12 @@ class DiskView(QWidget):
             return None
         name = unique_layer_name(self.viewer, f"{self.source.name} selection")
         return add_labels_copy(self.viewer, name, layer.data, self.source)
+
+    def _forget_volume(self) -> None:
+        """Drop per-volume state: the selection (and its layer), the ringed voxel, the hint."""
+        self._marked = None
+        self._draw_marker()
+        self.clear_selection()
 
     def clear_selection(self) -> None:
         self._vertices = None

@@ -47,8 +47,15 @@ def file_stem(source: SourceInfo) -> str:
 
 
 def default_folder(source: SourceInfo) -> Path:
+    """The source file's folder; the working directory for layers without a file (samples, arrays)."""
     path = source.source_path
-    return path.parent if path is not None and path.parent.is_dir() else Path.home()
+    return path.parent if path is not None and path.parent.is_dir() else Path.cwd()
+
+
+def dialog_filter(first: str) -> str:
+    """File-dialog filter with format ``first`` first and every format listed once."""
+    order = [first, *(key for key in FORMATS if key != first)]
+    return ";;".join(FORMATS[key][2] for key in order)
 
 
 def default_path(source: SourceInfo, k: int, fmt: str, *, mode: str = "nested") -> Path:
@@ -146,6 +153,10 @@ class ExportPanel(QWidget):
         self.destroyed.connect(lambda *_, stop=self._stop: stop.set())
 
     def set_source(self, source: SourceInfo | None) -> None:
+        """A new segmentation: pick its file's format, forget what was saved for the previous one."""
+        self.last_written = []
+        if not self.busy:
+            self.status.setText("")
         if source is not None:
             self.format.setCurrentIndex(list(FORMATS).index(source.file_format))
 
@@ -221,8 +232,7 @@ class ExportPanel(QWidget):
             show_error("Nothing to export yet: segment an image first.")
             return
         default = default_path(result.source, self.session.k, self.fmt, mode=self.session.mode)
-        filters = ";;".join(spec[2] for spec in FORMATS.values())
-        path, _ = QFileDialog.getSaveFileName(self, "Save labels", str(default), FORMATS[self.fmt][2] + ";;" + filters)
+        path, _ = QFileDialog.getSaveFileName(self, "Save labels", str(default), dialog_filter(self.fmt))
         if path:
             if not full_suffix(Path(path)):
                 path += FORMATS[self.fmt][1]

@@ -2,8 +2,10 @@
 
 Training and segmentation run in napari worker threads (:mod:`._jobs`); this
 widget only collects settings, starts and cancels the jobs, shows progress
-(a napari progress bar, the loss, the ETA) and hands results to the session,
-where the disk view and the Clusters widget pick them up.
+(a bar in the dock and one in napari's status bar, the loss, which limit ends
+the run and when) and hands results to the session, where the disk view and
+the Clusters widget pick them up. Closing the dock (its ×), the viewer or the
+source layer stops a running job; nothing it produced is installed then.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QLabel,
     QMainWindow,
+    QProgressBar,
     QPushButton,
     QSizePolicy,
     QVBoxLayout,
@@ -33,8 +36,11 @@ from qtpy.QtWidgets import (
 
 from .._device import describe_device
 from .._errors import UserError
+from ..io import MRC_SUFFIXES, NIFTI_SUFFIXES
+from ..io.atomic import full_suffix
 from ..model import load_model, save_checkpoint
 from ..training import TrainEvent
+from ._export import default_folder
 from ._jobs import JobCancelled, JobFailed, SegmentJob, TrainJob, explain, warm_up
 from ._layers import SourceInfo, check_image_layer, warm_up_labels_display
 from ._session import CLUSTERS_WIDGET, DISK_WIDGET, Result, get_session, open_widget, unwrap_viewer
@@ -46,6 +52,10 @@ if TYPE_CHECKING:
 
 READOUT_MS = 100
 MODEL_FILTER = "napari-hypseg model (*.pt);;All files (*)"
+#: What a model file is, for messages about files that are not one.
+MODEL_FILE = "a model file is the .pt that “Save model…” or `hypseg train` writes"
+#: Resolution of the dock's progress bar (it shows a fraction of the run).
+BAR_RANGE = 1000
 
 
 def format_seconds(seconds: float) -> str:
@@ -54,6 +64,63 @@ def format_seconds(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def run_limit(event: TrainEvent, max_minutes: float | None) -> tuple[str, float, float]:
+    """Which limit ends the run first, its time left, and the fraction of the run done.
+
+    Returns ``(limit, seconds_left, fraction)`` with ``limit`` either
+    ``"steps"`` (the step count is reached first at the current speed) or
+    ``"time"`` (the time budget runs out first). ``seconds_left`` is NaN while
+    the speed is unknown and only a step limit applies.
+    """
+    total = max(int(event.total_steps), 1)
+    rate = event.steps_per_s
+    steps_left = (total - event.step) / rate if rate > 0 else float("nan")
+    budget = 60.0 * max_minutes if max_minutes else float("inf")
+    budget_left = max(0.0, budget - event.elapsed_s)
+    by_steps = min(1.0, event.step / total)
+    if math.isfinite(budget) and not (steps_left <= budget_left):  # NaN: speed unknown, the clock runs anyway
+        return "time", budget_left, max(by_steps, min(1.0, event.elapsed_s / budget))
+    return "steps", steps_left, by_steps
+
+
+def limit_text(event: TrainEvent, max_minutes: float | None) -> str:
+    """``"400 steps end the run in 1:05"`` or ``"the 10 min budget ends the run in 7:30 (≈ step 310 of 400)"``."""
+    limit, left, _ = run_limit(event, max_minutes)
+    if limit == "steps":
+        return f"{event.total_steps} steps end the run in {format_seconds(left)}"
+    reached = ""
+    if event.steps_per_s > 0:
+        reached = f" (≈ step {min(event.total_steps, int(event.step + event.steps_per_s * left))} of {event.total_steps})"
+    return f"the {max_minutes:g} min budget ends the run in {format_seconds(left)}{reached}"
+
+
+def describe_file(path: Path) -> str:
+    """What a file that failed to load as a model most likely is, from its name and first bytes."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1024)
+    except OSError:
+        head = b""
+    suffix = full_suffix(path)
+    if suffix in MRC_SUFFIXES or head[208:212] == b"MAP ":
+        return "an MRC volume (open it with File › Open File(s)…)"
+    if suffix in NIFTI_SUFFIXES or head[344:348] in (b"n+1\0", b"ni1\0"):
+        return "a NIfTI volume (open it with File › Open File(s)…)"
+    if head[:2] == b"\x1f\x8b":
+        return "a gzip-compressed file"
+    if head[:4] == b"PK\x03\x04":
+        return "a PyTorch or zip file, but not one napari-hypseg wrote"
+    if head[:1] == b"\x80":
+        return "a Python pickle, not a napari-hypseg model (and pickles are never executed here)"
+    if not head:
+        return "an empty file"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a binary file of an unknown kind"
+    return "a text file"
 
 
 def loss_text(event: TrainEvent) -> str:
@@ -87,6 +154,16 @@ class _Running:
             self.bar = None
 
 
+def _abort_orphaned(holder: dict, session) -> None:
+    """The widget was deleted with a job running: stop it, and tell the other widgets training is over."""
+    running = holder["running"]
+    if running is None:
+        return
+    running.stop(abort=True)
+    if running.kind == "train":
+        session.set_training(False)
+
+
 class TrainWidget(QWidget):
     """Pick a 3D image, train (Start/Cancel), Segment, Save/Load the model."""
 
@@ -117,7 +194,8 @@ class TrainWidget(QWidget):
 
         # stop a running job when the widget or the window goes away
         holder = self._holder = {"running": None}
-        self.destroyed.connect(lambda *_: holder["running"] and holder["running"].stop(abort=True))
+        session = self.session
+        self.destroyed.connect(lambda *_: _abort_orphaned(holder, session))
         self._window_filter_installed = False
 
     # -- UI ------------------------------------------------------------------
@@ -146,8 +224,13 @@ class TrainWidget(QWidget):
 
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, BAR_RANGE)
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.setVisible(False)
         self.readout = QLabel()
         self.readout.setWordWrap(True)
+        self.readout.setVisible(False)
         self.model_label = QLabel()
         self.model_label.setWordWrap(True)
 
@@ -166,10 +249,28 @@ class TrainWidget(QWidget):
         layout.addWidget(self.settings)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
+        layout.addWidget(self.progress_bar)
         layout.addWidget(self.readout)
         layout.addWidget(self.model_label)
         # take only the height the controls need; the disk view below gets the rest
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+
+    def event(self, event: QEvent) -> bool:
+        # The dock's × (napari's remove_dock_widget) takes this widget out of its
+        # dock with setParent(None) and does not delete it: a job left running
+        # would install its model in the session of a widget no one sees.
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None and getattr(self, "running", None):
+            self._abort("Stopped: the “1. Train & embed” panel was closed.")
+        return super().event(event)
+
+    def _abort(self, message: str) -> None:
+        """Stop the running job for good: its result is dropped (unlike Cancel, which keeps the model)."""
+        running = self.running
+        if running is None:
+            return
+        running.stop(abort=True)
+        self._set_status(message, error=True)
+        self._update_state()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -186,7 +287,7 @@ class TrainWidget(QWidget):
 
     def _stop_if_window_closed(self) -> None:
         if self.running is not None and not self.window().isVisible():
-            self.running.stop(abort=True)
+            self._abort("Stopped: the napari window was closed.")
 
     # -- layers ----------------------------------------------------------------
     def _image_layers(self) -> list:
@@ -247,8 +348,7 @@ class TrainWidget(QWidget):
             return
         layer = running.source.layer
         if layer is None or layer is event.value:
-            running.stop(abort=True)
-            self._set_status(f"Stopped: the image layer “{running.source.name}” was closed.", error=True)
+            self._abort(f"Stopped: the image layer “{running.source.name}” was closed.")
 
     # -- state -----------------------------------------------------------------
     def _set_status(self, text: str, *, error: bool = False) -> None:
@@ -260,6 +360,7 @@ class TrainWidget(QWidget):
         has_model = self.session.model is not None
         self.start_button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy and not self.running.job.cancelled)
+        self.progress_bar.setVisible(busy)
         self.segment_button.setEnabled(not busy and has_model)
         self.save_button.setEnabled(not busy and has_model)
         self.load_button.setEnabled(not busy)
@@ -301,7 +402,8 @@ class TrainWidget(QWidget):
         worker.finished.connect(self._on_train_finished)
         self.session.set_training(True)
         self._set_status(f"Preparing training on “{source.name}”…")
-        self.readout.setText("")
+        self._set_readout("")
+        self._set_bar(0, "training: starting…")
         open_widget(self.viewer, DISK_WIDGET)
         worker.start()
         return True
@@ -329,7 +431,7 @@ class TrainWidget(QWidget):
 
     def _on_train_event(self, event) -> None:
         running = self.running
-        if running is None:
+        if running is None or running.aborted:
             return
         if isinstance(event, JobFailed):
             running.last = event
@@ -347,16 +449,28 @@ class TrainWidget(QWidget):
             hyperbolic = running.job.model_config.hyperbolic
             self.session.set_preview(event.preview, running.source, hyperbolic=hyperbolic)
 
+    def _set_readout(self, text: str) -> None:
+        # hidden when empty: an empty label still takes a line of the dock's height
+        self.readout.setText(text)
+        self.readout.setVisible(bool(text))
+
+    def _set_bar(self, fraction: float, text: str) -> None:
+        self.progress_bar.setValue(int(round(BAR_RANGE * min(max(fraction, 0.0), 1.0))))
+        self.progress_bar.setFormat(f"{text} %p%" if text else "%p%")
+
     def _show_readout(self) -> None:
         event, running = self._last_event, self.running
-        if event is None:
+        if event is None or running is None or running.kind != "train":
             return
-        if running is not None and running.bar is not None:
+        max_minutes = running.job.train_config.max_minutes
+        limit, _, fraction = run_limit(event, max_minutes)
+        if running.bar is not None:
             running.bar.n = event.step
             running.bar.refresh()
-        self.readout.setText(
+        self._set_bar(fraction, f"step {event.step}/{event.total_steps}" if limit == "steps" else "time budget")
+        self._set_readout(
             f"step {event.step}/{event.total_steps} · {loss_text(event)} · "
-            f"{event.steps_per_s:.2f} steps/s · ETA {format_seconds(event.eta_s)}"
+            f"{event.steps_per_s:.2f} steps/s · {limit_text(event, max_minutes)}"
         )
 
     def _on_train_finished(self) -> None:
@@ -413,6 +527,7 @@ class TrainWidget(QWidget):
         worker.returned.connect(self._on_segment_returned)
         worker.finished.connect(self._on_segment_finished)
         self._set_status(f"Segmenting “{source.name}” (embedding every voxel, then clustering k = 2…{options['k_max']})…")
+        self._set_bar(0, "embedding")
         self._poll.start()
         worker.start()
         return True
@@ -428,7 +543,8 @@ class TrainWidget(QWidget):
         bar.set_description("hypseg: embedding" if stage == "embed" else "hypseg: clustering")
         bar.n = done
         bar.refresh()
-        self.readout.setText(f"{'embedding' if stage == 'embed' else 'clustering'}: {done}/{total}")
+        self._set_bar(done / total if total else 0.0, "embedding" if stage == "embed" else "clustering")
+        self._set_readout(f"{'embedding' if stage == 'embed' else 'clustering'}: {done}/{total}")
 
     def _on_segment_returned(self, result) -> None:
         running = self.running
@@ -450,7 +566,7 @@ class TrainWidget(QWidget):
             self.session.set_result(Result(result, "nested", running.job.model, running.source))
             ks = self.session.k_values
             self._set_status(f"Segmented “{running.source.name}”: levels k = {ks[0]}…{ks[-1]} ready. Use “{CLUSTERS_WIDGET}”.")
-            self.readout.setText("")
+            self._set_readout("")
             open_widget(self.viewer, CLUSTERS_WIDGET)
 
     # -- model files -----------------------------------------------------------
@@ -473,12 +589,24 @@ class TrainWidget(QWidget):
 
     def load_model(self, path: str | Path) -> bool:
         """Load a model file; then Segment works on any image without training."""
+        path = Path(path)
         try:
-            model = load_model(path, device=self.settings.torch_device())
+            device = self.settings.torch_device()
         except UserError as exc:
             self._fail(str(exc))
             return False
-        except Exception as exc:
+        if not path.is_file():
+            self._fail(f"Model file not found: {path}")
+            return False
+        try:
+            model = load_model(path, device=device)
+        except UserError as exc:  # the file could not be read as a napari-hypseg model
+            if "newer" in str(exc):  # a model from a newer napari-hypseg: its own message says what to do
+                self._fail(str(exc))
+            else:
+                self._fail(f"“{path.name}” is not a napari-hypseg model: it looks like {describe_file(path)}; {MODEL_FILE}.")
+            return False
+        except Exception as exc:  # a model file whose weights do not fit its config, out of memory...
             self._fail(explain(exc, "loading the model"))
             return False
         self.trainer = None
@@ -489,10 +617,12 @@ class TrainWidget(QWidget):
 
     def _default_model_path(self) -> str:
         layer = self.selected_layer()
-        source = SourceInfo.from_layer(layer).source_path if layer is not None else None
-        stem = (source.name.split(".")[0] if source else (layer.name if layer is not None else "model")) or "model"
-        folder = source.parent if source else Path.home()
-        return str(folder / f"{stem}_hypseg.pt")
+        if layer is None:
+            return str(Path.cwd() / "model_hypseg.pt")
+        source = SourceInfo.from_layer(layer)
+        path = source.source_path
+        stem = (path.name.split(".")[0] if path else layer.name) or "model"
+        return str(default_folder(source) / f"{stem}_hypseg.pt")
 
     def _save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save hypseg model", self._default_model_path(), MODEL_FILTER)
