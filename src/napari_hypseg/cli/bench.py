@@ -101,7 +101,8 @@ def run_suite(args: argparse.Namespace) -> int:
     from .._device import describe_device, resolve_device
     from ..quality.cases import suite_cases
     from ..quality.report import markdown
-    from ..quality.suite import default_pipeline, run_case
+    from ..quality.suite import FUSED, OURS, default_pipeline, run_case
+    from ..segmentation.fusion import FusionConfig
 
     steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else TrainConfig().steps)
     n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 2)
@@ -113,11 +114,15 @@ def run_suite(args: argparse.Namespace) -> int:
     seeds = [args.seed + i for i in range(n_seeds)]
     log(f"quality suite ({'quick' if args.quick else 'full'}) on {describe_device(device)}: "
         f"{steps} training steps per model, seeds {seeds}")
-    ours = default_pipeline(TrainConfig(steps=steps, seed=args.seed), device=device, log=log)
+    train_config = TrainConfig(steps=steps, seed=args.seed)
+    rows = {OURS: (default_pipeline(train_config, device=device, log=log), seeds)}
+    # the fused row trains a model per case and seed: one seed keeps the full run within its budget
+    rows[FUSED] = (default_pipeline(train_config, fusion=FusionConfig(embedding_weight=0.5), device=device, log=log),
+                   seeds[:1])
     results = []
     for case in suite_cases(quick=args.quick, log=log):
         log(f"{case.name}: {len(case.volumes)} volume(s)")
-        results.append(run_case(case, ours, seeds=seeds, log=log))
+        results.append(run_case(case, rows, seeds=seeds, log=log))
     wall = time.perf_counter() - t0
     command = f"hypseg bench --suite{' --quick' if args.quick else ''} --steps {steps} --seeds {n_seeds}"
     header = (f"`{command}` on {describe_device(device)}, wall time {wall / 60:.1f} min. Mean ± sd of the "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .suite import OURS, CaseResult
+from .suite import FUSED, OURS, CaseResult
 
 
 def _ms(result: CaseResult, method: str, level: int) -> str:
@@ -39,7 +39,7 @@ def details(result: CaseResult) -> str:
     lines = [f"**{result.case.name}** — {result.case.source}", "", head, "|" + " --- |" * (len(levels) + 2)]
     for method in result.scores:
         cells = " | ".join(_ms(result, method, lv) for lv in levels)
-        bold = "**" if method == OURS else ""
+        bold = "**" if method in (OURS, FUSED) else ""
         lines.append(f"| {bold}{method}{bold} | {cells} | {result.seconds.get(method, 0):.0f} |")
     lines.append("")
     for lv in levels:

@@ -21,7 +21,9 @@ from ..segmentation.metrics import dice_scores
 from .baselines import BASELINES, run_baseline
 from .cases import SMALL_CLASS_FRACTION, Case
 
-OURS = "ours (hyperbolic VAE + intensity, mixture + spatial prior)"
+OURS = "ours: default (mixture + spatial prior on the chosen intensity channel)"
+#: the same pipeline with the hyperbolic embedding fused in (what lost; shown so the loss stays visible)
+FUSED = "ours + hyperbolic embedding fused (weight 0.5)"
 #: a class counts as found when its matched cluster reaches this Dice
 FOUND_DICE = 0.3
 
@@ -58,7 +60,7 @@ class CaseResult:
         return sorted(self.case.volumes[0].levels)
 
     def best_baseline(self, level: int) -> str:
-        names = [m for m in self.scores if m != OURS]
+        names = [m for m in self.scores if m not in (OURS, FUSED)]
         return max(names, key=lambda m: self.mean_sd(m, level)[0])
 
     def small_classes(self, level: int) -> list[int]:
@@ -85,13 +87,16 @@ def _score(labels: np.ndarray, gt: np.ndarray) -> Score:
 OursFn = Callable[[list[np.ndarray], list[np.ndarray], list[int], int], list[dict[int, np.ndarray]]]
 
 
-def run_case(case: Case, ours: OursFn, *, seeds, log=print) -> CaseResult:
-    """Score every baseline and ``ours`` on ``case`` for every seed.
+def run_case(case: Case, ours: dict[str, tuple[OursFn, list[int]]] | OursFn, *, seeds, log=print) -> CaseResult:
+    """Score every baseline and our pipeline(s) on ``case``.
 
-    ``ours(train_volumes, test_volumes, ks, seed)`` returns labels per k for
-    each test volume (it trains once per seed, on ``case.train`` or, when
-    that is None, on each test volume itself).
+    ``ours`` maps a row name to ``(fn, seeds)``; ``fn(train_volumes,
+    test_volumes, ks, seed)`` returns labels per k for each test volume (it
+    trains once per seed, on ``case.train`` or, when that is None, on each
+    test volume itself). A bare function is the default row over ``seeds``.
     """
+    if callable(ours):
+        ours = {OURS: (ours, list(seeds))}
     result = CaseResult(case)
     for baseline in BASELINES:
         t0 = time.perf_counter()
@@ -104,24 +109,34 @@ def run_case(case: Case, ours: OursFn, *, seeds, log=print) -> CaseResult:
         result.seconds[baseline.name] = time.perf_counter() - t0
         log(f"  {case.name} | {baseline.name}: " + " / ".join(
             f"{result.mean_sd(baseline.name, lv)[0]:.3f}" for lv in result.levels()))
-    t0 = time.perf_counter()
-    for seed in seeds:
-        ks = sorted({k for vol in case.volumes for k, _, _ in vol.levels.values()})
-        images = [vol.image for vol in case.volumes]
-        labels = ours(case.train, images, ks, seed)
-        for vol, lab in zip(case.volumes, labels):
-            for level, (k, gt, _) in vol.levels.items():
-                result.add(OURS, level, _score(lab[k], gt))
-    result.seconds[OURS] = time.perf_counter() - t0
-    log(f"  {case.name} | ours: " + " / ".join(f"{result.mean_sd(OURS, lv)[0]:.3f}" for lv in result.levels())
-        + f" ({result.seconds[OURS]:.0f} s)")
+    ks = sorted({k for vol in case.volumes for k, _, _ in vol.levels.values()})
+    images = [vol.image for vol in case.volumes]
+    for name, (fn, row_seeds) in ours.items():
+        t0 = time.perf_counter()
+        for seed in row_seeds:
+            labels = fn(case.train, images, ks, seed)
+            for vol, lab in zip(case.volumes, labels):
+                for level, (k, gt, _) in vol.levels.items():
+                    result.add(name, level, _score(lab[k], gt))
+        result.seconds[name] = time.perf_counter() - t0
+        log(f"  {case.name} | {name}: " + " / ".join(f"{result.mean_sd(name, lv)[0]:.3f}" for lv in result.levels())
+            + f" ({result.seconds[name]:.0f} s)")
     return result
 
 
-def default_pipeline(train_config, *, device="auto", log=print) -> OursFn:
-    """Our default, as ``hypseg run`` runs it: train on the volume(s), embed, fuse, mixture per level."""
+def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> OursFn:
+    """Our pipeline as ``hypseg run`` runs it: train on the volume(s), embed, fuse, mixture per level.
+
+    When ``fusion`` leaves the embedding out of the clustering (the default),
+    the labels do not depend on the model, so the suite skips training and
+    computes exactly the clustering ``segment()`` would.
+    """
+    from ..segmentation.fusion import FusionConfig, fused_features  # noqa: PLC0415
+    from ..segmentation.mixture import mixture_levels  # noqa: PLC0415
     from ..segmentation.pipeline import segment  # noqa: PLC0415 - torch-heavy
     from ..training import Trainer  # noqa: PLC0415
+
+    fusion = fusion or FusionConfig()
 
     def train(volumes, seed):
         t0 = time.perf_counter()
@@ -131,11 +146,19 @@ def default_pipeline(train_config, *, device="auto", log=print) -> OursFn:
         return model
 
     def ours(train_volumes, test_volumes, ks, seed):
+        if fusion.embedding_weight == 0:
+            out = []
+            for image in test_volumes:
+                features, _ = fused_features(image, None, latent_dim=None, config=fusion,
+                                             reference_k=min(4, max(ks)), seed=seed)
+                levels = mixture_levels(features, image.shape, range(min(ks), max(ks) + 1), seed=seed)
+                out.append({k: levels[k] for k in ks})
+            return out
         shared = train(train_volumes, seed) if train_volumes is not None else None
         out = []
         for image in test_volumes:
             model = shared if shared is not None else train([image], seed)
-            result = segment(image, model, k_min=min(ks), k_max=max(ks), seed=seed, device=device)
+            result = segment(image, model, k_min=min(ks), k_max=max(ks), seed=seed, device=device, fusion=fusion)
             out.append({k: result.labels(k) for k in ks})
         return out
 
