@@ -16,6 +16,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_hypseg._napari import _disk_data
 from napari_hypseg._napari._disk_view import MIN_CANVAS, DiskView
@@ -140,14 +141,31 @@ def test_train_segment_slide_select_export(make_napari_viewer, qtbot, phantom_mr
     assert len(np.unique(layer.data)) == 4
     assert clusters.k_label.text() == "4"
 
-    # flat levels are computed once, in a worker, then switching is instant both ways
-    nested_k4 = layer.data.copy()
-    clusters.mode.setCurrentText("flat")
-    qtbot.waitUntil(lambda: session.mode == "flat", timeout=WAIT_MS)
-    assert session.k == 4 and len(np.unique(layer.data)) == 4
-    clusters.mode.setCurrentText("nested")
-    assert session.mode == "nested"
-    np.testing.assert_array_equal(layer.data, nested_k4)
+    # the default is the mixture; nested and flat are computed once, in a worker, from the same
+    # embedding and the real voxels, then switching is instant both ways
+    assert session.mode == "mixture" == clusters.mode.currentText()
+    assert session.result.segmentation.hierarchy.mode == "mixture"
+    assert [clusters.mode.itemText(i) for i in range(clusters.mode.count())] == ["mixture", "nested", "flat"]
+    assert "(default)" in clusters.mode.itemData(0, Qt.ItemDataRole.ToolTipRole)
+    assert session.result.data is image.data  # a reference to the source voxels, kept for re-clustering
+    mixture_k4 = layer.data.copy()
+    results = {}
+    for mode in ("nested", "flat"):
+        clusters.mode.setCurrentText(mode)
+        qtbot.waitUntil(lambda: session.mode == mode, timeout=WAIT_MS)
+        assert session.k == 4 and len(np.unique(layer.data)) == 4
+        assert session.result.segmentation.hierarchy.mode == mode
+        results[mode] = session.result
+    clusters.mode.setCurrentText("mixture")
+    assert session.mode == "mixture"
+    np.testing.assert_array_equal(layer.data, mixture_k4)
+    # a mixture computed lazily from the embedding (after a nested segmentation) is the one of a full run:
+    # the real voxels reach it, not a stand-in volume
+    session.set_result(results["nested"], k=4)
+    assert not session.has_mode("mixture")
+    clusters.mode.setCurrentText("mixture")
+    qtbot.waitUntil(lambda: session.mode == "mixture", timeout=WAIT_MS)
+    np.testing.assert_array_equal(layer.data, mixture_k4)
 
     # the disk shows the dense embedding, coloured like the labels layer
     qtbot.waitUntil(lambda: disk.points is not None and not disk.points.live, timeout=WAIT_MS)

@@ -22,6 +22,7 @@ import torch
 
 from .._errors import UserError
 from ..model import HyperbolicVAE, ModelConfig
+from ..segment_modes import DEFAULT_MODE
 from ..segmentation.embed import EmbeddingCancelled
 from ..training import TrainConfig, Trainer, TrainEvent
 
@@ -130,7 +131,7 @@ class SegmentJob:
         model: HyperbolicVAE,
         *,
         k_max: int,
-        mode: str = "nested",
+        mode: str = DEFAULT_MODE,
         stride: int = 1,
         device: str = "auto",
         seed: int = 0,
@@ -139,7 +140,10 @@ class SegmentJob:
         shape: tuple[int, ...] | None = None,
     ):
         if data is None:
-            # clustering an existing embedding: segment() only reads the volume's shape
+            if mode == "mixture" or embedding is None:
+                # the mixture fuses the embedding with the intensities: a stand-in volume would give garbage
+                raise ValueError(f"SegmentJob(mode={mode!r}) needs the source voxels")
+            # k-means of an existing embedding: segment() only reads the volume's shape
             data = np.broadcast_to(np.zeros((), np.float32), tuple(shape))
         self._data = data
         self.model = model

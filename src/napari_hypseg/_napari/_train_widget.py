@@ -39,6 +39,7 @@ from .._errors import UserError
 from ..io import MRC_SUFFIXES, NIFTI_SUFFIXES
 from ..io.atomic import full_suffix
 from ..model import load_model, save_checkpoint
+from ..segment_modes import DEFAULT_MODE
 from ..training import TrainEvent
 from ._export import default_folder
 from ._jobs import JobCancelled, JobFailed, SegmentJob, TrainJob, explain, warm_up
@@ -521,7 +522,7 @@ class TrainWidget(QWidget):
             return False
         options = self.settings.segment_options()
         source = SourceInfo.from_layer(layer)
-        job = SegmentJob(layer.data[0] if layer.multiscale else layer.data, model, mode="nested", **options)
+        job = SegmentJob(layer.data[0] if layer.multiscale else layer.data, model, mode=DEFAULT_MODE, **options)
         worker = thread_worker(job.run, start_thread=False)()
         self._begin("segment", job, worker, source, progress(total=0, desc="hypseg: embedding"))
         worker.returned.connect(self._on_segment_returned)
@@ -563,7 +564,8 @@ class TrainWidget(QWidget):
         elif isinstance(result, JobCancelled) or result is None:
             self._set_status("Segmentation cancelled.")
         else:
-            self.session.set_result(Result(result, "nested", running.job.model, running.source))
+            job = running.job
+            self.session.set_result(Result(result, job.options["mode"], job.model, running.source, job._data))
             ks = self.session.k_values
             self._set_status(f"Segmented “{running.source.name}”: levels k = {ks[0]}…{ks[-1]} ready. Use “{CLUSTERS_WIDGET}”.")
             self._set_readout("")
