@@ -1,5 +1,8 @@
 """The ``hypseg`` command line end to end, on real files (tiny budgets)."""
 
+import csv
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -73,6 +76,26 @@ def test_run_writes_levels_on_the_source_grid(phantom_file, tmp_path):
     emb = np.load(out / "cell_embedding.npy")
     assert emb.shape == (*source.shape, 2) and (np.linalg.norm(emb, axis=-1) < 1).all()
     assert (out / "cell_model.pt").exists()
+
+    # one statistics CSV per level, beside its labels, listed in the manifest (written last)
+    manifest = json.loads((out / "cell_manifest.json").read_text())
+    assert manifest["files"]["2_stats"] == "cell_k2_stats.csv" and manifest["files"]["3_stats"] == "cell_k3_stats.csv"
+    voxel_volume = float(np.prod(source.spacing))
+    for k in (2, 3):
+        labels = read_volume(out / f"cell_k{k}.mrc").data
+        with open(out / f"cell_k{k}_stats.csv", newline="", encoding="utf-8") as handle:
+            table = list(csv.reader(handle))
+        assert table[0][:3] == ["cluster", "voxels", "volume (Å³)"]
+        rows = table[1:]
+        assert [int(r[0]) for r in rows] == list(range(1, k + 1))
+        for row in rows:
+            inside = labels == int(row[0])
+            assert int(row[1]) == inside.sum()
+            assert float(row[2]) == pytest.approx(inside.sum() * voxel_volume, rel=1e-5)
+            assert float(row[3]) == pytest.approx(float(source.data[inside].mean()), rel=1e-4, abs=1e-6)
+            zyx = np.argwhere(inside)
+            assert [int(v) for v in row[5:]] == [*zyx.min(0), *zyx.max(0)]
+        assert (out / "cell_manifest.json").stat().st_mtime_ns >= (out / f"cell_k{k}_stats.csv").stat().st_mtime_ns
 
 
 def test_segment_many_files_flat_mode_and_nifti_output(phantom_file, tmp_path):
