@@ -1,5 +1,8 @@
 """The ``hypseg`` command line end to end, on real files (tiny budgets)."""
 
+import csv
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -74,6 +77,26 @@ def test_run_writes_levels_on_the_source_grid(phantom_file, tmp_path):
     assert emb.shape == (*source.shape, 2) and (np.linalg.norm(emb, axis=-1) < 1).all()
     assert (out / "cell_model.pt").exists()
 
+    # one statistics CSV per level, beside its labels, listed in the manifest (written last)
+    manifest = json.loads((out / "cell_manifest.json").read_text())
+    assert manifest["files"]["2_stats"] == "cell_k2_stats.csv" and manifest["files"]["3_stats"] == "cell_k3_stats.csv"
+    voxel_volume = float(np.prod(source.spacing))
+    for k in (2, 3):
+        labels = read_volume(out / f"cell_k{k}.mrc").data
+        with open(out / f"cell_k{k}_stats.csv", newline="", encoding="utf-8") as handle:
+            table = list(csv.reader(handle))
+        assert table[0][:3] == ["cluster", "voxels", "volume (Å³)"]
+        rows = table[1:]
+        assert [int(r[0]) for r in rows] == list(range(1, k + 1))
+        for row in rows:
+            inside = labels == int(row[0])
+            assert int(row[1]) == inside.sum()
+            assert float(row[2]) == pytest.approx(inside.sum() * voxel_volume, rel=1e-5)
+            assert float(row[3]) == pytest.approx(float(source.data[inside].mean()), rel=1e-4, abs=1e-6)
+            zyx = np.argwhere(inside)
+            assert [int(v) for v in row[5:]] == [*zyx.min(0), *zyx.max(0)]
+        assert (out / "cell_manifest.json").stat().st_mtime_ns >= (out / f"cell_k{k}_stats.csv").stat().st_mtime_ns
+
 
 def test_segment_many_files_flat_mode_and_nifti_output(phantom_file, tmp_path):
     model = tmp_path / "m.pt"
@@ -113,3 +136,58 @@ def test_demo_scores_and_writes_pictures(tmp_path, capsys):
 def _write(path, data):
     write_image(path, data)
     return path
+
+
+def test_model_records_voxel_size_and_segment_warns_or_resamples(phantom_file, tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    assert main(["train", str(phantom_file), "--out", str(model), *FAST]) == 0
+    from napari_hypseg.model import load_model
+
+    source = read_volume(phantom_file)
+    assert load_model(model).voxel_size == pytest.approx(source.spacing)  # (z, y, x) of the training volume
+
+    # a tiny model (5³ patches) recording the same voxel size, so a coarser copy still holds patches
+    from napari_hypseg.model import ModelConfig
+    from napari_hypseg.training import TrainConfig, Trainer
+
+    trainer = Trainer([source.data], model_config=ModelConfig(channels=(4, 8), kernel_size=3, hidden=16),
+                      train_config=TrainConfig(steps=2, batch_size=2, device="cpu"), voxel_size=source.spacing)
+    for _ in trainer.run():
+        pass
+    model = trainer.save(tmp_path / "tiny.pt")
+
+    # the same phantom at twice the voxel size (half the voxels): a mismatch of 100 % on every axis
+    coarse = tmp_path / "coarse.mrc"
+    like = Volume(source.data[::2, ::2, ::2], affine=np.diag([*(2 * np.asarray(source.spacing)), 1.0]), format="mrc")
+    write_image(coarse, np.ascontiguousarray(source.data[::2, ::2, ::2]), like=like)
+    coarse_volume = read_volume(coarse)
+    capsys.readouterr()
+    out = tmp_path / "plain"
+    assert main(["segment", str(coarse), "--model", str(model), "--clusters", "2,3", "--out-dir", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    sizes = [" × ".join(f"{v:.4g}" for v in size) for size in (coarse_volume.spacing, source.spacing)]
+    assert all(size in err for size in sizes), err
+    assert "--resample-to-model" in err
+    assert read_volume(out / "coarse_k2.mrc").shape == coarse_volume.shape
+
+    out = tmp_path / "resampled"
+    assert main(["segment", str(coarse), "--model", str(model), "--clusters", "2,3", "--out-dir", str(out),
+                 "--device", "cpu", "--resample-to-model"]) == 0
+    assert "--resample-to-model" not in capsys.readouterr().err
+    for k in (2, 3):
+        labels = read_volume(out / f"coarse_k{k}.mrc")
+        assert labels.shape == coarse_volume.shape  # back on the source grid, exactly
+        np.testing.assert_allclose(labels.affine, coarse_volume.affine)
+        assert set(np.unique(labels.data)) <= set(range(1, k + 1)) and len(np.unique(labels.data)) >= 2
+    assert np.load(out / "coarse_embedding.npy").shape[:3] == coarse_volume.shape
+    manifest = json.loads((out / "coarse_manifest.json").read_text())
+    assert manifest["settings"]["resampled_to"] == pytest.approx(list(source.spacing))
+
+
+def test_old_model_files_without_a_voxel_size_still_load(tmp_path):
+    from napari_hypseg.model import HyperbolicVAE, ModelConfig, load_model, save_checkpoint
+
+    path = save_checkpoint(tmp_path / "old.pt", HyperbolicVAE(ModelConfig(channels=(4, 8), kernel_size=3, hidden=16)))
+    payload = torch.load(path, weights_only=True)
+    assert "voxel_size" not in payload  # as files written before the voxel size was recorded
+    assert load_model(path).voxel_size is None

@@ -315,8 +315,9 @@ def test_inputs_with_the_same_name_get_distinct_outputs(tmp_path, small_model, g
                  "--device", "cpu", "--clusters", "2,3,4"])
     assert code == 0
     assert "hypseg: warning: d1/tomo.mrc is given more than once" in capsys.readouterr().err
-    labels = sorted(p.name for p in out.iterdir() if "_k" in p.name)
+    labels = sorted(p.name for p in out.iterdir() if "_k" in p.name and not p.name.endswith("_stats.csv"))
     assert len(labels) == 9, labels  # 3 volumes x 3 levels, none overwritten
+    assert len(list(out.glob("*_k*_stats.csv"))) == 9  # and one statistics table per label file
     manifests = sorted(p.name for p in out.glob("*_manifest.json"))
     assert manifests == ["d1_tomo_manifest.json", "d2_tomo_mrc_manifest.json", "d2_tomo_nii_gz_manifest.json"]
 

@@ -149,7 +149,7 @@ def test_segment_a_glob_with_bin_writes_full_resolution_labels_and_leaves_inputs
         _check_outputs(source, out_dir, (2, 3), factor=2)
         assert _digest(source) == before[source]
     expected = {f"{p.stem}_k{k}.mrc" for p in sources for k in (2, 3)} | {f"{p.stem}_embedding.npy" for p in sources}
-    expected |= {f"{p.stem}_manifest.json" for p in sources}
+    expected |= {f"{p.stem}_manifest.json" for p in sources} | {f"{p.stem}_k{k}_stats.csv" for p in sources for k in (2, 3)}
     assert {p.name for p in out_dir.iterdir()} == expected
     assert "3 volumes" in capsys.readouterr().err
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_hypseg._napari import _disk_data
 from napari_hypseg._napari._disk_view import MIN_CANVAS, DiskView
@@ -30,7 +31,8 @@ from napari_hypseg._napari._session import (
     get_session,
 )
 from napari_hypseg.io import read_volume
-from napari_hypseg.model import HyperbolicVAE, ModelConfig, save_checkpoint
+from napari_hypseg.model import HyperbolicVAE, ModelConfig, load_model, save_checkpoint
+from napari_hypseg.segmentation.resample import format_voxel_size
 from napari_hypseg.synthetic import make_phantom
 from napari_hypseg.training import TrainEvent
 
@@ -140,14 +142,31 @@ def test_train_segment_slide_select_export(make_napari_viewer, qtbot, phantom_mr
     assert len(np.unique(layer.data)) == 4
     assert clusters.k_label.text() == "4"
 
-    # flat levels are computed once, in a worker, then switching is instant both ways
-    nested_k4 = layer.data.copy()
-    clusters.mode.setCurrentText("flat")
-    qtbot.waitUntil(lambda: session.mode == "flat", timeout=WAIT_MS)
-    assert session.k == 4 and len(np.unique(layer.data)) == 4
-    clusters.mode.setCurrentText("nested")
-    assert session.mode == "nested"
-    np.testing.assert_array_equal(layer.data, nested_k4)
+    # the default is the mixture; nested and flat are computed once, in a worker, from the same
+    # embedding and the real voxels, then switching is instant both ways
+    assert session.mode == "mixture" == clusters.mode.currentText()
+    assert session.result.segmentation.hierarchy.mode == "mixture"
+    assert [clusters.mode.itemText(i) for i in range(clusters.mode.count())] == ["mixture", "nested", "flat"]
+    assert "(default)" in clusters.mode.itemData(0, Qt.ItemDataRole.ToolTipRole)
+    assert session.result.data is image.data  # a reference to the source voxels, kept for re-clustering
+    mixture_k4 = layer.data.copy()
+    results = {}
+    for mode in ("nested", "flat"):
+        clusters.mode.setCurrentText(mode)
+        qtbot.waitUntil(lambda: session.mode == mode, timeout=WAIT_MS)
+        assert session.k == 4 and len(np.unique(layer.data)) == 4
+        assert session.result.segmentation.hierarchy.mode == mode
+        results[mode] = session.result
+    clusters.mode.setCurrentText("mixture")
+    assert session.mode == "mixture"
+    np.testing.assert_array_equal(layer.data, mixture_k4)
+    # a mixture computed lazily from the embedding (after a nested segmentation) is the one of a full run:
+    # the real voxels reach it, not a stand-in volume
+    session.set_result(results["nested"], k=4)
+    assert not session.has_mode("mixture")
+    clusters.mode.setCurrentText("mixture")
+    qtbot.waitUntil(lambda: session.mode == "mixture", timeout=WAIT_MS)
+    np.testing.assert_array_equal(layer.data, mixture_k4)
 
     # the disk shows the dense embedding, coloured like the labels layer
     qtbot.waitUntil(lambda: disk.points is not None and not disk.points.live, timeout=WAIT_MS)
@@ -275,6 +294,7 @@ def test_cancel_keeps_the_partial_model(make_napari_viewer, qtbot, phantom_image
 
     saved = train.save_model(tmp_path / "partial.pt")
     assert saved.is_file()
+    assert load_model(saved).voxel_size == (1.0, 1.0, 1.0)  # the layer's scale is recorded with the model
     # a saved model segments another volume without training (here binned 2×: labels come back full size)
     other = viewer.add_image(phantom_image[4:14].copy(), name="other")
     assert train.load_model(saved)
@@ -486,3 +506,33 @@ def test_layers_segment_menu_segments_the_selected_image(make_napari_viewer, qtb
     assert train.busy
     wait_idle(qtbot, train)
     assert session.result.source.name == "cell" and session.k_values == [2, 3]
+
+
+def test_voxel_size_mismatch_warns_in_the_dock_and_resamples(make_napari_viewer, qtbot, phantom_mrc, tmp_path):
+    viewer = make_napari_viewer()
+    [image] = viewer.open(phantom_mrc, plugin=PLUGIN)
+    train = dock(viewer, TRAIN_WIDGET)
+    tiny_training(train, steps=1, k_max=3)
+    assert train.voxel_note.isHidden() and train.resample.isHidden()  # no model yet
+    model = HyperbolicVAE(ModelConfig(**TINY_MODEL))
+    model.voxel_size = tuple(2.0 * float(v) for v in image.scale)  # trained at twice the voxel size
+    assert train.load_model(save_checkpoint(tmp_path / "coarse.pt", model))
+    assert not train.voxel_note.isHidden() and not train.resample.isHidden() and train.resample.isEnabled()
+    text = train.voxel_note.text()
+    assert format_voxel_size(image.scale) in text and format_voxel_size(model.voxel_size) in text
+
+    train.resample.setChecked(True)
+    assert train.start_segment()
+    wait_idle(qtbot, train)
+    session = get_session(viewer)
+    assert session.result is not None, train.status.text()
+    assert session.result.segmentation.embedding.shape[:3] == image.data.shape  # mapped back to the image's grid
+    layer = viewer.layers["hypseg clusters"]
+    assert layer.data.shape == image.data.shape
+    np.testing.assert_allclose(layer.scale, image.scale)
+    np.testing.assert_allclose(layer.translate, image.translate)
+
+    # an image at the model's voxel size: no warning, no checkbox
+    viewer.add_image(np.asarray(image.data), name="matching", scale=model.voxel_size)
+    train.layer_combo.setCurrentText("matching")
+    assert train.voxel_note.isHidden() and train.resample.isHidden()

@@ -5,9 +5,12 @@ physical volume, mean and sd of intensity, bounding box), exportable as CSV.
 
 Every level k = 2 … K_max is precomputed by the core, so moving the slider
 only swaps the array shown by the one live labels layer "hypseg clusters"
-(no copy). Nested levels keep cluster ids, hence colours, as clusters
-split; flat levels (independent k-means per k) are computed the first time
-the mode is chosen, in a worker.
+(no copy). The default, mixture, clusters the embedding fused with the
+intensities (Gaussian mixture with a spatial prior per level). Nested levels
+(k-means by bisection) keep cluster ids, hence colours, as clusters split;
+flat levels are an independent k-means per k. A mode other than the one
+segmented is computed the first time it is chosen, in a worker, from the
+same embedding and the source voxels.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..segment_modes import DEFAULT_MODE
 from ._export import ExportPanel
 from ._jobs import JobCancelled, JobFailed, SegmentJob
 from ._layers import add_labels_copy, unique_layer_name
@@ -50,13 +54,14 @@ EMPTY_TEXT = (
     "3. Come back here to slide from 2 to 16 clusters and export the labels."
 )
 MODE_TIPS = {
+    "mixture": "mixture: Gaussian mixture with a spatial prior on the embedding fused with intensity (default)",
     "nested": "nested: each level splits clusters of the level below; ids and colours stay as clusters split",
     "flat": "flat: an independent k-means for every k (computed the first time you choose it)",
 }
 
 
 class ClustersWidget(QWidget):
-    """Granularity slider, nested/flat switch, "Add as layer" and export."""
+    """Granularity slider, mixture/nested/flat switch, "Add as layer" and export."""
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
@@ -105,7 +110,7 @@ class ClustersWidget(QWidget):
         for mode, tip in MODE_TIPS.items():
             self.mode.addItem(mode)
             self.mode.setItemData(self.mode.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-        self.mode.setToolTip(MODE_TIPS["nested"] + "\n" + MODE_TIPS["flat"])
+        self.mode.setToolTip("\n".join(MODE_TIPS.values()))
         self.mode.currentTextChanged.connect(self.set_mode)
         self.add_button = QPushButton("Add as layer")
         self.add_button.setToolTip("Keep the current level as its own (editable) labels layer")
@@ -201,7 +206,7 @@ class ClustersWidget(QWidget):
         self.session.set_level(k)
 
     def set_mode(self, mode: str) -> None:
-        """Switch between nested and flat levels; flat is computed in a worker the first time."""
+        """Switch the clustering mode; a mode not computed yet is computed in a worker, from the same embedding."""
         if mode == self.session.mode or self.session.result is None:
             return
         if self.session.has_mode(mode):
@@ -214,8 +219,9 @@ class ClustersWidget(QWidget):
             return
         base = self.session.result
         seg = base.segmentation
+        # the real voxels, not just the shape: the mixture mode fuses the embedding with the intensities
         job = SegmentJob(
-            None, base.model, k_max=self.session.k_values[-1], mode=mode, device="auto",
+            base.data, base.model, k_max=self.session.k_values[-1], mode=mode, device="auto",
             embedding=seg.embedding, binning=seg.binning, shape=base.source.shape,
         )
         self._flat_job = self._holder["job"] = job
@@ -243,7 +249,7 @@ class ClustersWidget(QWidget):
         elif self.session.holds(base):  # no newer segmentation arrived meanwhile
             # switch only if the user still wants this mode (they may have gone back meanwhile)
             wanted = self.mode.currentText() == mode
-            self.session.add_result(Result(result, mode, base.model, base.source), show=wanted)
+            self.session.add_result(Result(result, mode, base.model, base.source, base.data), show=wanted)
             if wanted:
                 return
         self.mode.blockSignals(True)
@@ -266,7 +272,7 @@ class ClustersWidget(QWidget):
         if result is None or labels is None:
             return None
         k, mode = self.session.k, self.session.mode
-        name = f"{result.source.name} k={k}" + ("" if mode == "nested" else f" {mode}")
+        name = f"{result.source.name} k={k}" + ("" if mode == DEFAULT_MODE else f" {mode}")
         name = unique_layer_name(self.viewer, name)
         layer = add_labels_copy(self.viewer, name, labels, result.source, {"hypseg_k": k, "hypseg_mode": mode})
         self.status.setText(f"Added “{name}”.")

@@ -18,19 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.path import Path as MplPath
 
-from ..disk_plot import disk_coordinates
+from ..disk_plot import FULL_DISK, RIM_REACH, Bounds, disk_coordinates, fit_bounds, reaches_rim  # noqa: F401 - re-exported
 from ..segmentation.binning import upsample_labels
 
 #: Most points drawn (rasterised: the redraw cost does not grow with it).
 MAX_POINTS = 50_000
 #: Edge of the density image, in bins over the point set's bounds.
 DENSITY_BINS = 200
-#: The whole disk with a small margin, as (x0, x1, y0, y1).
-FULL_DISK = (-1.04, 1.04, -1.04, 1.04)
 _CHUNK = 4_000_000
-_BOUNDS_SAMPLE = 200_000
 
-Bounds = tuple[float, float, float, float]
 
 
 @dataclass
@@ -102,38 +98,6 @@ def to_disk(points: np.ndarray, *, hyperbolic: bool = True) -> np.ndarray:
         p = np.column_stack([p[:, 0], np.zeros(len(p))])
     radius = float(np.percentile(np.linalg.norm(p, axis=1), 99.5)) if len(p) else 1.0
     return (p / (1.05 * radius if radius > 0 else 1.0)).astype(np.float32)
-
-
-#: A zoom window whose far corner is this far from the centre would cut the rim (1.0) or nearly touch it.
-RIM_REACH = 0.98
-
-
-def fit_bounds(xy: np.ndarray, *, seed: int = 0) -> Bounds:
-    """The square window over the 0.5–99.5 percentile box of the points, padded by 10 %.
-
-    Never larger than :data:`FULL_DISK`; never smaller than 1e-4 across, so a
-    fully collapsed embedding still gets a window.
-    """
-    if not len(xy):
-        return FULL_DISK
-    sample = xy if len(xy) <= _BOUNDS_SAMPLE else xy[np.random.default_rng(seed).integers(0, len(xy), _BOUNDS_SAMPLE)]
-    lo, hi = np.percentile(sample, [0.5, 99.5], axis=0)
-    centre = (lo + hi) / 2.0
-    half = max(float((hi - lo).max()) * 0.55, 5e-5)
-    if half >= FULL_DISK[1] * 0.8 or reaches_rim(centre, half):
-        return FULL_DISK
-    return (float(centre[0] - half), float(centre[0] + half), float(centre[1] - half), float(centre[1] + half))
-
-
-def reaches_rim(centre, half: float) -> bool:
-    """Whether the square window ``centre ± half`` would cut the unit circle.
-
-    Such a window shows an arc of the rim at best, so the disk looks like a
-    half-plane and points near the rim lose their context: the whole disk is
-    shown instead.
-    """
-    far = np.hypot(abs(float(centre[0])) + half, abs(float(centre[1])) + half)
-    return bool(far >= RIM_REACH)
 
 
 def from_preview(coords: np.ndarray, embedding: np.ndarray, shape, *, hyperbolic: bool = True) -> DiskPoints:

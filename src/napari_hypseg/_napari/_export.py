@@ -21,6 +21,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..io.atomic import full_suffix
+from ..segment_modes import DEFAULT_MODE
 from ._jobs import JobFailed, explain
 from ._layers import SourceInfo
 from ._writer import write_labels as write_labels_hook
@@ -58,9 +59,9 @@ def dialog_filter(first: str) -> str:
     return ";;".join(FORMATS[key][2] for key in order)
 
 
-def default_path(source: SourceInfo, k: int, fmt: str, *, mode: str = "nested") -> Path:
+def default_path(source: SourceInfo, k: int, fmt: str, *, mode: str = DEFAULT_MODE) -> Path:
     """``<folder>/<stem>_k<k>[_flat].<suffix>``, e.g. ``tomo_k5.mrc`` next to ``tomo.mrc``."""
-    tag = "" if mode == "nested" else f"_{mode}"
+    tag = "" if mode == DEFAULT_MODE else f"_{mode}"
     return default_folder(source) / f"{file_stem(source)}_k{k}{tag}{FORMATS[fmt][1]}"
 
 
@@ -77,7 +78,7 @@ def _writer_meta(source: SourceInfo, k: int, mode: str) -> dict[str, Any]:
     }
 
 
-def export_level(path: str | Path, labels: np.ndarray, source: SourceInfo, *, k: int, mode: str = "nested") -> Path:
+def export_level(path: str | Path, labels: np.ndarray, source: SourceInfo, *, k: int, mode: str = DEFAULT_MODE) -> Path:
     """Write one level to ``path`` (suffix picks the format) with the source geometry."""
     written = write_labels_hook(str(path), labels, _writer_meta(source, k, mode))
     return Path(written[0])
@@ -90,7 +91,7 @@ def export_levels(
     source: SourceInfo,
     fmt: str,
     *,
-    mode: str = "nested",
+    mode: str = DEFAULT_MODE,
     stem: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -98,7 +99,7 @@ def export_levels(
     """Write every level ``k`` in ``ks`` as ``<folder>/<stem>_k<k>.<suffix>``; returns the files written."""
     folder = Path(folder)
     stem = stem or file_stem(source)
-    tag = "" if mode == "nested" else f"_{mode}"
+    tag = "" if mode == DEFAULT_MODE else f"_{mode}"
     written = []
     for i, k in enumerate(ks):
         if should_stop is not None and should_stop():

@@ -22,6 +22,7 @@ import torch
 
 from .._errors import UserError
 from ..model import HyperbolicVAE, ModelConfig
+from ..segment_modes import DEFAULT_MODE
 from ..segmentation.embed import EmbeddingCancelled
 from ..training import TrainConfig, Trainer, TrainEvent
 
@@ -90,8 +91,9 @@ class TrainJob:
     soon as the trainer is built, so a cancel is never lost.
     """
 
-    def __init__(self, data, model_config: ModelConfig, train_config: TrainConfig):
+    def __init__(self, data, model_config: ModelConfig, train_config: TrainConfig, *, voxel_size=None):
         self._data = data
+        self.voxel_size = voxel_size  # (z, y, x) of the layer, recorded in the model
         self.model_config = model_config
         self.train_config = train_config
         self.trainer: Trainer | None = None
@@ -111,7 +113,8 @@ class TrainJob:
 
     def run(self) -> Iterator[TrainEvent | JobFailed]:
         try:
-            trainer = Trainer([_as_array(self._data)], model_config=self.model_config, train_config=self.train_config)
+            trainer = Trainer([_as_array(self._data)], model_config=self.model_config, train_config=self.train_config,
+                              voxel_size=self.voxel_size)
             with self._lock:
                 self.trainer = trainer
                 if self._cancelled:
@@ -130,16 +133,20 @@ class SegmentJob:
         model: HyperbolicVAE,
         *,
         k_max: int,
-        mode: str = "nested",
+        mode: str = DEFAULT_MODE,
         stride: int = 1,
         device: str = "auto",
         seed: int = 0,
         binning: int = 1,
         embedding: np.ndarray | None = None,
         shape: tuple[int, ...] | None = None,
+        resample: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     ):
         if data is None:
-            # clustering an existing embedding: segment() only reads the volume's shape
+            if mode == "mixture" or embedding is None:
+                # the mixture fuses the embedding with the intensities: a stand-in volume would give garbage
+                raise ValueError(f"SegmentJob(mode={mode!r}) needs the source voxels")
+            # k-means of an existing embedding: segment() only reads the volume's shape
             data = np.broadcast_to(np.zeros((), np.float32), tuple(shape))
         self._data = data
         self.model = model
@@ -147,6 +154,8 @@ class SegmentJob:
             "k_max": k_max, "mode": mode, "stride": stride, "device": device, "seed": seed, "binning": binning,
         }
         self.embedding = embedding
+        # (voxel size of the data, the model's): segment at the model's voxel size, result on the data's grid
+        self.resample = resample
         self._stop = threading.Event()
         # (stage, done, total), replaced as a whole so the GUI thread reads a consistent tuple
         self.progress: tuple[str, int, int] = ("start", 0, 1)
@@ -167,8 +176,15 @@ class SegmentJob:
     def run(self):
         """Return the :class:`Segmentation`, or :class:`JobCancelled` / :class:`JobFailed`."""
         from ..segmentation.pipeline import segment
+        from ..segmentation.resample import segment_at_voxel_size
 
         try:
+            if self.resample is not None:
+                source, target = self.resample
+                return segment_at_voxel_size(
+                    _as_array(self._data), self.model, voxel_size=source, target=target,
+                    progress=self._report, should_stop=self._stop.is_set, **self.options,
+                )
             return segment(
                 _as_array(self._data),
                 self.model,

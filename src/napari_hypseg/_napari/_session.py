@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
+from ..segment_modes import DEFAULT_MODE
 from ._layers import CLUSTERS_LAYER, SourceInfo, upsert_labels
 
 if TYPE_CHECKING:
@@ -36,12 +37,18 @@ CLUSTERS_WIDGET = "3. Clusters & export"
 
 @dataclass
 class Result:
-    """One clustering of one dense embedding: the segmentation and what produced it."""
+    """One clustering of one dense embedding: the segmentation and what produced it.
+
+    ``data`` is the source voxels the embedding was computed from (a reference,
+    not a copy): clustering the same embedding in another mode needs them, since
+    the mixture mode fuses the embedding with the intensities.
+    """
 
     segmentation: Segmentation
     mode: str
     model: HyperbolicVAE
     source: SourceInfo
+    data: Any = None
 
 
 class HypsegSession(QObject):
@@ -80,7 +87,7 @@ class HypsegSession(QObject):
         self.preview_source: SourceInfo | None = None
         self.preview_hyperbolic = True
         self._results: dict[str, Result] = {}
-        self.mode = "nested"
+        self.mode = DEFAULT_MODE
         self.k = 0
         self._clusters_layer: weakref.ref | None = None
         # hierarchy.labels(k) builds a new array (one table lookup per voxel): compute it once per level
@@ -93,7 +100,7 @@ class HypsegSession(QObject):
 
     @property
     def result(self) -> Result | None:
-        """The segmentation in the current mode (None before segmenting, or while flat is computed)."""
+        """The segmentation in the current mode (None before segmenting, or while another mode is computed)."""
         return self._results.get(self.mode)
 
     def holds(self, result: Result) -> bool:

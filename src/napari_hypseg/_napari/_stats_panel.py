@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..io import geometry_from_metadata
+from ..segment_modes import DEFAULT_MODE
 from ..segmentation.stats import ClusterStats, cluster_statistics, write_statistics_csv
 from ._export import default_folder, file_stem
 from ._jobs import JobFailed, explain
@@ -178,7 +179,7 @@ class StatsPanel(QWidget):
         result = self.session.result
         if result is None or self.k is None:
             return None
-        tag = "" if self.session.mode == "nested" else f"_{self.session.mode}"
+        tag = "" if self.session.mode == DEFAULT_MODE else f"_{self.session.mode}"
         return default_folder(result.source) / f"{file_stem(result.source)}_k{self.k}{tag}_stats.csv"
 
     def save_csv(self, path: str | Path) -> Path | None:

@@ -39,6 +39,7 @@ from .._errors import UserError
 from ..io import MRC_SUFFIXES, NIFTI_SUFFIXES
 from ..io.atomic import full_suffix
 from ..model import load_model, save_checkpoint
+from ..segment_modes import DEFAULT_MODE
 from ..training import TrainEvent
 from ._export import default_folder
 from ._jobs import JobCancelled, JobFailed, SegmentJob, TrainJob, explain, warm_up
@@ -214,6 +215,16 @@ class TrainWidget(QWidget):
         self.segment_button = QPushButton("Segment")
         self.segment_button.setToolTip("Embed every voxel with the model and cluster them at every k")
         self.segment_button.clicked.connect(self.start_segment)
+        self.resample = QCheckBox("Resample to the model's voxel size")
+        self.resample.setToolTip(
+            "Resample the image (linear) to the voxel size the model was trained at before embedding; "
+            "the labels come back on the image's grid"
+        )
+        self.resample.setVisible(False)
+        self.voxel_note = QLabel()
+        self.voxel_note.setWordWrap(True)
+        self.voxel_note.setStyleSheet("color: #e5a00d;")
+        self.voxel_note.setVisible(False)
         self.auto_segment = QCheckBox("segment when training ends")
         self.auto_segment.setChecked(True)
         self.save_button = QPushButton("Save model…")
@@ -248,6 +259,8 @@ class TrainWidget(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.settings)
         layout.addLayout(buttons)
+        layout.addWidget(self.voxel_note)
+        layout.addWidget(self.resample)
         layout.addWidget(self.status)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.readout)
@@ -338,6 +351,7 @@ class TrainWidget(QWidget):
             self._set_status(str(exc), error=True)
             return
         name = self.layer_combo.currentText()
+        self._check_voxel_size()
         if name != self._checked:
             self._checked = name
             self._set_status("Ready: press Start training, or Load model… then Segment.")
@@ -367,7 +381,30 @@ class TrainWidget(QWidget):
         self.layer_combo.setEnabled(not busy)
         self.settings.setEnabled(not busy)
         self.model_label.setText(f"Model: {self.session.model_info}" if has_model else "Model: none yet")
+        self._check_voxel_size()
+        self.resample.setEnabled(not busy)
 
+    def voxel_sizes(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(the selected image's voxel size, the model's), both (z, y, x), when they differ by more than 20 %."""
+        from ..segmentation.resample import voxel_size_differs
+
+        model, layer = self.session.model, self.selected_layer()
+        model_size = getattr(model, "voxel_size", None)
+        if model_size is None or layer is None or layer.ndim != 3:
+            return None
+        layer_size = tuple(float(v) for v in layer.scale)
+        return (layer_size, tuple(model_size)) if voxel_size_differs(layer_size, model_size) else None
+
+    def _check_voxel_size(self) -> None:
+        """Warn in the dock, and offer to resample, when the image's voxel size is not the model's."""
+        from ..segmentation.resample import voxel_size_warning
+
+        sizes = self.voxel_sizes()
+        self.voxel_note.setVisible(sizes is not None)
+        self.resample.setVisible(sizes is not None)
+        if sizes is not None:
+            text = voxel_size_warning(*sizes)
+            self.voxel_note.setText(f"{text[0].upper()}{text[1:]}. Tick “{self.resample.text()}” to segment it at the model's scale.")
     def _fail(self, message: str) -> None:
         self._set_status(message, error=True)
         show_error(message)
@@ -394,7 +431,8 @@ class TrainWidget(QWidget):
             self._fail(str(exc))
             return False
         source = SourceInfo.from_layer(layer)
-        job = TrainJob(layer.data[0] if layer.multiscale else layer.data, model_config, train_config)
+        job = TrainJob(layer.data[0] if layer.multiscale else layer.data, model_config, train_config,
+                       voxel_size=tuple(float(v) for v in layer.scale))
         worker = thread_worker(job.run, start_thread=False)()
         self._last_event = None
         self._begin("train", job, worker, source, progress(total=train_config.steps, desc="hypseg: training"))
@@ -521,7 +559,10 @@ class TrainWidget(QWidget):
             return False
         options = self.settings.segment_options()
         source = SourceInfo.from_layer(layer)
-        job = SegmentJob(layer.data[0] if layer.multiscale else layer.data, model, mode="nested", **options)
+        sizes = self.voxel_sizes()
+        resample = sizes if sizes is not None and self.resample.isChecked() else None
+        job = SegmentJob(layer.data[0] if layer.multiscale else layer.data, model, mode=DEFAULT_MODE,
+                         resample=resample, **options)
         worker = thread_worker(job.run, start_thread=False)()
         self._begin("segment", job, worker, source, progress(total=0, desc="hypseg: embedding"))
         worker.returned.connect(self._on_segment_returned)
@@ -563,7 +604,8 @@ class TrainWidget(QWidget):
         elif isinstance(result, JobCancelled) or result is None:
             self._set_status("Segmentation cancelled.")
         else:
-            self.session.set_result(Result(result, "nested", running.job.model, running.source))
+            job = running.job
+            self.session.set_result(Result(result, job.options["mode"], job.model, running.source, job._data))
             ks = self.session.k_values
             self._set_status(f"Segmented “{running.source.name}”: levels k = {ks[0]}…{ks[-1]} ready. Use “{CLUSTERS_WIDGET}”.")
             self._set_readout("")

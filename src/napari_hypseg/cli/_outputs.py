@@ -19,6 +19,9 @@ from ..io.volume import Volume
 
 FORMATS = {"mrc": ".mrc", "nii": ".nii", "nii.gz": ".nii.gz"}
 EMBEDDING_SUFFIX = "_embedding.npy"
+STATS_SUFFIX = "_stats.csv"
+#: Unit of the voxel size per file format, for the statistics' volume column.
+UNITS = {"mrc": "Å", "nifti": "mm"}
 MANIFEST_SUFFIX = "_manifest.json"
 MANIFEST_FORMAT = "napari-hypseg-segmentation"
 
@@ -60,7 +63,10 @@ def output_suffix_for(path: Path, fmt: str | None) -> str:
 
 
 def output_names(stem: str, ks, suffix: str) -> list[str]:
-    return [f"{stem}_k{k}{suffix}" for k in ks] + [f"{stem}{EMBEDDING_SUFFIX}", f"{stem}{MANIFEST_SUFFIX}"]
+    return (
+        [f"{stem}_k{k}{suffix}" for k in ks] + [f"{stem}_k{k}{STATS_SUFFIX}" for k in ks]
+        + [f"{stem}{EMBEDDING_SUFFIX}", f"{stem}{MANIFEST_SUFFIX}"]
+    )
 
 
 def unique_stems(paths: list[Path]) -> dict[Path, str]:
@@ -104,7 +110,11 @@ def write_levels(
     volume: Volume, segmentation, ks, out_dir: Path, *, fmt: str | None = None, stem: str | None = None,
     manifest: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write one label file per k, the embedding, then the manifest; return the paths written.
+    """Write one label file and one statistics CSV per k, the embedding, then the manifest; return the paths written.
+
+    ``<stem>_k<K>_stats.csv`` holds one row per cluster of that level (voxels,
+    physical volume, mean and sd of the source intensity, bounding box:
+    :func:`napari_hypseg.segmentation.stats.cluster_statistics`).
 
     The manifest (``<stem>_manifest.json``) is removed first and written last,
     so its presence means the files it lists are one complete result; a run
@@ -121,14 +131,23 @@ def write_levels(
         manifest_path.unlink(missing_ok=True)
     except OSError as exc:
         raise UserError(f"cannot replace {manifest_path}: {exc.strerror}") from None
-    written = []
+    from ..segmentation.stats import cluster_statistics, write_statistics_csv
+
+    written, stats = [], []
+    unit = volume.metadata.get("units")
+    if not isinstance(unit, str) or unit in ("", "unknown"):
+        unit = UNITS.get(volume.format)
     for k in ks:
-        written.append(write_labels(out_dir / f"{stem}_k{k}{suffix}", segmentation.labels(k), like=volume))
+        labels = segmentation.labels(k)
+        written.append(write_labels(out_dir / f"{stem}_k{k}{suffix}", labels, like=volume))
+        rows = cluster_statistics(labels, volume.data, volume.spacing)
+        stats.append(write_statistics_csv(out_dir / f"{stem}_k{k}{STATS_SUFFIX}", rows, unit=unit))
     emb_path = out_dir / f"{stem}{EMBEDDING_SUFFIX}"
     with atomic_path(emb_path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, segmentation.embedding)
     written.append(emb_path)
+    written[len(ks):len(ks)] = stats  # label files, their statistics, the embedding, the manifest
     record = {
         "format": MANIFEST_FORMAT,
         "version": 1,
@@ -136,7 +155,11 @@ def write_levels(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": str(volume.source) if volume.source else None,
         "levels": [int(k) for k in ks],
-        "files": {**{str(k): written[i].name for i, k in enumerate(ks)}, "embedding": emb_path.name},
+        "files": {
+            **{str(k): written[i].name for i, k in enumerate(ks)},
+            **{f"{k}_stats": stats[i].name for i, k in enumerate(ks)},
+            "embedding": emb_path.name,
+        },
         **(manifest or {}),
     }
     with atomic_path(manifest_path) as tmp:

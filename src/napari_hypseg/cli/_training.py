@@ -113,16 +113,18 @@ def train_with_progress(
     out: Path | None = None,
     resume: Path | None = None,
     quiet: bool = False,
+    voxel_size=None,
 ) -> Trainer:
     """Train with a progress line; Ctrl-C or SIGTERM stops cleanly, writes the checkpoint, then raises :class:`Interrupted`.
 
     A diverged run raises :class:`UserError` and does not overwrite ``out``.
+    ``voxel_size`` (z, y, x) of the volumes is recorded in the model file.
     """
     from ..training.trainer import Trainer
 
     trainer = Trainer(
         volumes, model_config=model_config, train_config=train_config.with_(preview_every=0),
-        checkpoint_path=out, resume=resume,
+        checkpoint_path=out, resume=resume, voxel_size=voxel_size,
     )
     bar = None if quiet else ProgressLine("train")
     last = None

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"phantom {phantom.image.shape} written to {out}", file=sys.stderr)
 
     model_config, train_config = configs_from_args(args)
-    trainer = train_with_progress([phantom.image], model_config, train_config, out=out / "phantom_model.pt")
+    trainer = train_with_progress([phantom.image], model_config, train_config, out=out / "phantom_model.pt",
+                                  voxel_size=geometry.spacing)
     args.clusters = ",".join(str(LEVEL_K[level]) for level in sorted(LEVEL_K))
     _, result = segment_volume(geometry, trainer.model, args, label="segment")
 

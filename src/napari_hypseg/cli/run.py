@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     plan_outputs([args.volume], {args.volume: stem}, model_config, args)
     volume = read_volume(args.volume)
     model_path = args.out_dir / f"{stem}_model.pt"
-    trainer = train_with_progress([volume.data], model_config, train_config, out=model_path)
+    trainer = train_with_progress([volume.data], model_config, train_config, out=model_path, voxel_size=volume.spacing)
     written, _ = segment_volume(volume, trainer.model, args, label=args.volume.name, stem=stem, model_path=model_path)
     for path in written:
         print(path)

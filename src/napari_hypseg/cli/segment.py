@@ -35,6 +35,9 @@ def add_segment_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, default=1, help="embed every Nth voxel and interpolate (fast preview)")
     parser.add_argument("--bin", type=int, default=1, dest="binning",
                         help="mean-pool the volume by N before embedding (big tomograms on CPU); labels are written at full resolution")
+    parser.add_argument("--resample-to-model", action="store_true",
+                        help="when the volume's voxel size differs from the model's by more than 20%%, resample it to the "
+                             "model's (linear) before embedding; labels are written on the source grid")
 
 
 def parse_window(text: str | None):
@@ -115,17 +118,29 @@ def _load(path: Path):
 def segment_volume(volume, model, args, *, label: str, stem: str | None = None, model_path: Path | None = None):
     """Segment one volume and write its outputs; returns (paths written, Segmentation)."""
     from ..segmentation.pipeline import segment
+    from ..segmentation.resample import segment_at_voxel_size, voxel_size_differs, voxel_size_warning
 
     ks = parse_clusters(args.clusters)
+    model_size = getattr(model, "voxel_size", None)
+    resample = voxel_size_differs(volume.spacing, model_size)
+    if resample and not getattr(args, "resample_to_model", False):
+        warnings.warn(f"{label}: {voxel_size_warning(volume.spacing, model_size)}; pass --resample-to-model to "
+                      "resample it to the model's voxel size", UserWarning, stacklevel=2)
+        resample = False
     bar = ProgressLine(label)
     t0 = time.perf_counter()
-    result = segment(
-        volume.data, model, k_min=2, k_max=max(ks), mode=args.mode, window=parse_window(args.window),
+    options = dict(
+        k_min=2, k_max=max(ks), mode=args.mode, window=parse_window(args.window),
         stride=args.stride, device=args.device, seed=args.seed, binning=args.binning,
         progress=lambda stage, done, total: bar.update(done, total, stage),
     )
+    if resample:
+        result = segment_at_voxel_size(volume.data, model, voxel_size=volume.spacing, target=model_size, **options)
+    else:
+        result = segment(volume.data, model, **options)
     bar.close()
-    settings = {"mode": args.mode, "window": args.window, "stride": args.stride, "bin": args.binning, "seed": args.seed}
+    settings = {"mode": args.mode, "window": args.window, "stride": args.stride, "bin": args.binning, "seed": args.seed,
+                "resampled_to": list(model_size) if resample else None}
     written = write_levels(
         volume, result, ks, args.out_dir, fmt=args.format, stem=stem,
         manifest={"model": str(model_path) if model_path else None, "settings": settings},

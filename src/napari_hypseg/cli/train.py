@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 from ..io import read_volume
@@ -32,7 +33,16 @@ def run(args: argparse.Namespace) -> int:
 
         resume_config = read_checkpoint(args.resume)["config"]
     model_config, train_config = configs_from_args(args, resume_config=resume_config)
-    volumes = [read_volume(p).data for p in args.volumes]
-    trainer = train_with_progress(volumes, model_config, train_config, out=args.out, resume=args.resume)
+    from ..segmentation.resample import format_voxel_size, voxel_size_differs
+
+    read = [read_volume(p) for p in args.volumes]
+    spacing = read[0].spacing  # recorded in the model file; segmenting at another voxel size warns
+    for path, volume in zip(args.volumes[1:], read[1:]):
+        if voxel_size_differs(volume.spacing, spacing):
+            warnings.warn(f"{path.name}: voxel size {format_voxel_size(volume.spacing)} differs from "
+                          f"{args.volumes[0].name}'s {format_voxel_size(spacing)}; the model records the latter",
+                          UserWarning, stacklevel=2)
+    trainer = train_with_progress([v.data for v in read], model_config, train_config, out=args.out, resume=args.resume,
+                                  voxel_size=spacing)
     print(f"wrote {args.out} (step {trainer.step})")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically (see :func:`napari_hypseg.io.atomic.atomic_path`).
 
+    The model's :attr:`~HyperbolicVAE.voxel_size` (z, y, x) is stored when known,
+    beside the intensity range of its training data (the normalisation buffers).
+
     Refuses to write non-finite weights, so a diverged run can never replace a
     good model file. Everything stored is a tensor, number, string, list or
     dict, so ``torch.load(path, weights_only=True)`` reads it.
@@ -57,6 +61,9 @@ def save_checkpoint(
         "train_config": dict(train_config or {}),
         "history": list(history or []),
     }
+    voxel_size = getattr(model, "voxel_size", None)
+    if voxel_size is not None:
+        payload["voxel_size"] = [float(v) for v in voxel_size]
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
     # serialise in memory first: torch.save reports a full disk as a bare
@@ -111,7 +118,29 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(payload.get(key), kind):
             raise UserError(f"{path} is damaged: {key!r} is missing or not a {kind.__name__}")
     payload["config"] = _model_config(payload["model_config"], path)
+    payload["voxel_size"] = _voxel_size(payload.get("voxel_size"), path)
     return payload
+
+
+def check_voxel_size(value: Any) -> tuple[float, float, float]:
+    """``value`` as a voxel size (z, y, x) of three positive finite floats; :class:`UserError` otherwise."""
+    try:
+        size = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 3 or not all(math.isfinite(v) and v > 0 for v in size):
+        raise UserError(f"a voxel size must be three positive numbers (z, y, x), got {value!r}")
+    return size
+
+
+def _voxel_size(value: Any, path: Path) -> tuple[float, float, float] | None:
+    """The stored voxel size (z, y, x); None in model files written before it was recorded."""
+    if value is None:
+        return None
+    try:
+        return check_voxel_size(value)
+    except UserError:
+        raise UserError(f"{path} is damaged: its voxel size {value!r} is not three positive numbers") from None
 
 
 def _model_config(data: dict[str, Any], path: Path) -> ModelConfig:
@@ -140,6 +169,7 @@ def build_model(payload: dict[str, Any], path: str | os.PathLike) -> HyperbolicV
         raise UserError(f"{path} is damaged: its weights do not fit its model config ({first})") from None
     if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
         raise UserError(f"{path} holds NaN or infinite weights; retrain the model")
+    model.voxel_size = payload.get("voxel_size")
     return model
 
 

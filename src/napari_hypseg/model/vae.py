@@ -119,6 +119,8 @@ class HyperbolicVAE(nn.Module):
         # robust 1st/99th percentiles of the training intensities; saved with the weights
         self.register_buffer("intensity_low", torch.tensor(0.0))
         self.register_buffer("intensity_high", torch.tensor(1.0))
+        #: physical voxel size (z, y, x) of the training data, stored in the model file; None if unknown
+        self.voxel_size: tuple[float, float, float] | None = None
 
     @property
     def patch_size(self) -> int:

@@ -162,6 +162,16 @@ class Hierarchy:
             np.take(lut, src[s:e], out=out[s:e])
         return out.reshape(self._shape)
 
+    def take(self, index: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Hierarchy:
+        """The hierarchy at the voxels ``np.ix_(*index)`` (e.g. nearest neighbours on another grid)."""
+        ix = np.ix_(*index)
+        shape = tuple(len(i) for i in index)
+        if self._mode in PER_LEVEL_MODES:
+            return Hierarchy(mode=self._mode, metric=self._metric, shape=shape, centroids=self._centroids,
+                             flat_labels={k: v[ix] for k, v in self._flat.items()})
+        return Hierarchy(mode=self._mode, metric=self._metric, shape=shape, centroids=self._centroids,
+                         fine=self._fine[ix], split_parent=self._split_parent)
+
     def _lut(self, k: int) -> np.ndarray:
         """(k_max + 1,) table from finest ids to their ancestors at level k."""
         if k not in self._luts:

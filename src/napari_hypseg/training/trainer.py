@@ -24,7 +24,7 @@ from .._errors import UserError
 from .._validation import check_volume, robust_range
 from ..model import HyperbolicVAE, ModelConfig, hierarchical_triplet_loss, negative_elbo
 from ..io.atomic import check_writable
-from ..model.checkpoint import build_model, check_model_size, estimated_checkpoint_bytes, read_checkpoint, save_checkpoint
+from ..model.checkpoint import build_model, check_model_size, check_voxel_size, estimated_checkpoint_bytes, read_checkpoint, save_checkpoint
 from ..segmentation.embed import encode_block
 from .config import TrainConfig
 from .events import Preview, TrainEvent
@@ -73,6 +73,10 @@ class Trainer:
         Continue from a checkpoint: its model config, weights, optimizer state
         and step are restored; ``train_config.steps`` is the new total. A
         ``model_config`` that differs from the checkpoint's is refused.
+    voxel_size : (z, y, x) floats, optional
+        Physical voxel size of the training volumes, stored in the model file
+        so that segmenting data at another voxel size can warn (and resample).
+        Kept from the checkpoint when resuming without it.
 
     Raises
     ------
@@ -90,6 +94,7 @@ class Trainer:
         train_config: TrainConfig | None = None,
         checkpoint_path: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None,
+        voxel_size: Sequence[float] | None = None,
     ):
         if isinstance(volumes, np.ndarray):
             volumes = [volumes]
@@ -123,6 +128,8 @@ class Trainer:
             self.history = list(payload.get("history", []))
         else:
             self.model.set_normalization(*robust_range(volumes))
+        if voxel_size is not None:
+            self.model.voxel_size = check_voxel_size(voxel_size)
         self.model.to(self.device)
         self._base_lr = self.config.lr
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr, amsgrad=True)
