@@ -1,0 +1,107 @@
+"""Blockwise dask embedding, one clustering across volumes, and a real two-process LocalCluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("distributed")
+import dask.array as da  # noqa: E402
+
+from napari_hypseg.model import HyperbolicVAE, ModelConfig  # noqa: E402
+from napari_hypseg.segmentation.dataset import segment_dataset  # noqa: E402
+from napari_hypseg.segmentation.dataset_clustering import DatasetClustering, fit_dataset_clustering  # noqa: E402
+from napari_hypseg.segmentation.distributed import embed_dask  # noqa: E402
+from napari_hypseg.segmentation.embed import embed  # noqa: E402
+from napari_hypseg.segmentation.fusion import FusionConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = HyperbolicVAE(ModelConfig(channels=(4, 8, 8), kernel_size=3, hidden=16))  # m = 7, halo 3
+    m.set_normalization(0.0, 1.0)
+    return m.eval()
+
+
+def _phantom(seed: int, shape=(20, 18, 16), offset=(0, 0, 0)):
+    """A bright box in a dark noisy background, the box placed differently per volume."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(shape, np.uint8)
+    z, y, x = offset
+    truth[4 + z:12 + z, 4 + y:12 + y, 3 + x:10 + x] = 1
+    return (truth + rng.normal(scale=0.15, size=shape)).astype(np.float32), truth
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as lc:
+        with Client(lc) as client:
+            yield client
+
+
+def test_blockwise_embedding_equals_single_process_with_uneven_chunks(model):
+    vol, _ = _phantom(0, shape=(23, 19, 14))
+    reference = embed(vol, model, device="cpu")
+    # chunks that do not divide the shape, some thinner than the halo (merged), edges uneven
+    lazy = embed_dask(da.from_array(vol, chunks=(10, 7, 5)), model)
+    assert lazy.numblocks[:3] != (1, 1, 1)
+    out = lazy.compute(scheduler="sync")
+    assert out.shape == reference.shape and out.dtype == np.float32
+    assert np.abs(out - reference).max() <= 1e-5
+
+
+def test_blockwise_embedding_on_two_worker_processes(model, cluster):
+    vol, _ = _phantom(1, shape=(21, 17, 15))
+    reference = embed(vol, model, device="cpu")
+    lazy = embed_dask(da.from_array(vol, chunks=8), model)
+    out = cluster.compute(lazy).result()
+    assert np.abs(out - reference).max() <= 1e-5
+    # the model is one graph key: every block task depends on it, no block carries its own copy
+    keys = [k for k in lazy.__dask_graph__() if "hypseg-model" in str(k)]
+    assert len(keys) == 1
+
+
+def test_one_clustering_gives_the_same_id_to_the_same_material_in_two_volumes(model, tmp_path):
+    (a, ta), (b, tb) = _phantom(2), _phantom(3, offset=(3, 2, 4))
+    ea, eb = embed(a, model, device="cpu"), embed(b, model, device="cpu")
+    fitted = fit_dataset_clustering([a, b], [ea, eb], [2, 3], latent_dim=model.config.latent_dim,
+                                    fusion=FusionConfig(intensity="raw"), seed=0, sample_size=4000)
+    path = fitted.save(tmp_path / "clusters.npz")
+    loaded = DatasetClustering.load(path)
+    la, lb = loaded.assign(a, ea), loaded.assign(b, eb)
+    for labels, truth in ((la[2], ta), (lb[2], tb)):
+        box = np.bincount(labels[truth == 1]).argmax()
+        background = np.bincount(labels[truth == 0]).argmax()
+        assert box != background
+        assert (labels[truth == 1] == box).mean() > 0.9
+    # the box is the same id in both volumes, and so is the background
+    assert np.bincount(la[2][ta == 1]).argmax() == np.bincount(lb[2][tb == 1]).argmax()
+    assert np.bincount(la[2][ta == 0]).argmax() == np.bincount(lb[2][tb == 0]).argmax()
+    # loading reproduces the fitted object's labels exactly
+    np.testing.assert_array_equal(fitted.assign(a, ea)[3], la[3])
+
+
+def test_clusters_file_loads_without_pickle(model, tmp_path):
+    a, _ = _phantom(4)
+    fitted = fit_dataset_clustering([a], [embed(a, model, device="cpu")], [2], latent_dim=2,
+                                    fusion=FusionConfig(intensity="auto"), seed=0, sample_size=2000)
+    path = fitted.save(tmp_path / "c.npz")
+    with np.load(path, allow_pickle=False) as data:
+        assert {"header", "k2_means", "k2_covariances", "k2_weights", "k2_ids", "embedding_axes"} <= set(data.files)
+    assert DatasetClustering.load(path).intensity in ("raw", "denoised")
+
+
+def test_distributed_labels_identical_to_in_process(model, cluster):
+    volumes = [_phantom(s, offset=(s % 3, 0, s % 2))[0] for s in range(3)]
+    kw = dict(fusion=FusionConfig(intensity="raw"), seed=0, sample_size=6000, chunks=9)
+    clustering, local, _ = segment_dataset(volumes, model, [2, 4], **kw)
+    _, remote, _ = segment_dataset(volumes, model, [2, 4], clustering=clustering, client=cluster, **kw)
+    _, refit, _ = segment_dataset(volumes, model, [2, 4], client=cluster, **kw)
+    for a, b, c in zip(local, remote, refit):
+        for k in (2, 4):
+            np.testing.assert_array_equal(a[k], b[k])
+            np.testing.assert_array_equal(a[k], c[k])
