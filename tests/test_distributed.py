@@ -105,3 +105,70 @@ def test_distributed_labels_identical_to_in_process(model, cluster):
         for k in (2, 4):
             np.testing.assert_array_equal(a[k], b[k])
             np.testing.assert_array_equal(a[k], c[k])
+
+
+# --- OME-Zarr and the command line ------------------------------------------
+
+from napari_hypseg.cli import main  # noqa: E402
+from napari_hypseg.io import omezarr  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_file(model, tmp_path_factory):
+    from napari_hypseg.model.checkpoint import save_checkpoint
+
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "m.pt", model)
+
+
+def test_ome_zarr_labels_written_inside_the_image_and_readable_by_ome_zarr_py(tmp_path):
+    vol, truth = _phantom(5, shape=(40, 36, 34))
+    image = omezarr.write_image(tmp_path / "a.ome.zarr", vol, (2.0, 1.5, 1.5))
+    read = omezarr.read_ome_zarr(image)
+    assert type(read.data).__name__ == "Array" and read.spacing == (2.0, 1.5, 1.5)  # lazy dask array
+    written = omezarr.write_label_levels(image, {2: (truth + 1).astype(np.uint8)}, read.spacing)
+    assert written == [image / "labels" / "hypseg_k2"]
+    assert not [p for p in (image / "labels").iterdir() if ".tmp" in p.name]
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    # ome-zarr-py opening the image discovers its labels group, with the pyramid and colours
+    nodes = [n for n in Reader(parse_url(str(image)))() if n.data]
+    label = next(n for n in nodes if n.data[0].dtype == np.uint8)
+    assert label.metadata["color"]
+    image_node = next(n for n in nodes if n.data[0].dtype == np.float32)
+    assert len(label.data) == 2 and tuple(label.data[1].shape) == (20, 18, 17)
+    np.testing.assert_array_equal(np.asarray(label.data[0]), truth + 1)
+    np.testing.assert_array_equal(np.asarray(image_node.data[0]), vol)
+    levels, meta = omezarr.read_labels_multiscale(written[0])
+    assert meta["scale"] == [2.0, 1.5, 1.5] and len(levels) == 2
+
+
+def test_cli_one_clustering_on_two_workers_then_reuse_and_skip(model_file, tmp_path, capsys):
+    from napari_hypseg.io import read_volume, write_image
+    from napari_hypseg.io.volume import Volume
+
+    files = []
+    for s in range(2):
+        vol, _ = _phantom(10 + s, offset=(s, s, 0))
+        path = tmp_path / f"v{s}.mrc"
+        write_image(path, vol, like=Volume(vol, affine=np.diag([1.0, 1.0, 1.0, 1.0]), format="mrc"))
+        files.append(str(path))
+    clusters = tmp_path / "clusters.npz"
+    out1 = tmp_path / "out1"
+    assert main(["segment", *files, "--model", str(model_file), "--out-dir", str(out1), "--clusters", "2,3",
+                 "--device", "cpu", "--workers", "2", "--chunk", "9", "--save-clusters", str(clusters)]) == 0
+    err = capsys.readouterr().err
+    assert "dask dashboard" in err and clusters.is_file()
+    out2 = tmp_path / "out2"
+    args = ["segment", *files, "--model", str(model_file), "--out-dir", str(out2), "--clusters", "2,3",
+            "--device", "cpu", "--chunk", "9", "--clusters-from", str(clusters), "--format", "ome-zarr"]
+    assert main(args) == 0
+    capsys.readouterr()
+    for s in range(2):
+        a = read_volume(out1 / f"v{s}_k3.mrc").data
+        b = np.asarray(omezarr.read_labels_multiscale(out2 / f"v{s}_labels.ome.zarr" / "labels" / "hypseg_k3")[0][0])
+        np.testing.assert_array_equal(a, b)  # in-process with the saved clustering == two workers fitting it
+    stamp = (out2 / "v0_manifest.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert "skipped" in capsys.readouterr().err
+    assert (out2 / "v0_manifest.json").stat().st_mtime_ns == stamp

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._device import resolve_device
 from .._errors import UserError
 from ..model.config import ModelConfig
 from ..model.vae import HyperbolicVAE
@@ -39,20 +40,22 @@ def model_payload(model: HyperbolicVAE):
     return dask.delayed((token, config, state), pure=True, name=f"hypseg-model-{token}")
 
 
-def _worker_model(payload) -> HyperbolicVAE:
+def _worker_model(payload, device: torch.device) -> HyperbolicVAE:
     token, config, state = payload
     model = _WORKER_MODELS.get(token)
     if model is None:
         model = HyperbolicVAE(ModelConfig.from_dict(config))
         model.load_state_dict(state)
-        model.eval()
+        model.to(device).eval()
         _WORKER_MODELS.clear()  # a worker serves one model at a time; do not keep old ones in RAM
         _WORKER_MODELS[token] = model
     return model
 
 
 def _embed_block(block: np.ndarray, *, payload, half: int, device: str, block_info=None) -> np.ndarray:
-    model = _worker_model(payload)
+    # "auto" is resolved on the worker: a GPU worker uses its GPU, a CPU worker its cores
+    device = resolve_device(device)
+    model = _worker_model(payload, device)
     info = block_info[0]
     index, count = info["chunk-location"], info["num-chunks"]
     # map_overlap with boundary="none" gives no halo on the volume's faces
@@ -79,7 +82,7 @@ def embed_dask(volume, model: HyperbolicVAE, *, chunks: int | None = None, devic
     m = model.patch_size
     half = m // 2
     if not isinstance(volume, da.Array):
-        volume = da.from_array(np.asarray(volume), chunks=chunks or default_chunk(torch.device(device)))
+        volume = da.from_array(np.asarray(volume), chunks=chunks or default_chunk(resolve_device(device)))
     elif chunks is not None:
         volume = volume.rechunk(chunks)
     if volume.ndim != 3:
