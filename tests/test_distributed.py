@@ -172,3 +172,19 @@ def test_cli_one_clustering_on_two_workers_then_reuse_and_skip(model_file, tmp_p
     assert main(args) == 0
     assert "skipped" in capsys.readouterr().err
     assert (out2 / "v0_manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_napari_reader_opens_ome_zarr_lazily_as_multiscale_image_and_labels(tmp_path):
+    from napari_hypseg._napari._reader import get_ome_zarr_reader, get_reader
+
+    vol, truth = _phantom(6, shape=(40, 36, 34))
+    image = omezarr.write_image(tmp_path / "b.ome.zarr", vol, (2.0, 1.5, 1.5))
+    omezarr.write_label_levels(image, {2: (truth + 1).astype(np.uint8)}, (2.0, 1.5, 1.5))
+    assert get_reader(str(image)) is None  # the MRC/NIfTI reader leaves folders alone
+    reader = get_ome_zarr_reader(str(image))
+    (img, img_kw, img_kind), (lab, lab_kw, lab_kind) = reader(str(image))
+    assert (img_kind, lab_kind) == ("image", "labels")
+    assert type(lab[0]).__name__ == "Array" and len(lab) == 2 and lab_kw["multiscale"]
+    assert lab_kw["scale"] == [2.0, 1.5, 1.5] == img_kw["scale"]
+    np.testing.assert_array_equal(np.asarray(lab[0]), truth + 1)
+    assert get_ome_zarr_reader(str(tmp_path)) is None

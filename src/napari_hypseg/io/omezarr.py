@@ -169,14 +169,30 @@ def write_image(path: Path, data: np.ndarray, scale: Sequence[float]) -> Path:
     return Path(path)
 
 
-def read_labels_multiscale(path: Path) -> tuple[list, dict]:
-    """Every pyramid level of a label image (lazy dask arrays) and its full-resolution scale."""
+def is_ome_zarr_labels(path: str | os.PathLike) -> bool:
+    """A folder whose ``labels`` group lists label images (an image with labels, or a ``*_labels.ome.zarr``)."""
+    return bool(label_paths(Path(path)))
+
+
+def label_paths(root: Path) -> list[Path]:
+    """The label images listed in ``root/labels`` (empty if none)."""
+    names = _attrs(Path(root) / "labels").get("labels", [])
+    return [Path(root) / "labels" / n for n in names if isinstance(n, str) and (Path(root) / "labels" / n).is_dir()]
+
+
+def read_multiscale(path: Path) -> tuple[list, dict]:
+    """Every pyramid level of a multiscale image (lazy dask arrays, leading size-1 axes dropped) and its scale."""
     import dask.array as da  # noqa: PLC0415
 
     ms = _multiscales(Path(path))
     if ms is None:
         raise UserError(f"{path} is not an OME-Zarr multiscale image")
     data = [da.from_zarr(str(Path(path) / d["path"])) for d in ms["datasets"]]
+    data = [d.reshape(d.shape[-3:]) if d.ndim > 3 and all(n == 1 for n in d.shape[:-3]) else d for d in data]
     scale = next((t["scale"] for t in ms["datasets"][0].get("coordinateTransformations", []) if t["type"] == "scale"),
                  [1.0, 1.0, 1.0])
-    return data, {"scale": scale}
+    return data, {"scale": [float(v) for v in scale[-3:]]}
+
+
+#: label images are multiscale images too; the name says what the caller expects
+read_labels_multiscale = read_multiscale
