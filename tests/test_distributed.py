@@ -188,3 +188,15 @@ def test_napari_reader_opens_ome_zarr_lazily_as_multiscale_image_and_labels(tmp_
     assert lab_kw["scale"] == [2.0, 1.5, 1.5] == img_kw["scale"]
     np.testing.assert_array_equal(np.asarray(lab[0]), truth + 1)
     assert get_ome_zarr_reader(str(tmp_path)) is None
+
+
+def test_documented_slurm_cluster_job_script():
+    pytest.importorskip("dask_jobqueue")
+    from napari_hypseg.cluster import slurm_cluster
+
+    with slurm_cluster(queue="gpu", cores=8, memory="32GB", gpus=2, walltime="01:00:00") as cluster:
+        script = cluster.job_script()
+    assert "#SBATCH -p gpu" in script and "#SBATCH --gres=gpu:2" in script
+    assert "#SBATCH -t 01:00:00" in script and "export OMP_NUM_THREADS=4" in script
+    assert "#SBATCH --cpus-per-task=8" in script
+    assert "--nworkers 2" in script and script.count("--nthreads") == 1 and "--nthreads 1" in script
