@@ -60,6 +60,10 @@ def _assign(clustering: DatasetClustering, volume: np.ndarray, embedding: np.nda
     return clustering.assign(volume, embedding, ks)
 
 
+def _assign_keep(clustering, volume, embedding, ks):
+    return clustering.assign(volume, embedding, ks), embedding
+
+
 def _compute(collections, client, progress: Progress | None, stage: str):
     """Compute ``collections`` (a list) on ``client`` or in-process, reporting tasks done."""
     import dask  # noqa: PLC0415
@@ -98,16 +102,21 @@ def segment_dataset(
     ks = sorted(int(k) for k in ks)
     arrays = [v if isinstance(v, da.Array) else da.from_array(np.asarray(v), chunks=chunks or "auto") for v in volumes]
     lazy_embeddings = [embed_dask(v, model, chunks=chunks, device=device) for v in arrays]
+    if clustering is not None:
+        # one pass: each volume's blocks are embedded where they are and gathered on the worker that assigns it
+        shared = dask.delayed(clustering, pure=True)  # one key: sent to each worker once
+        tasks = [dask.delayed(_assign_keep, pure=True)(shared, v, e, ks) for v, e in zip(arrays, lazy_embeddings)]
+        results = _compute(tasks, client, progress, "embed+assign")
+        return clustering, [r[0] for r in results], [r[1] for r in results]
     embeddings = _compute(lazy_embeddings, client, progress, "embed")
-    if clustering is None:
-        values = _compute(arrays, client, None, "read")
-        latent_dim = model.config.latent_dim if model.config.hyperbolic else None
-        clustering = fit_dataset_clustering(values, embeddings, ks, latent_dim=latent_dim, fusion=fusion,
-                                            seed=seed, sample_size=sample_size)
-        if progress:
-            progress("fit", 1, 1)
-    shared = dask.delayed(clustering, pure=True)  # one key: sent to each worker once
-    # the embeddings were gathered for the fit; the assignment recomputes nothing: it sends them back with their volume
-    tasks = [dask.delayed(_assign, pure=True)(shared, v, e, ks) for v, e in zip(arrays, embeddings)]
+    values = _compute(arrays, client, None, "read")
+    latent_dim = model.config.latent_dim if model.config.hyperbolic else None
+    clustering = fit_dataset_clustering(values, embeddings, ks, latent_dim=latent_dim, fusion=fusion,
+                                        seed=seed, sample_size=sample_size)
+    if progress:
+        progress("fit", 1, 1)
+    shared = dask.delayed(clustering, pure=True)
+    # the fit needed every embedding here; the assignment sends each back with its volume
+    tasks = [dask.delayed(_assign, pure=True)(shared, v, e, ks) for v, e in zip(values, embeddings)]
     labels = _compute(tasks, client, progress, "assign")
     return clustering, labels, embeddings
