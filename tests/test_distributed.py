@@ -200,3 +200,16 @@ def test_documented_slurm_cluster_job_script():
     assert "#SBATCH -t 01:00:00" in script and "export OMP_NUM_THREADS=4" in script
     assert "#SBATCH --cpus-per-task=8" in script
     assert "--nworkers 2" in script and script.count("--nthreads") == 1 and "--nthreads 1" in script
+
+
+def test_cli_ome_zarr_input_gets_its_labels_inside_it(model_file, tmp_path, capsys):
+    vol, truth = _phantom(12, shape=(24, 22, 20))
+    image = omezarr.write_image(tmp_path / "c.ome.zarr", vol, (3.0, 2.0, 2.0))
+    out = tmp_path / "out"
+    assert main(["segment", str(image), "--model", str(model_file), "--out-dir", str(out), "--clusters", "2",
+                 "--device", "cpu", "--chunk", "12"]) == 0
+    capsys.readouterr()
+    labels, meta = omezarr.read_labels_multiscale(image / "labels" / "hypseg_k2")
+    assert meta["scale"] == [3.0, 2.0, 2.0] and labels[0].shape == vol.shape
+    assert set(np.unique(np.asarray(labels[0]))) == {1, 2}
+    assert (out / "c_manifest.json").is_file()
