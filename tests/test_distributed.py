@@ -159,6 +159,7 @@ def test_cli_one_clustering_on_two_workers_then_reuse_and_skip(model_file, tmp_p
                  "--device", "cpu", "--workers", "2", "--chunk", "9", "--save-clusters", str(clusters)]) == 0
     err = capsys.readouterr().err
     assert "dask dashboard" in err and clusters.is_file()
+    assert "embed blocks" in err and "assign" in err  # progress: blocks, then volumes
     out2 = tmp_path / "out2"
     args = ["segment", *files, "--model", str(model_file), "--out-dir", str(out2), "--clusters", "2,3",
             "--device", "cpu", "--chunk", "9", "--clusters-from", str(clusters), "--format", "ome-zarr"]

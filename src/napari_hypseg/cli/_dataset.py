@@ -168,14 +168,24 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
         return 0
     read = [_read(p, chunk) for p in todo]
     t0 = time.perf_counter()
-    bar = ProgressLine(f"{len(todo)} volumes")
+    bars: dict[str, ProgressLine] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        """One progress line per stage: blocks embedded (all volumes together), volumes fitted / assigned."""
+        if stage not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[stage] = ProgressLine(f"{len(todo)} volumes: {stage}")
+        bars[stage].update(done, total, f"{done}/{total}")
+
     with dask_client(args) as client:
         clustering, labels, embeddings = segment_dataset(
             [d for _, d in read], model, ks, clustering=clustering, client=client, seed=args.seed, chunks=chunk,
             device=args.device,
-            progress=lambda stage, done, total: bar.update(done, total, f"{stage} {done}/{total} volumes"),
+            progress=report,
         )
-    bar.close()
+    for bar in bars.values():
+        bar.close()
     if args.save_clusters:
         print(f"clusters: {clustering.save(args.save_clusters)}")
     extra = {"model": str(args.model), "settings": settings}

@@ -87,6 +87,35 @@ def _compute(collections, client, progress: Progress | None, stage: str):
     return results
 
 
+def _gather_blocks(arrays, client, progress: Progress | None, stage: str) -> list[np.ndarray]:
+    """Compute dask arrays block by block into numpy arrays here, reporting blocks done (all volumes together)."""
+    import dask  # noqa: PLC0415
+
+    out = [np.empty(a.shape, a.dtype) for a in arrays]
+    parts = []
+    for i, a in enumerate(arrays):
+        starts = [np.cumsum((0, *c)) for c in a.chunks]
+        for index, block in np.ndenumerate(a.to_delayed()):
+            parts.append((i, tuple(slice(st[j], st[j + 1]) for st, j in zip(starts, index)), block))
+
+    def place(n, part, value):
+        out[part[0]][part[1]] = value
+        if progress:
+            progress(f"{stage} blocks", n, len(parts))
+
+    if client is None:
+        for n, part in enumerate(parts, start=1):
+            place(n, part, dask.compute(part[2], scheduler="sync")[0])
+        return out
+    from distributed import as_completed  # noqa: PLC0415
+
+    futures = client.compute([p[2] for p in parts])
+    where = {f.key: p for f, p in zip(futures, parts)}
+    for n, future in enumerate(as_completed(futures), start=1):
+        place(n, where[future.key], future.result())
+    return out
+
+
 def segment_dataset(
     volumes: Sequence, model: HyperbolicVAE, ks: Sequence[int], *, clustering: DatasetClustering | None = None,
     client=None, fusion: FusionConfig = FusionConfig(), seed: int = 0, sample_size: int = FIT_SIZE,
@@ -108,7 +137,7 @@ def segment_dataset(
         tasks = [dask.delayed(_assign_keep, pure=True)(shared, v, e, ks) for v, e in zip(arrays, lazy_embeddings)]
         results = _compute(tasks, client, progress, "embed+assign")
         return clustering, [r[0] for r in results], [r[1] for r in results]
-    embeddings = _compute(lazy_embeddings, client, progress, "embed")
+    embeddings = _gather_blocks(lazy_embeddings, client, progress, "embed")
     values = _compute(arrays, client, None, "read")
     latent_dim = model.config.latent_dim if model.config.hyperbolic else None
     clustering = fit_dataset_clustering(values, embeddings, ks, latent_dim=latent_dim, fusion=fusion,
