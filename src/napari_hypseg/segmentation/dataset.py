@@ -130,7 +130,10 @@ def segment_dataset(
 
     ks = sorted(int(k) for k in ks)
     arrays = [v if isinstance(v, da.Array) else da.from_array(np.asarray(v), chunks=chunks or "auto") for v in volumes]
-    lazy_embeddings = [embed_dask(v, model, chunks=chunks, device=device) for v in arrays]
+    from .distributed import model_payload  # noqa: PLC0415
+
+    payload = model_payload(model, client)  # one copy of the weights per worker, shared by all volumes
+    lazy_embeddings = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
     if clustering is not None:
         # one pass: each volume's blocks are embedded where they are and gathered on the worker that assigns it
         shared = dask.delayed(clustering, pure=True)  # one key: sent to each worker once

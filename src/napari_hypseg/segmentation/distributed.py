@@ -9,10 +9,10 @@ block is at least ``m // 2 + 1`` voxels deep — guaranteed because a chunk is
 never thinner than the halo (dask rechunks it otherwise). Result: equal to the
 single-process embedding to float rounding, whatever the chunking.
 
-The model travels once: its weights are one ``dask.delayed`` object that
-every block task depends on, so the scheduler sends it to each worker once
-and the worker rebuilds the network once (cached per process by token), not
-per block.
+The model travels once per worker: with a distributed client it is scattered
+to every worker before the graph is sent; without one it is a single
+``dask.delayed`` key every block task depends on. Each worker process rebuilds
+the network once (cached by the weights' token), not per block.
 """
 
 from __future__ import annotations
@@ -30,13 +30,28 @@ from .embed import default_chunk, encode_block
 _WORKER_MODELS: dict[str, HyperbolicVAE] = {}
 
 
-def model_payload(model: HyperbolicVAE):
-    """A ``dask.delayed`` holding the model's config and weights (one graph key, sent once per worker)."""
+def model_state(model: HyperbolicVAE) -> tuple:
+    """(token, config, weights) of the model: what a worker needs to rebuild it."""
     import dask  # noqa: PLC0415 - optional at import time of the core
 
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     config = model.config.to_dict()
     token = dask.base.tokenize(config, {k: v.numpy() for k, v in state.items()})
+    return token, config, state
+
+
+def model_payload(model: HyperbolicVAE, client=None):
+    """The model for block tasks, sent once per worker.
+
+    With a distributed ``client`` it is scattered to every worker up front (the
+    weights do not travel through the scheduler inside the task graph);
+    otherwise it is one ``dask.delayed`` key that every block task depends on.
+    """
+    import dask  # noqa: PLC0415
+
+    token, config, state = model_state(model)
+    if client is not None:
+        return client.scatter((token, config, state), broadcast=True, hash=False)
     return dask.delayed((token, config, state), pure=True, name=f"hypseg-model-{token}")
 
 
@@ -67,7 +82,7 @@ def _embed_block(block: np.ndarray, *, payload, half: int, device: str, block_in
     return np.ascontiguousarray(loc.permute(1, 2, 3, 0).float().cpu().numpy())
 
 
-def embed_dask(volume, model: HyperbolicVAE, *, chunks: int | None = None, device: str = "cpu"):
+def embed_dask(volume, model: HyperbolicVAE, *, chunks: int | None = None, device: str = "cpu", payload=None):
     """Lazy ``(Z, Y, X, d)`` float32 dask array of the encoder mean at every voxel (window = the model's m).
 
     ``volume`` is a dask array (its chunks are kept, raised to at least the
@@ -75,7 +90,8 @@ def embed_dask(volume, model: HyperbolicVAE, *, chunks: int | None = None, devic
     default :func:`.embed.default_chunk`). Nothing runs until it is computed,
     with whatever scheduler is active (a ``distributed.Client`` if one is).
     Windows other than m resample the whole volume and are not blockwise;
-    use :func:`.embed.embed` for them.
+    use :func:`.embed.embed` for them. ``payload`` (from :func:`model_payload`)
+    shares one sent copy of the model among several volumes.
     """
     import dask.array as da  # noqa: PLC0415
 
@@ -97,7 +113,7 @@ def embed_dask(volume, model: HyperbolicVAE, *, chunks: int | None = None, devic
         _embed_block, volume, depth=half, boundary="none", trim=False, align_arrays=False,
         allow_rechunk=False, new_axis=3, chunks=(*volume.chunks, (d,)), dtype=np.float32,
         meta=np.empty((0, 0, 0, 0), np.float32),
-        payload=model_payload(model), half=half, device=str(device),
+        payload=model_payload(model) if payload is None else payload, half=half, device=str(device),
     )
 
 
