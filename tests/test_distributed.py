@@ -214,3 +214,12 @@ def test_cli_ome_zarr_input_gets_its_labels_inside_it(model_file, tmp_path, caps
     assert meta["scale"] == [3.0, 2.0, 2.0] and labels[0].shape == vol.shape
     assert set(np.unique(np.asarray(labels[0]))) == {1, 2}
     assert (out / "c_manifest.json").is_file()
+    # the same run written as MRC keeps the OME-Zarr scale as the voxel size, and the same labels
+    from napari_hypseg.io import read_volume
+
+    assert main(["segment", str(image), "--model", str(model_file), "--out-dir", str(tmp_path / "mrc"),
+                 "--clusters", "2", "--device", "cpu", "--chunk", "12", "--format", "mrc"]) == 0
+    capsys.readouterr()
+    mrc = read_volume(tmp_path / "mrc" / "c_k2.mrc")
+    assert mrc.spacing == pytest.approx((3.0, 2.0, 2.0))
+    np.testing.assert_array_equal(mrc.data, np.asarray(labels[0]))
