@@ -185,6 +185,7 @@ def test_napari_reader_opens_ome_zarr_lazily_as_multiscale_image_and_labels(tmp_
     reader = get_ome_zarr_reader(str(image))
     (img, img_kw, img_kind), (lab, lab_kw, lab_kind) = reader(str(image))
     assert (img_kind, lab_kind) == ("image", "labels")
+    assert type(img).__name__ == "Array" and not img_kw["multiscale"]  # one level: the array itself
     assert type(lab[0]).__name__ == "Array" and len(lab) == 2 and lab_kw["multiscale"]
     assert lab_kw["scale"] == [2.0, 1.5, 1.5] == img_kw["scale"]
     np.testing.assert_array_equal(np.asarray(lab[0]), truth + 1)
@@ -223,3 +224,16 @@ def test_cli_ome_zarr_input_gets_its_labels_inside_it(model_file, tmp_path, caps
     mrc = read_volume(tmp_path / "mrc" / "c_k2.mrc")
     assert mrc.spacing == pytest.approx((3.0, 2.0, 2.0))
     np.testing.assert_array_equal(mrc.data, np.asarray(labels[0]))
+
+
+@pytest.mark.gui
+def test_ome_zarr_opens_in_a_real_viewer_as_multiscale_layers(make_napari_viewer, tmp_path):
+    vol, truth = _phantom(7, shape=(40, 36, 34))
+    image = omezarr.write_image(tmp_path / "v.ome.zarr", vol, (2.0, 1.5, 1.5))
+    omezarr.write_label_levels(image, {2: (truth + 1).astype(np.uint8)}, (2.0, 1.5, 1.5))
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(image), plugin="napari-hypseg")
+    kinds = sorted(type(layer).__name__ for layer in layers)
+    assert kinds == ["Image", "Labels"]
+    labels = next(layer for layer in layers if type(layer).__name__ == "Labels")
+    assert labels.multiscale and tuple(labels.scale) == (2.0, 1.5, 1.5)

@@ -72,10 +72,10 @@ def read_ome_zarr_layers(path: str | list[str]) -> list[LayerData]:
 
     root = Path(path[0] if isinstance(path, list) else path)
     layers: list[LayerData] = []
-    if omezarr.is_ome_zarr(root):
-        data, meta = omezarr.read_multiscale(root)
-        layers.append((data, {"name": root.name, "scale": meta["scale"], "multiscale": len(data) > 1}, "image"))
-    for label in omezarr.label_paths(root):
-        data, meta = omezarr.read_multiscale(label)
-        layers.append((data, {"name": label.name, "scale": meta["scale"], "multiscale": len(data) > 1}, "labels"))
+    sources = ([(root, "image")] if omezarr.is_ome_zarr(root) else []) + [(p, "labels") for p in omezarr.label_paths(root)]
+    for source, kind in sources:
+        data, meta = omezarr.read_multiscale(source)
+        # napari takes a list only as a multiscale pyramid; a single level is passed as the array itself
+        layer_data = data if len(data) > 1 else data[0]
+        layers.append((layer_data, {"name": source.name, "scale": meta["scale"], "multiscale": len(data) > 1}, kind))
     return layers
