@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,4 +50,32 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
             layers.append((np.array(volume.data), kwargs, "labels"))
         else:
             layers.append((volume.data, kwargs, "image"))
+    return layers
+
+
+def get_ome_zarr_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """:func:`read_ome_zarr_layers` for an OME-Zarr image folder (or a ``*_labels.ome.zarr``), None otherwise."""
+    from ..io import omezarr
+
+    paths = path if isinstance(path, list) else [path]
+    if len(paths) != 1 or not isinstance(paths[0], str | os.PathLike):
+        return None
+    root = Path(paths[0])
+    if omezarr.is_ome_zarr(root) or omezarr.is_ome_zarr_labels(root):
+        return read_ome_zarr_layers
+    return None
+
+
+def read_ome_zarr_layers(path: str | list[str]) -> list[LayerData]:
+    """The image (if any) and each of its labels as multiscale layers of lazy dask arrays, in physical scale."""
+    from ..io import omezarr
+
+    root = Path(path[0] if isinstance(path, list) else path)
+    layers: list[LayerData] = []
+    sources = ([(root, "image")] if omezarr.is_ome_zarr(root) else []) + [(p, "labels") for p in omezarr.label_paths(root)]
+    for source, kind in sources:
+        data, meta = omezarr.read_multiscale(source)
+        # napari takes a list only as a multiscale pyramid; a single level is passed as the array itself
+        layer_data = data if len(data) > 1 else data[0]
+        layers.append((layer_data, {"name": source.name, "scale": meta["scale"], "multiscale": len(data) > 1}, kind))
     return layers

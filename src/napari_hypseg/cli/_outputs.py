@@ -45,6 +45,8 @@ def parse_clusters(text: str) -> list[int]:
 
 
 def stem_of(path: Path) -> str:
+    if path.name.lower().endswith(".ome.zarr"):  # a folder format: tomo.ome.zarr -> tomo
+        return path.name[: -len(".ome.zarr")]
     suffix = full_suffix(path)
     return path.name[: len(path.name) - len(suffix)] if suffix else path.name
 

@@ -27,7 +27,8 @@ _PREFETCH_BYTES = 2 * 1024**3
 def add_segment_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clusters", default="2,4,8", help="cluster counts to write, e.g. 2,4,8 or 2-16 (default %(default)s)")
     parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
-    parser.add_argument("--format", choices=sorted(FORMATS), default=None, help="output format (default: the input's)")
+    parser.add_argument("--format", choices=[*sorted(FORMATS), "ome-zarr"], default=None,
+                        help="output format (default: the input's; OME-Zarr input gets labels/ inside it)")
     parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
                         help="mixture (default): Gaussian mixture with a spatial prior on the embedding fused with intensity; "
                              "nested / flat: Poincaré k-means on the embedding alone (the paper's protocol)")
@@ -86,6 +87,14 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     add_segment_args(parser)
+    scale = parser.add_argument_group("one clustering for a dataset, dask (docs/scaling.md)")
+    scale.add_argument("--clusters-from", type=Path, default=None, metavar="FILE",
+                       help="assign every volume with this saved clustering (same id = same cluster everywhere)")
+    scale.add_argument("--save-clusters", type=Path, default=None, metavar="FILE",
+                       help="fit one clustering on a sample of all volumes and save it (.npz)")
+    scale.add_argument("--workers", type=int, default=None, metavar="N", help="run on a local dask cluster of N worker processes")
+    scale.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on an existing dask scheduler, e.g. tcp://host:8786")
+    scale.add_argument("--chunk", type=int, default=None, metavar="N", help="blockwise embedding chunk edge (default 48)")
     parser.set_defaults(func=run)
 
 
@@ -156,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_inputs(args.volumes)
     stems = unique_stems(paths)
     model = load_model(args.model)
+    from ._dataset import run_dataset, wants_dataset_path
+
+    if wants_dataset_path(args, paths):
+        return run_dataset(args, paths, stems, model)
     plan_outputs(paths, stems, model.config, args)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:

@@ -1,0 +1,205 @@
+"""``hypseg segment`` with one clustering for all volumes, in-process or on a dask cluster.
+
+Taken when any of ``--workers``, ``--scheduler``, ``--clusters-from``,
+``--save-clusters`` is given, or an input or the output is OME-Zarr. The
+default single-volume path (a clustering per volume) is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import UserError
+from ..io import read_volume
+from ..io import omezarr
+from ._outputs import MANIFEST_SUFFIX, parse_clusters, write_levels
+from ._progress import ProgressLine
+
+#: blockwise embedding chunk edge on CPU workers, declared once (GPU workers may use a larger --chunk)
+DEFAULT_CHUNK = 48
+
+
+def wants_dataset_path(args: argparse.Namespace, paths: list[Path]) -> bool:
+    return bool(args.workers or args.scheduler or args.clusters_from or args.save_clusters
+                or args.format == "ome-zarr" or any(omezarr.is_ome_zarr(p) for p in paths))
+
+
+def check_dataset_args(args: argparse.Namespace) -> None:
+    if args.mode != "mixture":
+        raise UserError("one clustering across volumes (and dask / OME-Zarr runs) use --mode mixture")
+    if args.window is not None or args.stride != 1 or args.binning != 1:
+        raise UserError("--window, --stride and --bin are not blockwise: leave them at their defaults here")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers and args.scheduler:
+        raise UserError("give --workers (a local cluster) or --scheduler (an existing one), not both")
+    if args.clusters_from is not None and not Path(args.clusters_from).is_file():
+        raise UserError(f"--clusters-from {args.clusters_from}: no such file")
+
+
+def worker_env(n_workers: int) -> dict[str, str]:
+    """Environment of local worker processes: one dask thread each, and torch's threads sharing the cores.
+
+    Without it every worker's torch starts one thread per core and N workers
+    oversubscribe the machine N times (2 workers on 2 cores ran slower than 1).
+    """
+    import os  # noqa: PLC0415
+
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n_workers))}
+
+
+@contextmanager
+def dask_client(args: argparse.Namespace):
+    """A distributed client for --scheduler / --workers, else None (in-process)."""
+    if not (args.workers or args.scheduler):
+        yield None
+        return
+    from distributed import Client, LocalCluster  # noqa: PLC0415
+
+    if args.scheduler:
+        client = Client(args.scheduler)
+        cluster = None
+    else:
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                               env=worker_env(args.workers))
+        client = Client(cluster)
+    print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _read(path: Path, chunk: int):
+    """(Volume with geometry, dask array of its voxels read where computed)."""
+    from ..segmentation.dataset import lazy_volume  # noqa: PLC0415
+
+    if omezarr.is_ome_zarr(path):
+        volume = omezarr.read_ome_zarr(path)
+        return volume, volume.data.rechunk(chunk)
+    volume = read_volume(path)
+    return volume, lazy_volume(path, volume.shape, volume.data.dtype, chunk)
+
+
+def _settings(args) -> dict:
+    return {"mode": args.mode, "seed": args.seed, "clusters_from": str(args.clusters_from) if args.clusters_from else None,
+            "format": args.format}
+
+
+def _complete(out_dir: Path, stem: str, ks, settings, model: Path) -> bool:
+    """Whether a manifest says this volume was fully written with these settings and this model."""
+    manifest = out_dir / f"{stem}{MANIFEST_SUFFIX}"
+    try:
+        record = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    files = record.get("files", {})
+    paths = [Path(files[str(k)]) if Path(files.get(str(k), "")).is_absolute() else out_dir / files.get(str(k), "")
+             for k in ks if str(k) in files]
+    return (record.get("settings") == settings and record.get("model") == str(model)
+            and set(ks) <= set(record.get("levels", [])) and len(paths) == len(ks) and all(p.exists() for p in paths))
+
+
+class _Result:
+    """What write_levels needs of a Segmentation: labels per k and the embedding."""
+
+    def __init__(self, levels, embedding):
+        self._levels, self.embedding = levels, embedding
+
+    def labels(self, k, *, full_resolution=True):
+        return self._levels[k]
+
+
+def _write_ome_zarr(volume, levels, embedding, ks, out_dir: Path, stem: str, extra: dict) -> list[Path]:
+    from datetime import datetime, timezone  # noqa: PLC0415
+
+    from .. import __version__  # noqa: PLC0415
+    from ..io.atomic import atomic_path  # noqa: PLC0415
+    from ._outputs import EMBEDDING_SUFFIX, MANIFEST_FORMAT  # noqa: PLC0415
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / f"{stem}{MANIFEST_SUFFIX}"
+    manifest.unlink(missing_ok=True)  # written last: its presence means complete
+    root = omezarr.labels_root(volume, out_dir, stem)
+    written = omezarr.write_label_levels(root, {k: levels[k] for k in ks}, volume.spacing)
+    emb = out_dir / f"{stem}{EMBEDDING_SUFFIX}"
+    with atomic_path(emb) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, embedding)
+    record = {"format": MANIFEST_FORMAT, "version": 1, "hypseg_version": __version__,
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "source": str(volume.source) if volume.source else None, "levels": [int(k) for k in ks],
+              "files": {**{str(k): str(p.resolve()) for k, p in zip(ks, written)}, "embedding": emb.name}, **extra}
+    with atomic_path(manifest) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    return [*written, emb, manifest]
+
+
+def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, str], model) -> int:
+    from ..segmentation.dataset import segment_dataset  # noqa: PLC0415
+    from ..segmentation.dataset_clustering import DatasetClustering  # noqa: PLC0415
+
+    check_dataset_args(args)
+    ks = parse_clusters(args.clusters)
+    chunk = args.chunk or DEFAULT_CHUNK
+    clustering = DatasetClustering.load(args.clusters_from) if args.clusters_from else None
+    if clustering is not None:
+        missing = [k for k in ks if k not in clustering.levels]
+        if missing:
+            raise UserError(f"{args.clusters_from} has levels {sorted(clustering.levels)}, not {missing}")
+    settings = _settings(args)
+    todo = paths
+    if clustering is not None:
+        # ids come from the file, not from the batch: a finished volume need not be redone
+        todo = [p for p in paths if not _complete(args.out_dir, stems[p], ks, settings, args.model)]
+        for p in paths:
+            if p not in todo:
+                print(f"{p.name}: complete (manifest), skipped", file=sys.stderr)
+    if not todo:
+        return 0
+    read = [_read(p, chunk) for p in todo]
+    t0 = time.perf_counter()
+    bars: dict[str, ProgressLine] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        """One progress line per stage: blocks embedded (all volumes together), volumes fitted / assigned."""
+        if stage not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[stage] = ProgressLine(f"{len(todo)} volumes: {stage}")
+        bars[stage].update(done, total, f"{done}/{total}")
+
+    with dask_client(args) as client:
+        clustering, labels, embeddings = segment_dataset(
+            [d for _, d in read], model, ks, clustering=clustering, client=client, seed=args.seed, chunks=chunk,
+            device=args.device,
+            progress=report,
+        )
+    for bar in bars.values():
+        bar.close()
+    if args.save_clusters:
+        print(f"clusters: {clustering.save(args.save_clusters)}")
+    extra = {"model": str(args.model), "settings": settings}
+    for path, (volume, _), levels, embedding in zip(todo, read, labels, embeddings):
+        if args.format == "ome-zarr" or (args.format is None and volume.format == "ome-zarr"):
+            written = _write_ome_zarr(volume, levels, embedding, ks, args.out_dir, stems[path], extra)
+        else:
+            if volume.format == "ome-zarr":
+                volume.data = np.asarray(volume.data)
+            written = write_levels(volume, _Result(levels, embedding), ks, args.out_dir, fmt=args.format,
+                                   stem=stems[path], manifest=extra)
+        for p in written:
+            print(p)
+    hours = (time.perf_counter() - t0) / 3600
+    print(f"{len(todo)} volumes, {len(todo) / hours:.0f} volumes/hour", file=sys.stderr)
+    return 0
+

@@ -1,0 +1,239 @@
+"""Blockwise dask embedding, one clustering across volumes, and a real two-process LocalCluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("distributed")
+import dask.array as da  # noqa: E402
+
+from napari_hypseg.model import HyperbolicVAE, ModelConfig  # noqa: E402
+from napari_hypseg.segmentation.dataset import segment_dataset  # noqa: E402
+from napari_hypseg.segmentation.dataset_clustering import DatasetClustering, fit_dataset_clustering  # noqa: E402
+from napari_hypseg.segmentation.distributed import embed_dask  # noqa: E402
+from napari_hypseg.segmentation.embed import embed  # noqa: E402
+from napari_hypseg.segmentation.fusion import FusionConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = HyperbolicVAE(ModelConfig(channels=(4, 8, 8), kernel_size=3, hidden=16))  # m = 7, halo 3
+    m.set_normalization(0.0, 1.0)
+    return m.eval()
+
+
+def _phantom(seed: int, shape=(20, 18, 16), offset=(0, 0, 0)):
+    """A bright box in a dark noisy background, the box placed differently per volume."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(shape, np.uint8)
+    z, y, x = offset
+    truth[4 + z:12 + z, 4 + y:12 + y, 3 + x:10 + x] = 1
+    return (truth + rng.normal(scale=0.15, size=shape)).astype(np.float32), truth
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as lc:
+        with Client(lc) as client:
+            yield client
+
+
+def test_blockwise_embedding_equals_single_process_with_uneven_chunks(model):
+    vol, _ = _phantom(0, shape=(23, 19, 14))
+    reference = embed(vol, model, device="cpu")
+    # chunks that do not divide the shape, some thinner than the halo (merged), edges uneven
+    lazy = embed_dask(da.from_array(vol, chunks=(10, 7, 5)), model)
+    assert lazy.numblocks[:3] != (1, 1, 1)
+    out = lazy.compute(scheduler="sync")
+    assert out.shape == reference.shape and out.dtype == np.float32
+    assert np.abs(out - reference).max() <= 1e-5
+
+
+def test_blockwise_embedding_on_two_worker_processes(model, cluster):
+    vol, _ = _phantom(1, shape=(21, 17, 15))
+    reference = embed(vol, model, device="cpu")
+    lazy = embed_dask(da.from_array(vol, chunks=8), model)
+    out = cluster.compute(lazy).result()
+    assert np.abs(out - reference).max() <= 1e-5
+    # the model is one graph key: every block task depends on it, no block carries its own copy
+    keys = [k for k in lazy.__dask_graph__() if "hypseg-model" in str(k)]
+    assert len(keys) == 1
+
+
+def test_one_clustering_gives_the_same_id_to_the_same_material_in_two_volumes(model, tmp_path):
+    (a, ta), (b, tb) = _phantom(2), _phantom(3, offset=(3, 2, 4))
+    ea, eb = embed(a, model, device="cpu"), embed(b, model, device="cpu")
+    fitted = fit_dataset_clustering([a, b], [ea, eb], [2, 3], latent_dim=model.config.latent_dim,
+                                    fusion=FusionConfig(intensity="raw"), seed=0, sample_size=4000)
+    path = fitted.save(tmp_path / "clusters.npz")
+    loaded = DatasetClustering.load(path)
+    la, lb = loaded.assign(a, ea), loaded.assign(b, eb)
+    for labels, truth in ((la[2], ta), (lb[2], tb)):
+        box = np.bincount(labels[truth == 1]).argmax()
+        background = np.bincount(labels[truth == 0]).argmax()
+        assert box != background
+        assert (labels[truth == 1] == box).mean() > 0.9
+    # the box is the same id in both volumes, and so is the background
+    assert np.bincount(la[2][ta == 1]).argmax() == np.bincount(lb[2][tb == 1]).argmax()
+    assert np.bincount(la[2][ta == 0]).argmax() == np.bincount(lb[2][tb == 0]).argmax()
+    # loading reproduces the fitted object's labels exactly
+    np.testing.assert_array_equal(fitted.assign(a, ea)[3], la[3])
+
+
+def test_clusters_file_loads_without_pickle(model, tmp_path):
+    a, _ = _phantom(4)
+    fitted = fit_dataset_clustering([a], [embed(a, model, device="cpu")], [2], latent_dim=2,
+                                    fusion=FusionConfig(intensity="auto"), seed=0, sample_size=2000)
+    path = fitted.save(tmp_path / "c.npz")
+    with np.load(path, allow_pickle=False) as data:
+        assert {"header", "k2_means", "k2_covariances", "k2_weights", "k2_ids", "embedding_axes"} <= set(data.files)
+    assert DatasetClustering.load(path).intensity in ("raw", "denoised")
+
+
+def test_distributed_labels_identical_to_in_process(model, cluster):
+    volumes = [_phantom(s, offset=(s % 3, 0, s % 2))[0] for s in range(3)]
+    kw = dict(fusion=FusionConfig(intensity="raw"), seed=0, sample_size=6000, chunks=9)
+    clustering, local, _ = segment_dataset(volumes, model, [2, 4], **kw)
+    _, remote, _ = segment_dataset(volumes, model, [2, 4], clustering=clustering, client=cluster, **kw)
+    _, refit, _ = segment_dataset(volumes, model, [2, 4], client=cluster, **kw)
+    for a, b, c in zip(local, remote, refit):
+        for k in (2, 4):
+            np.testing.assert_array_equal(a[k], b[k])
+            np.testing.assert_array_equal(a[k], c[k])
+
+
+# --- OME-Zarr and the command line ------------------------------------------
+
+from napari_hypseg.cli import main  # noqa: E402
+from napari_hypseg.io import omezarr  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_file(model, tmp_path_factory):
+    from napari_hypseg.model.checkpoint import save_checkpoint
+
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "m.pt", model)
+
+
+def test_ome_zarr_labels_written_inside_the_image_and_readable_by_ome_zarr_py(tmp_path):
+    vol, truth = _phantom(5, shape=(40, 36, 34))
+    image = omezarr.write_image(tmp_path / "a.ome.zarr", vol, (2.0, 1.5, 1.5))
+    read = omezarr.read_ome_zarr(image)
+    assert type(read.data).__name__ == "Array" and read.spacing == (2.0, 1.5, 1.5)  # lazy dask array
+    written = omezarr.write_label_levels(image, {2: (truth + 1).astype(np.uint8)}, read.spacing)
+    assert written == [image / "labels" / "hypseg_k2"]
+    assert not [p for p in (image / "labels").iterdir() if ".tmp" in p.name]
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    # ome-zarr-py opening the image discovers its labels group, with the pyramid and colours
+    nodes = [n for n in Reader(parse_url(str(image)))() if n.data]
+    label = next(n for n in nodes if n.data[0].dtype == np.uint8)
+    assert label.metadata["color"]
+    image_node = next(n for n in nodes if n.data[0].dtype == np.float32)
+    assert len(label.data) == 2 and tuple(label.data[1].shape) == (20, 18, 17)
+    np.testing.assert_array_equal(np.asarray(label.data[0]), truth + 1)
+    np.testing.assert_array_equal(np.asarray(image_node.data[0]), vol)
+    levels, meta = omezarr.read_labels_multiscale(written[0])
+    assert meta["scale"] == [2.0, 1.5, 1.5] and len(levels) == 2
+
+
+def test_cli_one_clustering_on_two_workers_then_reuse_and_skip(model_file, tmp_path, capsys):
+    from napari_hypseg.io import read_volume, write_image
+    from napari_hypseg.io.volume import Volume
+
+    files = []
+    for s in range(2):
+        vol, _ = _phantom(10 + s, offset=(s, s, 0))
+        path = tmp_path / f"v{s}.mrc"
+        write_image(path, vol, like=Volume(vol, affine=np.diag([1.0, 1.0, 1.0, 1.0]), format="mrc"))
+        files.append(str(path))
+    clusters = tmp_path / "clusters.npz"
+    out1 = tmp_path / "out1"
+    assert main(["segment", *files, "--model", str(model_file), "--out-dir", str(out1), "--clusters", "2,3",
+                 "--device", "cpu", "--workers", "2", "--chunk", "9", "--save-clusters", str(clusters)]) == 0
+    err = capsys.readouterr().err
+    assert "dask dashboard" in err and clusters.is_file()
+    assert "embed blocks" in err and "assign" in err  # progress: blocks, then volumes
+    out2 = tmp_path / "out2"
+    args = ["segment", *files, "--model", str(model_file), "--out-dir", str(out2), "--clusters", "2,3",
+            "--device", "cpu", "--chunk", "9", "--clusters-from", str(clusters), "--format", "ome-zarr"]
+    assert main(args) == 0
+    capsys.readouterr()
+    for s in range(2):
+        a = read_volume(out1 / f"v{s}_k3.mrc").data
+        b = np.asarray(omezarr.read_labels_multiscale(out2 / f"v{s}_labels.ome.zarr" / "labels" / "hypseg_k3")[0][0])
+        np.testing.assert_array_equal(a, b)  # in-process with the saved clustering == two workers fitting it
+    stamp = (out2 / "v0_manifest.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert "skipped" in capsys.readouterr().err
+    assert (out2 / "v0_manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_napari_reader_opens_ome_zarr_lazily_as_multiscale_image_and_labels(tmp_path):
+    from napari_hypseg._napari._reader import get_ome_zarr_reader, get_reader
+
+    vol, truth = _phantom(6, shape=(40, 36, 34))
+    image = omezarr.write_image(tmp_path / "b.ome.zarr", vol, (2.0, 1.5, 1.5))
+    omezarr.write_label_levels(image, {2: (truth + 1).astype(np.uint8)}, (2.0, 1.5, 1.5))
+    assert get_reader(str(image)) is None  # the MRC/NIfTI reader leaves folders alone
+    reader = get_ome_zarr_reader(str(image))
+    (img, img_kw, img_kind), (lab, lab_kw, lab_kind) = reader(str(image))
+    assert (img_kind, lab_kind) == ("image", "labels")
+    assert type(img).__name__ == "Array" and not img_kw["multiscale"]  # one level: the array itself
+    assert type(lab[0]).__name__ == "Array" and len(lab) == 2 and lab_kw["multiscale"]
+    assert lab_kw["scale"] == [2.0, 1.5, 1.5] == img_kw["scale"]
+    np.testing.assert_array_equal(np.asarray(lab[0]), truth + 1)
+    assert get_ome_zarr_reader(str(tmp_path)) is None
+
+
+def test_documented_slurm_cluster_job_script():
+    pytest.importorskip("dask_jobqueue")
+    from napari_hypseg.cluster import slurm_cluster
+
+    with slurm_cluster(queue="gpu", cores=8, memory="32GB", gpus=2, walltime="01:00:00") as cluster:
+        script = cluster.job_script()
+    assert "#SBATCH -p gpu" in script and "#SBATCH --gres=gpu:2" in script
+    assert "#SBATCH -t 01:00:00" in script and "export OMP_NUM_THREADS=4" in script
+    assert "#SBATCH --cpus-per-task=8" in script
+    assert "--nworkers 2" in script and script.count("--nthreads") == 1 and "--nthreads 1" in script
+
+
+def test_cli_ome_zarr_input_gets_its_labels_inside_it(model_file, tmp_path, capsys):
+    vol, truth = _phantom(12, shape=(24, 22, 20))
+    image = omezarr.write_image(tmp_path / "c.ome.zarr", vol, (3.0, 2.0, 2.0))
+    out = tmp_path / "out"
+    assert main(["segment", str(image), "--model", str(model_file), "--out-dir", str(out), "--clusters", "2",
+                 "--device", "cpu", "--chunk", "12"]) == 0
+    capsys.readouterr()
+    labels, meta = omezarr.read_labels_multiscale(image / "labels" / "hypseg_k2")
+    assert meta["scale"] == [3.0, 2.0, 2.0] and labels[0].shape == vol.shape
+    assert set(np.unique(np.asarray(labels[0]))) == {1, 2}
+    assert (out / "c_manifest.json").is_file()
+    # the same run written as MRC keeps the OME-Zarr scale as the voxel size, and the same labels
+    from napari_hypseg.io import read_volume
+
+    assert main(["segment", str(image), "--model", str(model_file), "--out-dir", str(tmp_path / "mrc"),
+                 "--clusters", "2", "--device", "cpu", "--chunk", "12", "--format", "mrc"]) == 0
+    capsys.readouterr()
+    mrc = read_volume(tmp_path / "mrc" / "c_k2.mrc")
+    assert mrc.spacing == pytest.approx((3.0, 2.0, 2.0))
+    np.testing.assert_array_equal(mrc.data, np.asarray(labels[0]))
+
+
+@pytest.mark.gui
+def test_ome_zarr_opens_in_a_real_viewer_as_multiscale_layers(make_napari_viewer, tmp_path):
+    vol, truth = _phantom(7, shape=(40, 36, 34))
+    image = omezarr.write_image(tmp_path / "v.ome.zarr", vol, (2.0, 1.5, 1.5))
+    omezarr.write_label_levels(image, {2: (truth + 1).astype(np.uint8)}, (2.0, 1.5, 1.5))
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(image), plugin="napari-hypseg")
+    kinds = sorted(type(layer).__name__ for layer in layers)
+    assert kinds == ["Image", "Labels"]
+    labels = next(layer for layer in layers if type(layer).__name__ == "Labels")
+    assert labels.multiscale and tuple(labels.scale) == (2.0, 1.5, 1.5)
