@@ -357,7 +357,8 @@ def test_output_that_would_overwrite_an_input_is_refused(tmp_path, small_model, 
     ("--window", "1", "--window values must be at least 3"),
     ("--stride", "0", "--stride must be >= 1"),
     ("--device", "tpu", "unknown device 'tpu'"),
-    ("--clusters", "1", "--clusters needs values >= 2"),
+    ("--clusters", "1", "--clusters values must be between 2 and 64"),
+    ("--clusters", "2,65", "--clusters values must be between 2 and 64"),
 ])
 def test_invalid_segment_options_are_one_line_before_any_work(tmp_path, small_model, good, capsys, option, value, message):
     out = tmp_path / "seg"

@@ -9,3 +9,8 @@ bisection or independent per level (the paper's protocol; kept for comparison).
 
 MODES = ("mixture", "nested", "flat")
 DEFAULT_MODE = "mixture"
+
+#: the most clusters a level may have, in the CLI and the widgets alike (a label
+#: volume per level is kept in memory for the slider; beyond this it stops being a
+#: segmentation a person can read)
+MAX_CLUSTERS = 64

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 from .._device import describe_device, resolve_device
 from .._errors import UserError
 from ..model import ModelConfig
+from ..segment_modes import MAX_CLUSTERS
 from ..training import TrainConfig
 
 DEFAULT_MINUTES = 10.0
@@ -75,7 +76,7 @@ class TrainSettings(QWidget):
         self.device_label = QLabel()
         self.device.currentTextChanged.connect(self._show_device)
 
-        self.k_max = _spin(2, 64, 16, "Largest number of clusters; the Clusters slider goes from 2 to this")
+        self.k_max = _spin(2, MAX_CLUSTERS, 16, "Largest number of clusters; the Clusters slider goes from 2 to this")
 
         main = QFormLayout()
         main.addRow("Steps", self.steps)

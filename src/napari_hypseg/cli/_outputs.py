@@ -16,6 +16,7 @@ from .._errors import UserError
 from ..io import NIFTI_SUFFIXES, write_labels
 from ..io.atomic import atomic_path, full_suffix
 from ..io.volume import Volume
+from ..segment_modes import MAX_CLUSTERS
 
 FORMATS = {"mrc": ".mrc", "nii": ".nii", "nii.gz": ".nii.gz"}
 EMBEDDING_SUFFIX = "_embedding.npy"
@@ -39,8 +40,8 @@ def parse_clusters(text: str) -> list[int]:
                 ks.add(int(part))
     except ValueError:
         raise UserError(f"--clusters expects numbers like 2,4,8 or 2-16, got {text!r}") from None
-    if not ks or min(ks) < 2:
-        raise UserError(f"--clusters needs values >= 2, got {text!r}")
+    if not ks or min(ks) < 2 or max(ks) > MAX_CLUSTERS:
+        raise UserError(f"--clusters values must be between 2 and {MAX_CLUSTERS}, got {text!r}")
     return sorted(ks)
 
 
