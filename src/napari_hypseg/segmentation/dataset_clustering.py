@@ -29,7 +29,7 @@ from .. import hyperbolic as hyp
 from .._errors import UserError
 from . import channels
 from .fusion import FusionConfig
-from .mixture import FIT_SIZE, SPATIAL_BETA, fit_mixture, posteriors, potts_mean_field
+from .mixture import FIT_SIZE, SPATIAL_BETA, fit_mixture, match_level_ids, posteriors, potts_mean_field
 
 CLUSTERS_FORMAT = "napari-hypseg-clusters"
 CLUSTERS_VERSION = 1
@@ -215,7 +215,7 @@ def fit_dataset_clustering(
     for k in ks:
         mixture = fit_mixture(feats, k, seed=seed, fit_size=len(feats))
         labels = mixture.predict(feats)
-        ids = _match_ids(labels, previous, k)
+        ids = match_level_ids(labels, previous, k)
         levels[k] = {"weights": mixture.weights_, "means": mixture.means_, "covariances": mixture.covariances_,
                      "ids": ids}
         previous = ids[labels]
@@ -224,21 +224,3 @@ def fit_dataset_clustering(
         embedding_weight=float(fusion.embedding_weight) if use_embedding else 0.0,
         embedding_mean=mean.astype(np.float32), embedding_axes=axes, embedding_scale=scale, levels=levels, beta=beta,
     )
-
-
-def _match_ids(labels: np.ndarray, previous: np.ndarray | None, k: int) -> np.ndarray:
-    """Component -> id: largest first at the first level, then each follows the coarser level's cluster it overlaps most."""
-    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
-
-    ids = np.full(k, -1, dtype=np.int64)
-    sizes = np.bincount(labels, minlength=k)
-    if previous is None:
-        ids[np.argsort(-sizes, kind="stable")] = np.arange(k)
-        return ids
-    kp = int(previous.max()) + 1
-    overlap = np.bincount(previous * k + labels, minlength=kp * k).reshape(kp, k)
-    rows, cols = linear_sum_assignment(overlap, maximize=True)
-    ids[cols] = rows
-    rest = [j for j in np.argsort(-sizes, kind="stable") if ids[j] < 0]
-    ids[rest] = np.arange(len(rows), len(rows) + len(rest))
-    return ids

@@ -133,8 +133,6 @@ def mixture_levels(
     k−1 cluster it overlaps most (Hungarian matching on the overlap counts),
     the remaining cluster takes id k, so colours stay put as k moves.
     """
-    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
-
     ks = sorted(int(k) for k in ks)
     dtype = np.uint8 if ks[-1] <= 255 else np.uint16
     levels: dict[int, np.ndarray] = {}
@@ -142,18 +140,7 @@ def mixture_levels(
     for done, k in enumerate(ks, start=1):
         labels, _ = mixture_labels(points, shape, k, seed=seed, beta=beta, fit_size=fit_size)
         labels = labels.reshape(-1)
-        ids = np.full(k, -1, dtype=np.int64)
-        sizes = np.bincount(labels, minlength=k)
-        if previous is None:
-            ids[np.argsort(-sizes, kind="stable")] = np.arange(k)
-        else:
-            kp = int(previous.max()) + 1
-            overlap = np.bincount(previous * k + labels, minlength=kp * k).reshape(kp, k)
-            rows, cols = linear_sum_assignment(overlap, maximize=True)
-            ids[cols] = rows
-            rest = [j for j in np.argsort(-sizes, kind="stable") if ids[j] < 0]
-            ids[rest] = np.arange(len(rows), len(rows) + len(rest))
-        labels = ids[labels]
+        labels = match_level_ids(labels, previous, k)[labels]
         levels[k] = (labels + 1).astype(dtype).reshape(shape)
         previous = labels
         if progress:
@@ -161,3 +148,21 @@ def mixture_levels(
     if progress:
         progress(len(ks) + 1, len(ks) + 1)
     return levels
+
+
+def match_level_ids(labels: np.ndarray, previous: np.ndarray | None, k: int) -> np.ndarray:
+    """Component -> id: largest first at the first level, then each follows the coarser level's cluster it overlaps most."""
+    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
+
+    ids = np.full(k, -1, dtype=np.int64)
+    sizes = np.bincount(labels, minlength=k)
+    if previous is None:
+        ids[np.argsort(-sizes, kind="stable")] = np.arange(k)
+        return ids
+    kp = int(previous.max()) + 1
+    overlap = np.bincount(previous * k + labels, minlength=kp * k).reshape(kp, k)
+    rows, cols = linear_sum_assignment(overlap, maximize=True)
+    ids[cols] = rows
+    rest = [j for j in np.argsort(-sizes, kind="stable") if ids[j] < 0]
+    ids[rest] = np.arange(len(rows), len(rows) + len(rest))
+    return ids
