@@ -16,6 +16,7 @@ _EXPORTS = {
     "load_model": ".checkpoint",
     "read_checkpoint": ".checkpoint",
     "save_checkpoint": ".checkpoint",
+    "encode_block": ".dense",
 }
 __all__ = sorted(_EXPORTS)
 

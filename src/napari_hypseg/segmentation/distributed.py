@@ -3,7 +3,7 @@
 The encoder has no padding, so an output block needs only its input block
 plus ``m // 2`` voxels on every side (its reach). ``dask.array.map_overlap``
 supplies those halos from the neighbouring chunks; on the volume's faces it
-supplies none (``boundary="none"``) and :func:`.embed.encode_block` mirrors
+supplies none (``boundary="none"``) and :func:`~napari_hypseg.model.dense.encode_block` mirrors
 the block itself there, which is the volume's own mirror as long as the
 block is at least ``m // 2 + 1`` voxels deep — guaranteed because a chunk is
 never thinner than the halo (dask rechunks it otherwise). Result: equal to the
@@ -23,8 +23,9 @@ import torch
 from .._device import resolve_device
 from .._errors import UserError
 from ..model.config import ModelConfig
+from ..model.dense import encode_block
 from ..model.vae import HyperbolicVAE
-from .embed import default_chunk, encode_block
+from .embed import default_chunk
 
 # one rebuilt model per worker process: token of the weights -> model
 _WORKER_MODELS: dict[str, HyperbolicVAE] = {}

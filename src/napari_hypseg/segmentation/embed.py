@@ -1,9 +1,10 @@
 """Dense voxel embedding: the posterior location of the patch centred on every voxel.
 
 The encoder has no padding, so it is exactly translation-equivariant: running
-it over a block of the volume (plus a halo of ``m // 2`` voxels) gives, at
-every output voxel, the same value as encoding the ``m³`` patch centred there.
-That costs about 3 MFLOP a voxel instead of ~170 MFLOP for per-voxel patches
+it over a block of the volume plus a halo of ``m // 2`` voxels
+(:func:`napari_hypseg.model.dense.encode_block`) gives, at every output voxel,
+the same value as encoding the ``m³`` patch centred there. That costs about
+3 MFLOP a voxel instead of ~170 MFLOP for per-voxel patches
 (:func:`embed_patches`, kept as the reference and the benchmark baseline).
 
 Borders are filled by mirror reflection (not zeros), so voxels near the faces
@@ -18,7 +19,6 @@ trilinear interpolation treats the window's outermost half voxel).
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import hyperbolic as hyp
 from .._device import resolve_device
 from .._errors import UserError
 from .._validation import check_volume, robust_range
+from ..model.dense import encode_block, from_tangent, read_reflected, to_tangent
 from ..model.vae import HyperbolicVAE
 
 # A window below 3 voxels holds no structure, only its own voxel's intensity,
@@ -57,58 +57,6 @@ def default_chunk(device: torch.device) -> int:
     return 128 if device.type == "cuda" else 48
 
 
-def _read_reflected(data: np.ndarray, lo: Sequence[int], hi: Sequence[int]) -> np.ndarray:
-    """``data[lo:hi]`` as float32, mirror-reflected where the range leaves the volume."""
-    src = tuple(slice(max(0, a), min(n, b)) for a, b, n in zip(lo, hi, data.shape))
-    block = np.asarray(data[src], dtype=np.float32)
-    pad = [(max(0, -a), max(0, b - n)) for a, b, n in zip(lo, hi, data.shape)]
-    if any(p for pair in pad for p in pair):
-        # reflection needs at least two samples along an axis; a one-voxel-thick axis repeats its edge
-        mode = "reflect" if min(block.shape) > 1 else "edge"
-        block = np.pad(block, pad, mode=mode)
-    return block
-
-
-def _to_tangent(loc: torch.Tensor, model: HyperbolicVAE) -> torch.Tensor:
-    return hyp.logmap0(loc, dim=1) if model.config.hyperbolic else loc
-
-
-def _from_tangent(v: torch.Tensor, model: HyperbolicVAE) -> torch.Tensor:
-    return hyp.expmap0(v, dim=1) if model.config.hyperbolic else v
-
-
-@torch.no_grad()
-def encode_block(
-    model: HyperbolicVAE,
-    data: np.ndarray,
-    lo: Sequence[int],
-    hi: Sequence[int],
-    *,
-    stride: int = 1,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """Embedding of the output voxels ``lo <= index < hi`` of ``data``: a ``(d, *(hi - lo))`` tensor.
-
-    With ``stride > 1`` the encoder's last layer runs only on every
-    ``stride``-th voxel (block-aligned) and the rest is interpolated linearly
-    in the tangent space at the origin.
-    """
-    device = torch.device(device)
-    half = model.patch_size // 2
-    size = [b - a for a, b in zip(lo, hi)]
-    steps = [math.ceil((n - 1) / stride) for n in size]  # coarse samples beyond the first
-    read_hi = [a + stride * j + half + 1 for a, j in zip(lo, steps)]
-    block = _read_reflected(data, [a - half for a in lo], read_hi)
-    x = model.normalize(torch.from_numpy(block).to(device))[None, None]
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        loc = model.encoder.mean(x, stride=stride)
-    if stride > 1:
-        fine = [stride * j + 1 for j in steps]
-        v = F.interpolate(_to_tangent(loc, model), size=fine, mode="trilinear", align_corners=True)
-        loc = _from_tangent(v[..., : size[0], : size[1], : size[2]], model)
-    return loc[0]
-
-
 def _blocks(shape: Sequence[int], chunk: int):
     ranges = [range(0, n, chunk) for n in shape]
     for z in ranges[0]:
@@ -126,8 +74,8 @@ def _resample_volume(data: np.ndarray, factor: float, device: torch.device) -> n
 
 def _resample_embedding(emb: np.ndarray, shape: Sequence[int], model: HyperbolicVAE, device) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(emb, -1, 0))).to(device)[None]
-    v = F.interpolate(_to_tangent(t, model), size=tuple(shape), mode="trilinear", align_corners=False)
-    return np.moveaxis(_from_tangent(v, model)[0].cpu().numpy(), 0, -1)
+    v = F.interpolate(to_tangent(t, model), size=tuple(shape), mode="trilinear", align_corners=False)
+    return np.moveaxis(from_tangent(v, model)[0].cpu().numpy(), 0, -1)
 
 
 def embed(
@@ -307,7 +255,7 @@ def embed_patches(
     w = m if window is None else int(window)
     half = w // 2
     coords = np.asarray(coords, dtype=np.int64).reshape(-1, 3)
-    padded = _read_reflected(volume, [-half] * 3, [n + w - half - 1 for n in volume.shape])
+    padded = read_reflected(volume, [-half] * 3, [n + w - half - 1 for n in volume.shape])
     padded_t = torch.from_numpy(padded).to(device)
     out = []
     offsets = torch.arange(w, device=device)

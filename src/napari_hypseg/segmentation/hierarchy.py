@@ -47,18 +47,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from napari_hypseg._errors import UserError
-from napari_hypseg.segmentation.kmeans import (
-    _batches,
-    _check_metric,
-    _check_points,
-    _compute_dtype,
-    _fit,
-    _fit_sample,
-    _argmin,
-    _load,
-    _Points,
-    _resolve_device,
-)
+from napari_hypseg.segmentation import kmeans_engine as engine
 
 __all__ = ["Hierarchy", "build_hierarchy"]
 
@@ -158,7 +147,7 @@ class Hierarchy:
         lut = self._lut(k)
         src = self._fine.reshape(-1)
         out = np.empty_like(src)
-        for s, e in _batches(src.size, _LUT_CHUNK):
+        for s, e in engine.batches(src.size, _LUT_CHUNK):
             np.take(lut, src[s:e], out=out[s:e])
         return out.reshape(self._shape)
 
@@ -225,7 +214,7 @@ def _seq(seed: int, *key: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=key)
 
 
-def _build_nested(pts: _Points, ks, *, metric, seed, fit_kw, progress, total):
+def _build_nested(pts: engine.Points, ks, *, metric, seed, fit_kw, progress, total):
     k_min, k_max = ks[0], ks[-1]
     # same seed stream as flat mode's level k_min: the two modes share that level exactly
     root = _kmeans(pts, k_min, metric, fit_kw, _seq(seed, 1, k_min))
@@ -282,11 +271,11 @@ def _build_nested(pts: _Points, ks, *, metric, seed, fit_kw, progress, total):
     return root_c, splits, split_parent, levels
 
 
-def _kmeans(pts: _Points, k: int, metric: str, fit_kw: dict, seq: np.random.SeedSequence):
-    return _fit(pts, k, metric=metric, seeds=seq.spawn(fit_kw["n_init"]), **fit_kw)
+def _kmeans(pts: engine.Points, k: int, metric: str, fit_kw: dict, seq: np.random.SeedSequence):
+    return engine.fit(pts, k, metric=metric, seeds=seq.spawn(fit_kw["n_init"]), **fit_kw)
 
 
-def _build_flat(pts: _Points, ks, *, metric, seed, fit_kw, progress, total):
+def _build_flat(pts: engine.Points, ks, *, metric, seed, fit_kw, progress, total):
     levels = {}
     prev = None  # previous level's labels on the sample, ids 0 .. k - 2
     for done, k in enumerate(ks, start=1):
@@ -365,7 +354,6 @@ def build_hierarchy(
     with O(k_min + number of splits) work per voxel. Flat: one k-means per
     level on the sample, then one pass with O(sum of k) work per voxel.
     """
-    _check_metric(metric)
     if mode not in MODES:
         raise UserError(f"mode must be one of {MODES}, got {mode!r}")
     if embedding.ndim < 2:
@@ -377,21 +365,16 @@ def build_hierarchy(
     shape = tuple(int(s) for s in embedding.shape[:-1])
     n = int(np.prod(shape))
     x = embedding.reshape(n, embedding.shape[-1])
-    _check_points(x, "embedding")
-    if n < k_max:
-        raise UserError(f"cannot make {k_max} clusters from {n} voxels")
-    if fit_size < k_max:
-        raise UserError(f"fit_size ({fit_size}) must be at least k_max ({k_max})")
-    for name, value in (("n_init", n_init), ("max_iter", max_iter), ("batch_size", batch_size)):
-        if value < 1:
-            raise UserError(f"{name} must be >= 1, got {value}")
+    engine.check_fit_arguments(
+        x, k_max, metric=metric, n_init=n_init, max_iter=max_iter, tol=tol, fit_size=fit_size,
+        batch_size=batch_size, name="embedding", rows="voxels", k_name="k_max",
+    )
 
-    device = _resolve_device(x, device)
-    dtype = _compute_dtype(x)
+    device, dtype = engine.placement(x, device)
     ks = list(range(k_min, k_max + 1))
     total = len(ks) + 1
     fit_kw = {"n_init": n_init, "max_iter": max_iter, "tol": tol}
-    _, pts = _fit_sample(
+    _, pts = engine.fit_sample(
         x, fit_size, np.random.default_rng(_seq(seed, 0)), device=device, dtype=dtype,
         metric=metric, name="embedding",
     )
@@ -402,13 +385,13 @@ def build_hierarchy(
             pts, ks, metric=metric, seed=seed, fit_kw=fit_kw, progress=progress, total=total
         )
         fine = np.empty(n, dtype=label_dtype)
-        for s, e in _batches(n, batch_size):
-            pb = _load(x, s, e, device=device, dtype=dtype, metric=metric, name="embedding")
-            lab = _argmin(pb, root_c, metric)
+        for s, e in engine.batches(n, batch_size):
+            pb = engine.load(x, s, e, device=device, dtype=dtype, metric=metric, name="embedding")
+            lab = engine.nearest_labels(pb, root_c, metric)
             for parent, new, pair in splits:
                 members = torch.nonzero(lab == parent).flatten()
                 if members.numel():
-                    side = _argmin(pb.subset(members), pair, metric)
+                    side = engine.nearest_labels(pb.subset(members), pair, metric)
                     lab[members[side == 1]] = new
             fine[s:e] = (lab + 1).cpu().numpy()
         hierarchy = Hierarchy(
@@ -420,10 +403,10 @@ def build_hierarchy(
         levels = _build_flat(pts, ks, metric=metric, seed=seed, fit_kw=fit_kw,
                              progress=progress, total=total)
         flat = {k: np.empty(n, dtype=label_dtype) for k in ks}
-        for s, e in _batches(n, batch_size):
-            pb = _load(x, s, e, device=device, dtype=dtype, metric=metric, name="embedding")
+        for s, e in engine.batches(n, batch_size):
+            pb = engine.load(x, s, e, device=device, dtype=dtype, metric=metric, name="embedding")
             for k in ks:
-                flat[k][s:e] = (_argmin(pb, levels[k], metric) + 1).cpu().numpy()
+                flat[k][s:e] = (engine.nearest_labels(pb, levels[k], metric) + 1).cpu().numpy()
         hierarchy = Hierarchy(
             mode=mode, metric=metric, shape=shape,
             centroids={k: c.cpu().numpy() for k, c in levels.items()},

@@ -25,7 +25,7 @@ from .._validation import check_volume, robust_range
 from ..model import HyperbolicVAE, ModelConfig, hierarchical_triplet_loss, negative_elbo
 from ..io.atomic import check_writable
 from ..model.checkpoint import build_model, check_model_size, check_voxel_size, estimated_checkpoint_bytes, read_checkpoint, save_checkpoint
-from ..segmentation.embed import encode_block
+from ..model.dense import encode_block
 from .config import TrainConfig
 from .events import Preview, TrainEvent
 from .sampler import TripletSampler
