@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import sys
 import warnings
@@ -14,13 +16,15 @@ import pytest
 from napari_hypseg._errors import UserError
 from napari_hypseg.cli import main as hypseg
 from napari_hypseg.io import (
+    Geometry,
     geometry_from_metadata,
     read_volume,
     volume_layer_kwargs,
     write_image,
     write_labels,
 )
-from napari_hypseg.io.atomic import atomic_path
+from napari_hypseg.io.atomic import atomic_path, stem_of
+from napari_hypseg.io.levels import write_levels
 from napari_hypseg.io.stats import value_summary
 
 
@@ -279,6 +283,84 @@ def test_geometry_for_another_shape_is_ignored(tmp_mrc):
     assert geometry_from_metadata(metadata, (6, 7, 8)) is not None
     assert geometry_from_metadata(metadata, (3, 7, 8)) is None
     assert geometry_from_metadata({}, (6, 7, 8)) is None
+
+
+@pytest.mark.parametrize("suffix", [".mrc", ".nii"])
+def test_geometry_through_json_writes_the_same_file_as_the_volume(tmp_mrc, tmp_nifti, tmp_path, suffix):
+    source = read_volume(tmp_mrc(origin=(10.0, 20.0, 30.0), nstart=(1, 2, 3)) if suffix == ".mrc" else tmp_nifti())
+    labels = _labels_like(source.data)
+    # what travels in a napari layer: JSON, no voxels
+    stored = json.loads(json.dumps(volume_layer_kwargs(source)["metadata"]))
+    geometry = geometry_from_metadata(stored, labels.shape)
+
+    from_volume = write_labels(tmp_path / f"from_volume{suffix}", labels, like=source)
+    from_geometry = write_labels(tmp_path / f"from_geometry{suffix}", labels, like=geometry)
+
+    assert isinstance(geometry, Geometry) and geometry.shape == source.shape
+    assert geometry.format == source.format and geometry.source == source.source
+    assert from_geometry.read_bytes() == from_volume.read_bytes()
+
+
+def test_geometry_is_read_only_and_refuses_what_is_not_a_3d_grid():
+    geometry = Geometry(shape=(2, 3, 4), affine=np.diag([2.0, 1.0, 1.0, 1.0]))
+
+    with pytest.raises(ValueError):
+        geometry.affine[0, 0] = 5.0
+    assert geometry.spacing == (2.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="3D"):
+        Geometry(shape=(3, 4))
+    with pytest.raises(ValueError, match="format"):
+        Geometry(shape=(2, 3, 4), format="tiff")
+
+
+# -- the levels of a segmentation -------------------------------------------------------
+
+
+def test_write_levels_with_statistics_embedding_and_manifest(tmp_nifti, tmp_path):
+    source = read_volume(tmp_nifti(name="scan.nii.gz"))
+    levels = {k: (np.arange(source.data.size).reshape(source.shape) % k + 1).astype(np.uint8) for k in (2, 3)}
+    embedding = np.zeros((*source.shape, 2), dtype=np.float32)
+
+    written = write_levels(source.geometry, levels.__getitem__, [2, 3], tmp_path / "out", image=source.data,
+                           unit=source.metadata["units"], embedding=embedding, manifest={"model": "m.pt"})
+
+    names = [p.name for p in written]
+    assert names == ["scan_k2.nii.gz", "scan_k3.nii.gz", "scan_k2_stats.csv", "scan_k3_stats.csv",
+                     "scan_embedding.npy", "scan_manifest.json"]  # a NIfTI source gets .nii.gz, the stem of its name
+    for k in (2, 3):
+        back = read_volume(tmp_path / "out" / f"scan_k{k}.nii.gz")
+        np.testing.assert_array_equal(back.data, levels[k])
+        assert np.array_equal(back.affine, source.affine)
+    with open(tmp_path / "out" / "scan_k2_stats.csv", newline="", encoding="utf-8") as handle:
+        table = list(csv.reader(handle))
+    assert table[0][2] == "volume (mm³)"
+    assert [int(row[1]) for row in table[1:]] == [int((levels[2] == c).sum()) for c in (1, 2)]
+    manifest = json.loads((tmp_path / "out" / "scan_manifest.json").read_text())
+    assert manifest["files"] == {"2": "scan_k2.nii.gz", "3": "scan_k3.nii.gz", "2_stats": "scan_k2_stats.csv",
+                                 "3_stats": "scan_k3_stats.csv", "embedding": "scan_embedding.npy"}
+    assert manifest["levels"] == [2, 3] and manifest["model"] == "m.pt" and manifest["source"] == str(source.source)
+
+
+def test_write_levels_of_labels_alone_in_another_format_and_stopped(tmp_mrc, tmp_path):
+    source = read_volume(tmp_mrc(voxel_size=(2.0, 1.5, 1.0)))
+    labels = _labels_like(source.data)
+
+    def two_written() -> bool:  # as the panel's Stop between two levels
+        return len(list(tmp_path.glob("cell_k*"))) == 2
+
+    written = write_levels(source.geometry, lambda k: labels, [2, 3, 4], tmp_path, fmt="nii", stem="cell",
+                           tag="_flat", should_stop=two_written)
+
+    assert [p.name for p in written] == ["cell_k2_flat.nii", "cell_k3_flat.nii"]  # stopped before k = 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cell_k2_flat.nii", "cell_k3_flat.nii", "volume.mrc"]
+    np.testing.assert_array_equal(read_volume(written[0]).affine, source.affine)
+
+
+def test_output_stem_drops_the_whole_format_suffix(tmp_path):
+    assert stem_of(tmp_path / "brain.T1.nii.gz") == "brain.T1"
+    assert stem_of(tmp_path / "tomo.ome.zarr") == "tomo"
+    assert stem_of(tmp_path / "tomo.MRC") == "tomo"
+    assert stem_of(tmp_path / "notes") == "notes"
 
 
 # -- atomic writes ----------------------------------------------------------------

@@ -326,6 +326,47 @@ def test_save_image_layer(make_napari_viewer, tmp_mrc, tmp_path):
         assert float(mrc.voxel_size.x) == 3.0
 
 
+@pytest.mark.gui
+@pytest.mark.parametrize(("source_kind", "suffix"), [("mrc", ".mrc"), ("mrc", ".nii"), ("nifti", ".nii")])
+def test_exported_level_is_the_file_save_layers_writes(make_napari_viewer, tmp_mrc, tmp_nifti, tmp_path,
+                                                       source_kind, suffix):
+    from napari_hypseg._napari._export import export_level
+    from napari_hypseg._napari._layers import SourceInfo
+
+    viewer = make_napari_viewer()
+    path = tmp_mrc(origin=(10.0, 20.0, 30.0), nstart=(1, 2, 3)) if source_kind == "mrc" else tmp_nifti(name="scan.nii")
+    (image,) = viewer.open(path, plugin=PLUGIN)
+    source = SourceInfo.from_layer(image)
+    labels = (np.asarray(image.data) % 3).astype(np.uint8)
+    layer = viewer.add_labels(labels, **source.labels_kwargs("hypseg clusters"))
+    viewer.layers.selection = {layer}
+
+    (saved,) = viewer.layers.save(str(tmp_path / f"saved{suffix}"), selected=True, plugin=PLUGIN)
+    exported = export_level(tmp_path / f"exported{suffix}", labels, source)
+
+    assert exported.read_bytes() == Path(saved).read_bytes()
+
+
+@pytest.mark.gui
+def test_export_of_a_layer_without_a_file_uses_its_transform_and_name(make_napari_viewer, tmp_path):
+    from napari_hypseg._napari._export import export_levels
+    from napari_hypseg._napari._layers import SourceInfo
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.ones((4, 5, 6), np.float32), name="drawn cell", scale=(4.0, 2.0, 1.0),
+                             translate=(8.0, 0.0, -1.0))
+    source = SourceInfo.from_layer(image)
+    labels = {k: (np.arange(120).reshape(4, 5, 6) % k).astype(np.uint8) for k in (2, 3)}
+
+    written = export_levels(tmp_path, labels.__getitem__, [2, 3], source, "mrc", mode="flat")
+
+    assert [p.name for p in written] == ["drawn_cell_k2_flat.mrc", "drawn_cell_k3_flat.mrc"]
+    with mrcfile.open(written[1]) as mrc:
+        assert tuple(float(v) for v in mrc.voxel_size.item()) == (1.0, 2.0, 4.0)
+        assert (float(mrc.header.origin.x), float(mrc.header.origin.z)) == (-1.0, 8.0)
+        np.testing.assert_array_equal(mrc.data, labels[3])
+
+
 # -- bad files through the viewer -------------------------------------------------------------
 
 

@@ -1,10 +1,12 @@
 """Export cluster levels as MRC or NIfTI files on the source volume's grid.
 
-Files go through the plugin's labels writer (the hook behind File › Save
-Layers), fed with the source layer's geometry, so an exported level and a
-saved "hypseg clusters" layer are the same file: the source's voxel size,
-origin and header. Writing runs in a worker (gzip of a big volume takes
-seconds); :class:`ExportPanel` is the row of controls in the Clusters widget.
+Files are written by :func:`napari_hypseg.io.levels.write_levels` (all
+levels) and :func:`napari_hypseg.io.write_labels` (one), given the source's
+:class:`~napari_hypseg.io.volume.Geometry`, which is also what File › Save
+Layers uses for a "hypseg clusters" layer: an exported level and a saved
+layer are the same file, with the source's voxel size, origin and header.
+Writing runs in a worker (gzip of a big volume takes seconds);
+:class:`ExportPanel` is the row of controls in the Clusters widget.
 """
 
 from __future__ import annotations
@@ -13,37 +15,33 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..io.atomic import full_suffix
+from ..io import write_labels
+from ..io.atomic import full_suffix, stem_of
+from ..io.levels import DEFAULT_FORMAT, FORMATS, LabelFormat, level_name, mode_tag, write_levels
 from ..segment_modes import DEFAULT_MODE
 from ._jobs import JobFailed, explain
 from ._layers import SourceInfo
-from ._writer import write_labels as write_labels_hook
 
 if TYPE_CHECKING:
     from ._session import HypsegSession
 
-#: Format choices: (label, file suffix, file-dialog filter).
-FORMATS = {
-    "mrc": ("MRC", ".mrc", "MRC (*.mrc *.rec *.map)"),
-    "nifti": ("NIfTI", ".nii.gz", "NIfTI (*.nii.gz *.nii)"),
-}
+
+def label_format(choice: str) -> LabelFormat:
+    """The file format of a panel choice: the default format of a kind of source, ``"mrc"`` or ``"nifti"``."""
+    return FORMATS[DEFAULT_FORMAT[choice]]
 
 
 def file_stem(source: SourceInfo) -> str:
     """Base of exported file names: the source file's name without suffix, else the layer name."""
     path = source.source_path
-    if path is not None:
-        suffix = full_suffix(path)
-        name = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    else:
-        name = source.name
+    name = stem_of(path) if path is not None else source.name
     return re.sub(r"[^\w.+-]+", "_", name).strip("_") or "labels"
 
 
@@ -54,34 +52,19 @@ def default_folder(source: SourceInfo) -> Path:
 
 
 def dialog_filter(first: str) -> str:
-    """File-dialog filter with format ``first`` first and every format listed once."""
-    order = [first, *(key for key in FORMATS if key != first)]
-    return ";;".join(FORMATS[key][2] for key in order)
+    """File-dialog filter with the panel choice ``first`` first and every choice listed once."""
+    order = [first, *(key for key in DEFAULT_FORMAT if key != first)]
+    return ";;".join(label_format(key).dialog_filter for key in order)
 
 
 def default_path(source: SourceInfo, k: int, fmt: str, *, mode: str = DEFAULT_MODE) -> Path:
     """``<folder>/<stem>_k<k>[_flat].<suffix>``, e.g. ``tomo_k5.mrc`` next to ``tomo.mrc``."""
-    tag = "" if mode == DEFAULT_MODE else f"_{mode}"
-    return default_folder(source) / f"{file_stem(source)}_k{k}{tag}{FORMATS[fmt][1]}"
+    return default_folder(source) / f"{level_name(file_stem(source), k, mode_tag(mode))}{label_format(fmt).suffix}"
 
 
-def _writer_meta(source: SourceInfo, k: int, mode: str) -> dict[str, Any]:
-    kwargs = source.layer_kwargs
-    return {
-        "name": f"{source.name} k={k}",
-        "scale": kwargs["scale"],
-        "translate": kwargs["translate"],
-        "rotate": kwargs["rotate"],
-        "shear": kwargs["shear"],
-        "affine": kwargs["affine"],
-        "metadata": {**kwargs["metadata"], "hypseg_k": k, "hypseg_mode": mode},
-    }
-
-
-def export_level(path: str | Path, labels: np.ndarray, source: SourceInfo, *, k: int, mode: str = DEFAULT_MODE) -> Path:
+def export_level(path: str | Path, labels: np.ndarray, source: SourceInfo) -> Path:
     """Write one level to ``path`` (suffix picks the format) with the source geometry."""
-    written = write_labels_hook(str(path), labels, _writer_meta(source, k, mode))
-    return Path(written[0])
+    return write_labels(path, labels, like=source.geometry)
 
 
 def export_levels(
@@ -93,22 +76,13 @@ def export_levels(
     *,
     mode: str = DEFAULT_MODE,
     stem: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[Path]:
-    """Write every level ``k`` in ``ks`` as ``<folder>/<stem>_k<k>.<suffix>``; returns the files written."""
-    folder = Path(folder)
-    stem = stem or file_stem(source)
-    tag = "" if mode == DEFAULT_MODE else f"_{mode}"
-    written = []
-    for i, k in enumerate(ks):
-        if should_stop is not None and should_stop():
-            break
-        path = folder / f"{stem}_k{k}{tag}{FORMATS[fmt][1]}"
-        written.append(export_level(path, labels_of(k), source, k=k, mode=mode))
-        if progress is not None:
-            progress(i + 1, len(ks))
-    return written
+    """Write every level ``k`` in ``ks`` as ``<folder>/<stem>_k<k>[_<mode>].<suffix>``; returns the files written."""
+    return write_levels(
+        source.geometry, labels_of, ks, folder, fmt=DEFAULT_FORMAT[fmt], stem=stem or file_stem(source),
+        tag=mode_tag(mode), should_stop=should_stop,
+    )
 
 
 def _run_safely(fn, *args, **kwargs):
@@ -125,8 +99,9 @@ class ExportPanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.format = QComboBox()
-        for key, (label, suffix, _) in FORMATS.items():
-            self.format.addItem(f"{label} ({suffix})", key)
+        for key in DEFAULT_FORMAT:
+            choice = label_format(key)
+            self.format.addItem(f"{choice.title} ({choice.suffix})", key)
         self.format.setToolTip("File format; defaults to the source volume's")
         self.save_one = QPushButton("Save this level…")
         self.save_one.setToolTip("Write the current k as a labels file on the source grid")
@@ -159,7 +134,7 @@ class ExportPanel(QWidget):
         if not self.busy:
             self.status.setText("")
         if source is not None:
-            self.format.setCurrentIndex(list(FORMATS).index(source.file_format))
+            self.format.setCurrentIndex(list(DEFAULT_FORMAT).index(source.file_format))
 
     @property
     def fmt(self) -> str:
@@ -180,10 +155,9 @@ class ExportPanel(QWidget):
         if result is None or labels is None:
             show_error("Nothing to export yet: segment an image first.")
             return None
-        k, mode = self.session.k, self.session.mode
         return self._start(
-            thread_worker(_run_safely, start_thread=False)(export_level, path, labels, result.source, k=k, mode=mode),
-            f"Saving k = {k} to {Path(path).name}…",
+            thread_worker(_run_safely, start_thread=False)(export_level, path, labels, result.source),
+            f"Saving k = {self.session.k} to {Path(path).name}…",
         )
 
     def export_all(self, folder: str | Path):
@@ -236,7 +210,7 @@ class ExportPanel(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Save labels", str(default), dialog_filter(self.fmt))
         if path:
             if not full_suffix(Path(path)):
-                path += FORMATS[self.fmt][1]
+                path += label_format(self.fmt).suffix
             self.export_current(path)
 
     def _save_all_dialog(self) -> None:

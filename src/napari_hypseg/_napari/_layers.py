@@ -10,13 +10,16 @@ buttons write them with the source file's voxel size, origin and header.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._errors import UserError
+from ..io import Geometry, geometry_from_metadata
 
 if TYPE_CHECKING:
     import napari
@@ -82,6 +85,37 @@ def image_volume(layer: napari.layers.Image) -> np.ndarray:
     return data if isinstance(data, np.ndarray) else np.asarray(data)
 
 
+def layer_geometry(state: Mapping[str, Any], shape) -> Geometry | None:
+    """The grid a layer's data of `shape` sit on; None for data that are not 3D.
+
+    `state` holds the layer's ``metadata`` and transform (``scale``,
+    ``translate``, ``rotate``, ``shear``, ``affine``): napari's writer
+    attributes, or :attr:`SourceInfo.layer_kwargs`. The geometry our reader
+    stored in the metadata wins, with the source file's header; without one
+    (or for a differently shaped array), the layer's own transform.
+    """
+    from napari.utils.transforms import CompositeAffine
+
+    shape = tuple(int(n) for n in shape)
+    stored = geometry_from_metadata(state.get("metadata"), shape)
+    if stored is not None:
+        return stored
+    if len(shape) != 3:
+        return None
+    composite = CompositeAffine(
+        scale=state.get("scale", (1.0,) * 3),
+        translate=state.get("translate", (0.0,) * 3),
+        rotate=state.get("rotate"),
+        shear=state.get("shear"),
+        ndim=3,
+    )
+    extra = np.asarray(state.get("affine", np.eye(4)), dtype=float)
+    if extra.shape != (4, 4):
+        extra = np.eye(4)
+    # napari applies the layer's `affine` on top of scale/rotate/shear/translate.
+    return Geometry(shape=shape, affine=extra @ composite.affine_matrix)
+
+
 @dataclass
 class SourceInfo:
     """What derived labels layers and exported files need to know about the source image.
@@ -115,20 +149,22 @@ class SourceInfo:
     def layer(self) -> napari.layers.Image | None:
         return self.layer_ref() if self.layer_ref is not None else None
 
-    @property
-    def geometry(self) -> dict[str, Any] | None:
-        return self.layer_kwargs["metadata"].get("hypseg_geometry")
+    @cached_property
+    def geometry(self) -> Geometry | None:
+        """The source's grid, what exported files copy: from its file's header, else from the layer transform.
+
+        None for a layer that is not 3D (which no job accepts).
+        """
+        return layer_geometry(self.layer_kwargs, self.shape)
 
     @property
     def file_format(self) -> str:
         """``"mrc"`` or ``"nifti"``: the source file's format (MRC for in-memory arrays)."""
-        geometry = self.geometry or {}
-        return "nifti" if geometry.get("format") == "nifti" else "mrc"
+        return "nifti" if self.geometry is not None and self.geometry.format == "nifti" else "mrc"
 
     @property
     def source_path(self) -> Path | None:
-        source = (self.geometry or {}).get("source")
-        return Path(source) if source else None
+        return self.geometry.source if self.geometry is not None else None
 
     def labels_kwargs(self, name: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         """``add_labels`` keyword arguments placing a labels layer on this source's grid."""

@@ -28,8 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..io import geometry_from_metadata
-from ..segment_modes import DEFAULT_MODE
+from ..io.levels import STATS_SUFFIX, UNITS, level_name, mode_tag
 from ..segmentation.stats import ClusterStats, cluster_statistics, write_statistics_csv
 from ._export import default_folder, file_stem
 from ._jobs import JobFailed, explain
@@ -47,21 +46,12 @@ def voxel_size_and_unit(source: SourceInfo) -> tuple[tuple[float, float, float],
     """Physical voxel size (z, y, x) of the source and its unit ("" when unknown).
 
     From the file's voxel-to-world affine when the reader stored one, else
-    from the layer's transform (scale, then affine).
+    from the layer's transform.
     """
-    kwargs = source.layer_kwargs
-    metadata = kwargs["metadata"]
-    geometry = source.geometry or {}
-    volume = geometry_from_metadata(metadata, source.shape)
-    if volume is not None:
-        size = volume.spacing
-    else:
-        linear = np.asarray(kwargs["affine"], dtype=float)[:3, :3] @ np.diag(np.asarray(kwargs["scale"], dtype=float))
-        size = tuple(float(v) for v in np.linalg.norm(linear, axis=0))
-    unit = metadata.get("unit") or {"mrc": "Å", "nifti": "mm"}.get(geometry.get("format"), "")
+    unit = source.layer_kwargs["metadata"].get("unit") or UNITS.get(source.geometry.format, "")
     if unit.startswith("pixel"):  # e.g. the binned HIV tomogram, whose voxel size is in unbinned pixels
         unit = "px"
-    return size, unit
+    return source.geometry.spacing, unit
 
 
 def _statistics(labels, image, voxel_size, request):
@@ -179,8 +169,8 @@ class StatsPanel(QWidget):
         result = self.session.result
         if result is None or self.k is None:
             return None
-        tag = "" if self.session.mode == DEFAULT_MODE else f"_{self.session.mode}"
-        return default_folder(result.source) / f"{file_stem(result.source)}_k{self.k}{tag}_stats.csv"
+        name = level_name(file_stem(result.source), self.k, mode_tag(self.session.mode))
+        return default_folder(result.source) / f"{name}{STATS_SUFFIX}"
 
     def save_csv(self, path: str | Path) -> Path | None:
         """Write the table shown to ``path`` (CSV); None (with a message) if there is none or it fails."""

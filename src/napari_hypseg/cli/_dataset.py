@@ -109,16 +109,6 @@ def _complete(out_dir: Path, stem: str, ks, settings, model: Path) -> bool:
             and set(ks) <= set(record.get("levels", [])) and len(paths) == len(ks) and all(p.exists() for p in paths))
 
 
-class _Result:
-    """What write_levels needs of a Segmentation: labels per k and the embedding."""
-
-    def __init__(self, levels, embedding):
-        self._levels, self.embedding = levels, embedding
-
-    def labels(self, k, *, full_resolution=True):
-        return self._levels[k]
-
-
 def _write_ome_zarr(volume, levels, embedding, ks, out_dir: Path, stem: str, extra: dict) -> list[Path]:
     from datetime import datetime, timezone  # noqa: PLC0415
 
@@ -195,8 +185,9 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
         else:
             if volume.format == "ome-zarr":
                 volume.data = np.asarray(volume.data)
-            written = write_levels(volume, _Result(levels, embedding), ks, args.out_dir, fmt=args.format,
-                                   stem=stems[path], manifest=extra)
+            written = write_levels(volume.geometry, levels.__getitem__, ks, args.out_dir, fmt=args.format,
+                                   stem=stems[path], image=volume.data, unit=volume.metadata.get("units"),
+                                   embedding=embedding, manifest=extra)
         for p in written:
             print(p)
     hours = (time.perf_counter() - t0) / 3600

@@ -1,30 +1,40 @@
-"""Naming and writing of segmentation outputs: ``DIR/<stem>_k<K>.<ext>`` with the source geometry."""
+"""Naming of ``hypseg segment``'s outputs, planned before any work; the writing is :mod:`napari_hypseg.io.levels`."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from .. import __version__
 from .._errors import UserError
-from ..io import NIFTI_SUFFIXES, write_labels
-from ..io.atomic import atomic_path, full_suffix
-from ..io.volume import Volume
+from ..io import NIFTI_SUFFIXES
+from ..io.atomic import full_suffix, stem_of
+from ..io.levels import (
+    EMBEDDING_SUFFIX,
+    FORMATS,
+    MANIFEST_FORMAT,
+    MANIFEST_SUFFIX,
+    STATS_SUFFIX,
+    label_suffix,
+    level_name,
+    write_levels,
+)
 from ..segment_modes import MAX_CLUSTERS
 
-FORMATS = {"mrc": ".mrc", "nii": ".nii", "nii.gz": ".nii.gz"}
-EMBEDDING_SUFFIX = "_embedding.npy"
-STATS_SUFFIX = "_stats.csv"
-#: Unit of the voxel size per file format, for the statistics' volume column.
-UNITS = {"mrc": "Å", "nifti": "mm"}
-MANIFEST_SUFFIX = "_manifest.json"
-MANIFEST_FORMAT = "napari-hypseg-segmentation"
+# the CLI's commands take these from here, with the planning helpers below
+__all__ = [
+    "EMBEDDING_SUFFIX",
+    "FORMATS",
+    "MANIFEST_FORMAT",
+    "MANIFEST_SUFFIX",
+    "STATS_SUFFIX",
+    "output_names",
+    "output_suffix_for",
+    "parse_clusters",
+    "stem_of",
+    "unique_stems",
+    "write_levels",
+]
 
 
 def parse_clusters(text: str) -> list[int]:
@@ -45,29 +55,15 @@ def parse_clusters(text: str) -> list[int]:
     return sorted(ks)
 
 
-def stem_of(path: Path) -> str:
-    if path.name.lower().endswith(".ome.zarr"):  # a folder format: tomo.ome.zarr -> tomo
-        return path.name[: -len(".ome.zarr")]
-    suffix = full_suffix(path)
-    return path.name[: len(path.name) - len(suffix)] if suffix else path.name
-
-
-def output_suffix(volume: Volume, fmt: str | None) -> str:
-    if fmt:
-        return FORMATS[fmt]
-    return ".nii.gz" if volume.format == "nifti" else ".mrc"
-
-
 def output_suffix_for(path: Path, fmt: str | None) -> str:
-    """:func:`output_suffix` from the input's file name, before it is read."""
-    if fmt:
-        return FORMATS[fmt]
-    return ".nii.gz" if full_suffix(path) in NIFTI_SUFFIXES else ".mrc"
+    """The label files' suffix for input `path`, from its file name, before it is read."""
+    return label_suffix(fmt, "nifti" if full_suffix(path) in NIFTI_SUFFIXES else "mrc")
 
 
 def output_names(stem: str, ks, suffix: str) -> list[str]:
+    """The names :func:`write_levels` gives one volume's outputs."""
     return (
-        [f"{stem}_k{k}{suffix}" for k in ks] + [f"{stem}_k{k}{STATS_SUFFIX}" for k in ks]
+        [f"{level_name(stem, k)}{suffix}" for k in ks] + [f"{level_name(stem, k)}{STATS_SUFFIX}" for k in ks]
         + [f"{stem}{EMBEDDING_SUFFIX}", f"{stem}{MANIFEST_SUFFIX}"]
     )
 
@@ -107,65 +103,3 @@ def unique_stems(paths: list[Path]) -> dict[Path, str]:
             )
         owner[key] = p
     return names
-
-
-def write_levels(
-    volume: Volume, segmentation, ks, out_dir: Path, *, fmt: str | None = None, stem: str | None = None,
-    manifest: dict[str, Any] | None = None,
-) -> list[Path]:
-    """Write one label file and one statistics CSV per k, the embedding, then the manifest; return the paths written.
-
-    ``<stem>_k<K>_stats.csv`` holds one row per cluster of that level (voxels,
-    physical volume, mean and sd of the source intensity, bounding box:
-    :func:`napari_hypseg.segmentation.stats.cluster_statistics`).
-
-    The manifest (``<stem>_manifest.json``) is removed first and written last,
-    so its presence means the files it lists are one complete result; a run
-    killed half way leaves no manifest, whatever older files remain.
-    """
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
-    stem = stem or (stem_of(volume.source) if volume.source else "volume")
-    suffix = output_suffix(volume, fmt)
-    manifest_path = out_dir / f"{stem}{MANIFEST_SUFFIX}"
-    try:
-        manifest_path.unlink(missing_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot replace {manifest_path}: {exc.strerror}") from None
-    from ..segmentation.stats import cluster_statistics, write_statistics_csv
-
-    written, stats = [], []
-    unit = volume.metadata.get("units")
-    if not isinstance(unit, str) or unit in ("", "unknown"):
-        unit = UNITS.get(volume.format)
-    for k in ks:
-        labels = segmentation.labels(k)
-        written.append(write_labels(out_dir / f"{stem}_k{k}{suffix}", labels, like=volume))
-        rows = cluster_statistics(labels, volume.data, volume.spacing)
-        stats.append(write_statistics_csv(out_dir / f"{stem}_k{k}{STATS_SUFFIX}", rows, unit=unit))
-    emb_path = out_dir / f"{stem}{EMBEDDING_SUFFIX}"
-    with atomic_path(emb_path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, segmentation.embedding)
-    written.append(emb_path)
-    written[len(ks):len(ks)] = stats  # label files, their statistics, the embedding, the manifest
-    record = {
-        "format": MANIFEST_FORMAT,
-        "version": 1,
-        "hypseg_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": str(volume.source) if volume.source else None,
-        "levels": [int(k) for k in ks],
-        "files": {
-            **{str(k): written[i].name for i, k in enumerate(ks)},
-            **{f"{k}_stats": stats[i].name for i, k in enumerate(ks)},
-            "embedding": emb_path.name,
-        },
-        **(manifest or {}),
-    }
-    with atomic_path(manifest_path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-    written.append(manifest_path)
-    return written

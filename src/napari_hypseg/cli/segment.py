@@ -151,7 +151,8 @@ def segment_volume(volume, model, args, *, label: str, stem: str | None = None, 
     settings = {"mode": args.mode, "window": args.window, "stride": args.stride, "bin": args.binning, "seed": args.seed,
                 "resampled_to": list(model_size) if resample else None}
     written = write_levels(
-        volume, result, ks, args.out_dir, fmt=args.format, stem=stem,
+        volume.geometry, result.labels, ks, args.out_dir, fmt=args.format, stem=stem,
+        image=volume.data, unit=volume.metadata.get("units"), embedding=result.embedding,
         manifest={"model": str(model_path) if model_path else None, "settings": settings},
     )
     print(f"{label}: {len(ks)} label files in {time.perf_counter() - t0:.1f} s -> {args.out_dir}", file=sys.stderr)

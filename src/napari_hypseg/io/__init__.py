@@ -6,9 +6,11 @@ read_volume(path, *, mmap=True) -> Volume
 write_labels(path, labels, like=None) -> Path
 write_image(path, data, like=None) -> Path
 volume_layer_kwargs(volume) -> dict
-geometry_from_metadata(metadata, shape) -> Volume | None
+geometry_from_metadata(metadata, shape) -> Geometry | None
+Geometry: shape, affine, format, source and header of a grid (``Volume.geometry``)
 
-Geometry travels as ``metadata["hypseg_geometry"]``, a JSON-friendly dict::
+Geometry travels in napari layers as ``metadata["hypseg_geometry"]``, a
+JSON-friendly dict (:meth:`Geometry.to_metadata`)::
 
     {"format": "mrc" | "nifti" | "array",
      "shape": [n0, n1, n2],            # data shape it belongs to
@@ -17,9 +19,9 @@ Geometry travels as ``metadata["hypseg_geometry"]``, a JSON-friendly dict::
      "mrc": {"voxel_size_xyz", "origin_xyz", "nstart_xyz"},   # MRC sources only
      "nifti": {"version": 1 | 2, "header": base64 raw header}} # NIfTI sources only
 
-Readers put it in ``Volume.metadata``, :func:`volume_layer_kwargs` copies it
-into the napari layer's metadata, and writers read it back so that a label
-file lands on exactly the grid of its source volume.
+:func:`volume_layer_kwargs` puts it into the napari layer's metadata, and
+:func:`geometry_from_metadata` gives the :class:`Geometry` back to writers,
+so that a label file lands on exactly the grid of its source volume.
 """
 
 from __future__ import annotations
@@ -32,22 +34,22 @@ from typing import Any
 import numpy as np
 
 from .._errors import UserError
-from .atomic import full_suffix
+from .atomic import full_suffix, stem_of
 from .mrc import SUFFIXES as MRC_SUFFIXES
-from .mrc import labels_dtype_for_mrc, mrc_geometry_from_affine, read_mrc, write_mrc
+from .mrc import labels_dtype_for_mrc, mrc_header_for, read_mrc, write_mrc
 from .nifti import SUFFIXES as NIFTI_SUFFIXES
 from .nifti import read_nifti, write_nifti
 from .stats import value_summary
-from .volume import Volume
+from .volume import Geometry, Volume
 
 __all__ = [
     "MRC_SUFFIXES",
     "NIFTI_SUFFIXES",
     "READ_SUFFIXES",
     "WRITE_SUFFIXES",
+    "Geometry",
     "Volume",
     "geometry_from_metadata",
-    "geometry_metadata",
     "is_readable_path",
     "read_volume",
     "smallest_label_dtype",
@@ -86,8 +88,8 @@ def read_volume(path: str | os.PathLike, *, mmap: bool = True) -> Volume:
     -------
     Volume
         MRC: ``data`` (Z, Y, X), diagonal affine in Å. NIfTI: ``data``
-        (I, J, K), the file's affine. ``metadata`` holds the header fields
-        and ``"hypseg_geometry"``.
+        (I, J, K), the file's affine. ``metadata`` holds the header fields;
+        ``volume.geometry`` is what writers need to write labels for it.
 
     Raises
     ------
@@ -121,7 +123,7 @@ def read_volume(path: str | os.PathLike, *, mmap: bool = True) -> Volume:
     return volume
 
 
-def write_labels(path: str | os.PathLike, labels, like: Volume | None = None) -> Path:
+def write_labels(path: str | os.PathLike, labels, like: Geometry | Volume | None = None) -> Path:
     """Write a label volume onto the grid of `like`, atomically.
 
     Parameters
@@ -130,10 +132,10 @@ def write_labels(path: str | os.PathLike, labels, like: Volume | None = None) ->
         ``.mrc`` (also ``.rec``, ``.map``), ``.nii`` or ``.nii.gz``.
     labels : (Z, Y, X) array of non-negative integers or bools
         Same shape and axis order as ``like.data``. Not modified.
-    like : Volume, optional
-        The volume the labels belong to; its geometry (MRC voxel size,
-        origin and start indices; NIfTI header with qform/sform) is written.
-        None means one unit per voxel, origin 0.
+    like : Geometry or Volume, optional
+        The grid the labels belong to (a volume: its :attr:`Volume.geometry`);
+        its MRC voxel size, origin and start indices, or NIfTI header with
+        qform/sform, are written. None means one unit per voxel, origin 0.
 
     Returns
     -------
@@ -160,10 +162,10 @@ def write_labels(path: str | os.PathLike, labels, like: Volume | None = None) ->
     if suffix in NIFTI_SUFFIXES:
         return write_nifti(path, array.astype(smallest_label_dtype(high), copy=False), geometry, labels=True)
     stored = array.astype(labels_dtype_for_mrc(high), copy=False)
-    return write_mrc(path, stored, _mrc_geometry(geometry, path.name), labels=True)
+    return write_mrc(path, stored, mrc_header_for(geometry, name=path.name), labels=True)
 
 
-def write_image(path: str | os.PathLike, data, like: Volume | None = None) -> Path:
+def write_image(path: str | os.PathLike, data, like: Geometry | Volume | None = None) -> Path:
     """Write a float image (stored as float32) onto the grid of `like`, atomically.
 
     Parameters
@@ -172,7 +174,7 @@ def write_image(path: str | os.PathLike, data, like: Volume | None = None) -> Pa
         ``.mrc`` (also ``.rec``, ``.map``), ``.nii`` or ``.nii.gz``.
     data : (Z, Y, X) array of real numbers
         Not modified.
-    like : Volume, optional
+    like : Geometry or Volume, optional
         Whose geometry to write; None means one unit per voxel, origin 0.
 
     Returns
@@ -189,20 +191,7 @@ def write_image(path: str | os.PathLike, data, like: Volume | None = None) -> Pa
     geometry = _geometry_for(like, array.shape)
     if suffix in NIFTI_SUFFIXES:
         return write_nifti(path, stored, geometry, labels=False)
-    return write_mrc(path, stored, _mrc_geometry(geometry, path.name), labels=False)
-
-
-def geometry_metadata(volume: Volume) -> dict[str, Any]:
-    """The ``hypseg_geometry`` dict of `volume` (built from its affine if it has none)."""
-    stored = volume.metadata.get("hypseg_geometry")
-    if _valid_geometry(stored, volume.shape):
-        return stored
-    return {
-        "format": "array" if volume.format not in ("mrc", "nifti") else volume.format,
-        "shape": list(volume.shape),
-        "affine": np.asarray(volume.affine, dtype=float).tolist(),
-        "source": str(volume.source) if volume.source else None,
-    }
+    return write_mrc(path, stored, mrc_header_for(geometry, name=path.name), labels=False)
 
 
 def volume_layer_kwargs(volume: Volume) -> dict[str, Any]:
@@ -222,7 +211,7 @@ def volume_layer_kwargs(volume: Volume) -> dict[str, Any]:
         from the volume, so that the writers find the geometry again.
     """
     metadata = dict(volume.metadata)
-    metadata["hypseg_geometry"] = geometry_metadata(volume)
+    metadata["hypseg_geometry"] = volume.geometry.to_metadata()
     kwargs: dict[str, Any] = {"name": _layer_name(volume), "metadata": metadata}
     affine = np.asarray(volume.affine, dtype=float)
     linear = affine[:3, :3]
@@ -237,39 +226,27 @@ def volume_layer_kwargs(volume: Volume) -> dict[str, Any]:
     return kwargs
 
 
-def geometry_from_metadata(metadata: dict | None, shape) -> Volume | None:
-    """Rebuild a geometry-carrying Volume from layer metadata, for writers.
+def geometry_from_metadata(metadata: dict | None, shape) -> Geometry | None:
+    """The source geometry a napari layer carries, for writers.
 
     Parameters
     ----------
     metadata : dict or None
-        A napari layer's ``metadata`` (or a Volume's).
+        A napari layer's ``metadata``.
     shape : tuple of int
         Shape of the data about to be written.
 
     Returns
     -------
-    Volume or None
-        A Volume whose ``data`` is a zero-memory placeholder of `shape`, with
-        the stored affine, format and geometry; None when the metadata carry
-        no geometry or one made for a differently shaped array (for example
-        a cropped layer), in which case the caller falls back to the layer's
-        own scale/translate/affine.
+    Geometry or None
+        The stored geometry; None when the metadata carry none, or one made
+        for a differently shaped array (for example a cropped layer), in
+        which case the caller falls back to the layer's own
+        scale/translate/affine.
     """
     if not metadata:
         return None
-    stored = metadata.get("hypseg_geometry")
-    shape = tuple(int(n) for n in shape)
-    if not _valid_geometry(stored, shape):
-        return None
-    source = stored.get("source")
-    return Volume(
-        data=np.broadcast_to(np.zeros((), dtype=np.uint8), shape),
-        affine=np.asarray(stored["affine"], dtype=float),
-        format=stored["format"],
-        metadata={"hypseg_geometry": stored},
-        source=Path(source) if source else None,
-    )
+    return Geometry.from_metadata(metadata.get("hypseg_geometry"), shape)
 
 
 def smallest_label_dtype(max_label: int) -> np.dtype:
@@ -300,38 +277,22 @@ def _as_3d(values, what: str) -> np.ndarray:
     return array
 
 
-def _geometry_for(like: Volume | None, shape: tuple[int, ...]) -> dict[str, Any]:
+def _geometry_for(like: Geometry | Volume | None, shape: tuple[int, ...]) -> Geometry:
     if like is None:
-        return {"format": "array", "shape": list(shape), "affine": np.eye(4).tolist(), "source": None}
-    if tuple(like.shape) != tuple(shape):
+        return Geometry(shape=shape)
+    geometry = like.geometry if isinstance(like, Volume) else like
+    if geometry.shape != tuple(shape):
         raise UserError(
             f"data of shape {tuple(shape)} cannot be written on the grid of "
-            f"{like.source.name if like.source else 'the source volume'}, whose shape is {tuple(like.shape)}"
+            f"{geometry.source.name if geometry.source else 'the source volume'}, whose shape is {geometry.shape}"
         )
-    return geometry_metadata(like)
-
-
-def _mrc_geometry(geometry: dict[str, Any], name: str) -> dict[str, Any]:
-    if geometry.get("mrc"):
-        return geometry["mrc"]
-    return mrc_geometry_from_affine(np.asarray(geometry["affine"], dtype=float), source_name=name)
-
-
-def _valid_geometry(stored: Any, shape: tuple[int, ...]) -> bool:
-    return (
-        isinstance(stored, dict)
-        and stored.get("format") in ("mrc", "nifti", "array")
-        and tuple(stored.get("shape", ())) == tuple(shape)
-        and np.shape(stored.get("affine")) == (4, 4)
-    )
+    return geometry
 
 
 def _layer_name(volume: Volume) -> str:
     if volume.source is None:
         return str(volume.metadata.get("name", "volume"))
-    name = volume.source.name
-    suffix = full_suffix(volume.source)
-    return name[: len(name) - len(suffix)] if suffix else name
+    return stem_of(volume.source)
 
 
 def _warn_non_finite(data: np.ndarray, name: str) -> None:

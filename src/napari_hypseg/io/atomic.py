@@ -29,6 +29,22 @@ def full_suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+def stem_of(path: Path) -> str:
+    """The file name without the suffix that names its format: what output names are built from.
+
+    Examples
+    --------
+    >>> stem_of(Path("brain.T1.nii.gz"))
+    'brain.T1'
+    >>> stem_of(Path("tomo.ome.zarr"))
+    'tomo'
+    """
+    if path.name.lower().endswith(".ome.zarr"):  # a folder format
+        return path.name[: -len(".ome.zarr")]
+    suffix = full_suffix(path)
+    return path.name[: len(path.name) - len(suffix)] if suffix else path.name
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` on success.
@@ -102,9 +118,7 @@ def _reason(exc: OSError) -> str:
 
 
 def _temporary_name(final: Path) -> Path:
-    suffix = full_suffix(final)
-    stem = final.name[: len(final.name) - len(suffix)] if suffix else final.name
-    return final.with_name(f".{stem}.{secrets.token_hex(4)}{TMP_MARK}{suffix}")
+    return final.with_name(f".{stem_of(final)}.{secrets.token_hex(4)}{TMP_MARK}{full_suffix(final)}")
 
 
 #: part of every temporary name, so leftovers of a killed process are recognisable

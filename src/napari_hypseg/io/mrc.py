@@ -27,7 +27,7 @@ import numpy as np
 
 from .._errors import UserError
 from .atomic import atomic_path
-from .volume import Volume
+from .volume import Geometry, Volume
 
 SUFFIXES = (".mrc", ".rec", ".map", ".st", ".ali", ".mrcs")
 
@@ -59,7 +59,8 @@ def read_mrc(path: str | os.PathLike, *, mmap: bool = True) -> Volume:
     -------
     Volume
         ``data`` is (Z, Y, X); ``affine`` is diagonal (voxel size in Å, z, y, x)
-        plus the origin; ``metadata`` holds the header fields.
+        plus the origin; ``metadata`` holds the header fields; ``header`` the
+        voxel size, origin and start indices that label files copy.
 
     Raises
     ------
@@ -139,15 +140,9 @@ def read_mrc(path: str | os.PathLike, *, mmap: bool = True) -> Volume:
         "is_labels": bool(labels) and labels[0].startswith(LABELS_MARK) and data.dtype.kind in "iu",
         "permissive": bool(problems),
         "header_problems": problems,
-        "hypseg_geometry": {
-            "format": "mrc",
-            "shape": list(data.shape),
-            "affine": affine.tolist(),
-            "source": str(path),
-            "mrc": {k: geometry[k] for k in ("voxel_size_xyz", "origin_xyz", "nstart_xyz")},
-        },
     }
-    return Volume(data=data, affine=affine, format="mrc", metadata=metadata, source=path)
+    header_fields = {k: geometry[k] for k in ("voxel_size_xyz", "origin_xyz", "nstart_xyz")}
+    return Volume(data=data, affine=affine, format="mrc", metadata=metadata, source=path, header=header_fields)
 
 
 def write_mrc(
@@ -188,6 +183,17 @@ def write_mrc(
             mrc.header.label[0] = mark.encode("ascii")
             mrc.header.nlabl = 1
     return path
+
+
+def mrc_header_for(geometry: Geometry, *, name: str = "") -> dict[str, Any]:
+    """The voxel size, origin and start indices to write for `geometry`.
+
+    An MRC source's own header fields, unchanged; for any other geometry,
+    what its affine can say in an MRC header (:func:`mrc_geometry_from_affine`).
+    """
+    if geometry.format == "mrc" and geometry.header:
+        return geometry.header
+    return mrc_geometry_from_affine(geometry.affine, source_name=name)
 
 
 def mrc_geometry_from_affine(affine: np.ndarray, *, source_name: str = "") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from nibabel.filebasedimages import ImageFileError
 
 from .._errors import UserError
 from .atomic import atomic_path
-from .volume import Volume
+from .volume import Geometry, Volume
 
 SUFFIXES = (".nii", ".nii.gz")
 
@@ -52,8 +52,8 @@ def read_nifti(path: str | os.PathLike, *, mmap: bool = True) -> Volume:
     -------
     Volume
         ``data`` is (I, J, K); ``affine`` is the file's voxel-to-world
-        affine; ``metadata`` holds the header fields and, under
-        ``"hypseg_geometry"``, the raw header for writing labels back.
+        affine; ``metadata`` holds the header fields; ``header`` the raw
+        header, for writing labels back.
 
     Raises
     ------
@@ -119,24 +119,16 @@ def read_nifti(path: str | os.PathLike, *, mmap: bool = True) -> Volume:
         "intent": intent,
         "affine": affine.tolist(),
         "is_labels": intent == "label" and data.dtype.kind in "iu",
-        "hypseg_geometry": {
-            "format": "nifti",
-            "shape": list(shape),
-            "affine": affine.tolist(),
-            "source": str(path),
-            "nifti": {
-                "version": version,
-                "header": base64.b64encode(header.binaryblock).decode("ascii"),
-            },
-        },
     }
-    return Volume(data=data, affine=affine, format="nifti", metadata=metadata, source=path)
+    # JSON-friendly, so that it travels in napari layer metadata
+    raw_header = {"version": version, "header": base64.b64encode(header.binaryblock).decode("ascii")}
+    return Volume(data=data, affine=affine, format="nifti", metadata=metadata, source=path, header=raw_header)
 
 
 def write_nifti(
     path: str | os.PathLike,
     data: np.ndarray,
-    geometry: dict[str, Any],
+    geometry: Geometry,
     *,
     labels: bool,
 ) -> Path:
@@ -148,10 +140,10 @@ def write_nifti(
         Target ``.nii`` or ``.nii.gz`` file; compression follows the suffix.
     data : (I, J, K) array
         Already in the dtype to store.
-    geometry : dict
-        A ``hypseg_geometry`` dict. With a ``"nifti"`` entry the source header
-        is reused as is (qform, sform, their codes, units); otherwise a fresh
-        header gets ``geometry["affine"]`` as both qform and sform ("aligned").
+    geometry : Geometry
+        For a NIfTI source the source header is reused as is (qform, sform,
+        their codes, units); otherwise a fresh header gets
+        ``geometry.affine`` as both qform and sform ("aligned").
     labels : bool
         Set the NIfTI intent to "label" so viewers treat the file as a
         segmentation.
@@ -169,7 +161,7 @@ def write_nifti(
         # the float64 affine would make nibabel recompute them.
         img = klass(data, None, header=header)
     else:
-        affine = np.asarray(geometry["affine"], dtype=float)
+        affine = np.array(geometry.affine, dtype=float)
         # an explicit dtype: nibabel refuses to infer 64-bit integer types, which
         # write_labels documents (uint64 for labels >= 2**32)
         img = nib.Nifti1Image(data, affine, dtype=data.dtype)
@@ -187,9 +179,9 @@ def write_nifti(
     return path
 
 
-def header_from_geometry(geometry: dict[str, Any]) -> nib.Nifti1Header | None:
-    """Rebuild the source NIfTI header stored in a ``hypseg_geometry`` dict."""
-    stored = geometry.get("nifti")
+def header_from_geometry(geometry: Geometry) -> nib.Nifti1Header | None:
+    """The source NIfTI header a geometry carries; None for a geometry from another source."""
+    stored = geometry.header if geometry.format == "nifti" else None
     if not stored:
         return None
     raw = base64.b64decode(stored["header"])
