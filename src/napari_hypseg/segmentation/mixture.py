@@ -151,7 +151,8 @@ def mixture_levels(
 
 
 def match_level_ids(labels: np.ndarray, previous: np.ndarray | None, k: int) -> np.ndarray:
-    """Component -> id: largest first at the first level, then each follows the coarser level's cluster it overlaps most."""
+    """Component -> id: largest first at the first level, then each follows the coarser level's
+    cluster it overlaps most."""
     from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
 
     ids = np.full(k, -1, dtype=np.int64)
