@@ -22,6 +22,7 @@ import warnings
 
 from .. import __version__
 from .._errors import UserError
+from .._threads import configure_threads
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -77,6 +78,7 @@ def _sigterm_interrupts():
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_threads()  # before build_parser() imports the sub-commands, and torch with them
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
