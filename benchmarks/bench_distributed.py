@@ -27,9 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common  # noqa: F401 - puts src/ on the path
 import numpy as np
 import torch
+
+import _common  # noqa: F401 - puts src/ on the path
 
 
 def main() -> None:
@@ -66,7 +67,8 @@ def main() -> None:
     ks = [2, 4]
     clustering = fit_dataset_clustering([v for _, v in volumes[:2]], [embed(v, model, device="cpu") for _, v in volumes[:2]],
                                         ks, latent_dim=model.config.latent_dim, seed=0, sample_size=20_000)
-    print(f"{args.n} volumes of {size}^3, chunk {args.chunk}, model patch {model.patch_size}, torch threads {torch.get_num_threads()}")
+    print(f"{args.n} volumes of {size}^3, chunk {args.chunk}, model patch {model.patch_size}, "
+          f"torch threads {torch.get_num_threads()}")
     results = {}
     for w in [int(v) for v in args.workers.split(",")]:
         t0 = time.perf_counter()

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 
 from _common import device_name, timed  # noqa: E402  (also puts src/ on sys.path)
-
 from napari_hypseg._device import resolve_device  # noqa: E402
 from napari_hypseg.model import HyperbolicVAE, ModelConfig  # noqa: E402
 from napari_hypseg.segmentation.embed import default_chunk, embed, embed_patches  # noqa: E402
@@ -133,7 +132,7 @@ def bench_size(model, shape, device, *, naive_voxels: int, strides, chunk, rng) 
 
     previews = {}
     for s in strides:
-        t_s, _ = timed(lambda: embed(volume, model, device=device, chunk=chunk, stride=s), device)
+        t_s, _ = timed(lambda s=s: embed(volume, model, device=device, chunk=chunk, stride=s), device)
         previews[s] = t_s
     return {
         "shape": list(shape),
@@ -229,7 +228,8 @@ def main(argv=None) -> int:
 
     if device.type == "cpu":
         again = measured_matmul_peak(device, torch.float32, 2048, 3 if args.quick else 10)
-        print(f"\npeak measured again after the runs: {again / 1e9:.1f} GFLOP/s (before: {peak['measured_fp32'] / 1e9:.1f})")
+        print(f"\npeak measured again after the runs: {again / 1e9:.1f} GFLOP/s "
+              f"(before: {peak['measured_fp32'] / 1e9:.1f})")
         if again > limit_peak:
             peak["measured_fp32"] = limit_peak = again
             for r in results:

@@ -67,7 +67,8 @@ class Heartbeat:
 def summary(gaps: np.ndarray) -> str:
     if not len(gaps):
         return "no ticks"
-    return f"longest {gaps.max():6.1f} ms · p99 {np.percentile(gaps, 99):6.1f} ms · median {np.median(gaps):5.1f} ms · {len(gaps)} ticks"
+    return (f"longest {gaps.max():6.1f} ms · p99 {np.percentile(gaps, 99):6.1f} ms · "
+            f"median {np.median(gaps):5.1f} ms · {len(gaps)} ticks")
 
 
 def run_loop(app, condition, timeout_s: float) -> None:
@@ -134,8 +135,8 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     from napari_hypseg._device import describe_device, resolve_device
-    from napari_hypseg._napari._session import CLUSTERS_WIDGET, DISK_WIDGET, TRAIN_WIDGET, Result, get_session
     from napari_hypseg._napari._layers import SourceInfo
+    from napari_hypseg._napari._session import CLUSTERS_WIDGET, DISK_WIDGET, TRAIN_WIDGET, Result, get_session
     from napari_hypseg.synthetic import make_phantom
 
     viewer = napari.Viewer(title="hypseg GUI stall benchmark")

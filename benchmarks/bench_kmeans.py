@@ -36,10 +36,8 @@ import numpy as np
 import torch
 
 from _common import device_name, timed  # noqa: E402  (also puts src/ on sys.path)
-
 from napari_hypseg._device import resolve_device  # noqa: E402
 from napari_hypseg.segmentation.kmeans import poincare_kmeans  # noqa: E402
-
 
 # -- data ------------------------------------------------------------------------------
 
@@ -160,7 +158,8 @@ def main(argv=None) -> int:
     r = bench_kmeans(n, device)
     result["kmeans"] = r
     print(f"\n== Poincaré k-means, k = {r['k']}, {n / 1e6:g} M points in 2-D ==")
-    print(f"ours  poincare_kmeans (n_init {r['ours_n_init']}, 200 k fit sample, all points assigned): {r['ours_s']:.2f} s "
+    print(f"ours  poincare_kmeans (n_init {r['ours_n_init']}, 200 k fit sample, all points assigned): "
+          f"{r['ours_s']:.2f} s "
           f"(selected init: {r['ours_n_iter']} Lloyd iterations)")
     if "ours_on_device_input_s" in r:
         print(f"      with the points already on the GPU: {r['ours_on_device_input_s']:.2f} s  (goal <= 2 s)")
@@ -176,7 +175,8 @@ def main(argv=None) -> int:
         result["levels"] = h
         print(f"\n== hierarchy levels k = 2 … 16 (nested) on a {edge}³ embedding ({edge ** 3 / 1e6:.1f} M voxels) ==")
         print(f"build once: {h['build_s']:.1f} s")
-        print(f"ours  switching levels (Hierarchy.labels(k), {h['switches']} switches): median {h['switch_median_ms']:.3f} ms, "
+        print(f"ours  switching levels (Hierarchy.labels(k), {h['switches']} switches): "
+              f"median {h['switch_median_ms']:.3f} ms, "
               f"max {h['switch_max_ms']:.3f} ms  (goal <= 100 ms)")
         print(f"base  re-running poincare_kmeans for k = 8: {h['baseline_rerun_kmeans_k8_s']:.2f} s")
         print(f"ratio baseline / ours (worst switch): {h['ratio']:.0f}x")

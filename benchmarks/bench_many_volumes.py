@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 from _common import ROOT, device_name  # noqa: E402  (also puts src/ on sys.path)
-
 from napari_hypseg._device import resolve_device  # noqa: E402
 from napari_hypseg.io import read_volume, write_image  # noqa: E402
 from napari_hypseg.io.volume import Volume  # noqa: E402
@@ -122,7 +121,8 @@ def main(argv=None) -> int:
     result = {"device": device_name(device), "n": n, "size": size, "ours_s": t_ours, "baseline_s": t_base,
               "baseline_per_file_s": per_file, "ours_volumes_per_hour": 3600 * n / t_ours,
               "baseline_volumes_per_hour": 3600 * n / t_base, "ratio": t_base / t_ours, "outputs_ok": ok}
-    print(f"\nours  one process over the glob (prefetch): {t_ours:.1f} s -> {result['ours_volumes_per_hour']:.0f} volumes/hour")
+    print(f"\nours  one process over the glob (prefetch): {t_ours:.1f} s -> "
+          f"{result['ours_volumes_per_hour']:.0f} volumes/hour")
     print(f"base  one process per file: {t_base:.1f} s (per file {', '.join(f'{t:.1f}' for t in per_file)}) "
           f"-> {result['baseline_volumes_per_hour']:.0f} volumes/hour")
     print(f"ratio baseline / ours: {result['ratio']:.2f}x; outputs {'OK' if ok else 'WRONG'}")

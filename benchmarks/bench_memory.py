@@ -49,7 +49,6 @@ import numpy as np
 import torch
 
 from _common import ROOT, device_name  # noqa: E402  (also puts src/ on sys.path)
-
 from napari_hypseg._device import resolve_device  # noqa: E402
 from napari_hypseg.io import read_volume  # noqa: E402
 from napari_hypseg.model import HyperbolicVAE, ModelConfig, save_checkpoint  # noqa: E402
@@ -283,7 +282,8 @@ def main(argv=None) -> int:
         print(f"\nours  hypseg segment --bin {args.binning}: exit {run['returncode']}, wall {run['wall_s']:.0f} s, "
               f"peak RSS {run['peak_rss_gib']:.2f} GiB (wait4 ru_maxrss)")
         print(f"      1 s /proc samples: peak RSS {run['peak_rss_sampled_gib']:.2f} GiB, of which anonymous at most "
-              f"{run['peak_anon_sampled_gib']:.2f} GiB; file-backed pages (the memory-mapped input and shared libraries, reclaimable) at most "
+              f"{run['peak_anon_sampled_gib']:.2f} GiB; file-backed pages "
+              "(the memory-mapped input and shared libraries, reclaimable) at most "
               f"{run['peak_file_sampled_gib']:.2f} GiB")
         for name, t in result["stages"].items():
             print(f"      {name} first reported at {t:.0f} s")

@@ -43,7 +43,6 @@ import torch
 import torch.nn.functional as F
 
 from _common import device_name, sync  # noqa: E402  (also puts src/ on sys.path)
-
 from napari_hypseg._device import resolve_device  # noqa: E402
 from napari_hypseg.model import HyperbolicVAE, ModelConfig  # noqa: E402
 from napari_hypseg.segmentation.embed import embed  # noqa: E402
@@ -163,7 +162,8 @@ def time_to_goal(device: torch.device, *, size: int, budget_min: float, eval_eve
         trainer.model.train()
         eval_s += time.perf_counter() - t_eval
         history.append({"step": event.step, "train_s": train_s, **{f"dice{lv}": s for lv, s in scores.items()}})
-        print(f"  step {event.step:5d}  train {train_s:6.0f} s  Dice L1 {scores[1]:.3f}  L2 {scores[2]:.3f}  L3 {scores[3]:.3f}",
+        print(f"  step {event.step:5d}  train {train_s:6.0f} s  "
+              f"Dice L1 {scores[1]:.3f}  L2 {scores[2]:.3f}  L3 {scores[3]:.3f}",
               flush=True)
         for level, score in scores.items():
             best[level] = max(best[level], score)
@@ -231,10 +231,12 @@ def main(argv=None) -> int:
         for level, goal in GOAL.items():
             if level in g["reached"]:
                 hit = g["reached"][level]
-                print(f"level {level} (k={LEVEL_K[level]}): Dice >= {goal} reached after {hit['train_s']:.0f} s of training "
+                print(f"level {level} (k={LEVEL_K[level]}): Dice >= {goal} "
+                      f"reached after {hit['train_s']:.0f} s of training "
                       f"(step {hit['step']})")
             else:
-                print(f"level {level} (k={LEVEL_K[level]}): Dice >= {goal} NOT reached within {g['train_s'] / 60:.1f} min; "
+                print(f"level {level} (k={LEVEL_K[level]}): Dice >= {goal} "
+                      f"NOT reached within {g['train_s'] / 60:.1f} min; "
                       f"best {g['best'][level]:.3f}")
         all_hit = len(g["reached"]) == len(GOAL)
         total = max((h["train_s"] for h in g["reached"].values()), default=math.nan)

@@ -6,11 +6,10 @@ plugin) and carry the ``gui`` marker; run them under ``xvfb-run -a``.
 
 from __future__ import annotations
 
-import os
+from napari_hypseg._threads import configure_threads
 
-# Before torch is imported by any test module: spinning OpenMP workers make
-# small-tensor loops crawl on a shared 2-core machine (see napari_hypseg/__init__.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch is imported by any test module, as the entry points do (see napari_hypseg/_threads.py).
+configure_threads()
 
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402

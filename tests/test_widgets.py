@@ -22,7 +22,6 @@ from napari_hypseg._napari import _disk_data
 from napari_hypseg._napari._disk_view import MIN_CANVAS, DiskView
 from napari_hypseg._napari._export import default_folder, default_path, dialog_filter
 from napari_hypseg._napari._layers import SourceInfo
-from napari_hypseg._napari._train_widget import limit_text, run_limit
 from napari_hypseg._napari._session import (
     CLUSTERS_WIDGET,
     DISK_WIDGET,
@@ -30,6 +29,7 @@ from napari_hypseg._napari._session import (
     TRAIN_WIDGET,
     get_session,
 )
+from napari_hypseg._napari._train_widget import limit_text, run_limit
 from napari_hypseg.io import read_volume
 from napari_hypseg.model import HyperbolicVAE, ModelConfig, load_model, save_checkpoint
 from napari_hypseg.segmentation.resample import format_voxel_size
@@ -153,7 +153,7 @@ def test_train_segment_slide_select_export(make_napari_viewer, qtbot, phantom_mr
     results = {}
     for mode in ("nested", "flat"):
         clusters.mode.setCurrentText(mode)
-        qtbot.waitUntil(lambda: session.mode == mode, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda mode=mode: session.mode == mode, timeout=WAIT_MS)
         assert session.k == 4 and len(np.unique(layer.data)) == 4
         assert session.result.segmentation.hierarchy.mode == mode
         results[mode] = session.result

@@ -29,8 +29,8 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButto
 from ..disk_plot import label_colors
 from . import _disk_data
 from ._layers import SELECTION_LAYER, SourceInfo, add_labels_copy, unique_layer_name, upsert_labels, voxel_at
-from ._session import get_session, unwrap_viewer
 from ._qtutil import Throttle, is_alive
+from ._session import get_session, unwrap_viewer
 
 if TYPE_CHECKING:
     import napari

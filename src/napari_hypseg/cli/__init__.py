@@ -22,6 +22,7 @@ import warnings
 
 from .. import __version__
 from .._errors import UserError
+from .._threads import configure_threads
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -43,13 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hypseg {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:  # a sub-command not written yet
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
     return parser
 
 
@@ -77,6 +72,7 @@ def _sigterm_interrupts():
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_threads()  # before build_parser() imports the sub-commands, and torch with them
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _curvature(dtype: torch.dtype) -> torch.Tensor:
     # Matching the data dtype keeps type promotion from ever widening a result.
     return torch.tensor(-1.0, dtype=dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,7 +38,6 @@ class Case:
     volumes: list[CaseVolume]
     train: list[np.ndarray] | None = None
     source: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 def phantom_case(*, irregular: bool, n_train: int, n_test: int, size: int = 50, seed: int = 0) -> Case:

@@ -1,5 +1,6 @@
 """From embeddings to labels: Poincaré k-means, the hierarchy of levels, and metrics."""
 
+from napari_hypseg.segmentation.embed import EmbeddingCancelled, embed, embed_patches
 from napari_hypseg.segmentation.hierarchy import Hierarchy, build_hierarchy
 from napari_hypseg.segmentation.kmeans import (
     KMeansResult,
@@ -9,8 +10,6 @@ from napari_hypseg.segmentation.kmeans import (
     poincare_kmeans,
 )
 from napari_hypseg.segmentation.metrics import DiceResult, dice_scores, hausdorff95
-
-from napari_hypseg.segmentation.embed import EmbeddingCancelled, embed, embed_patches
 from napari_hypseg.segmentation.pipeline import Segmentation, segment
 
 __all__ = [

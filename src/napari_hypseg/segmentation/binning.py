@@ -14,7 +14,8 @@ def binned_shape(shape, factor: int) -> tuple[int, int, int]:
 
 
 def check_binning(shape, factor, *, min_size: int = 1) -> None:
-    """Refuse a bin factor that is not a positive integer, exceeds the volume, or leaves fewer than ``min_size`` voxels along an axis.
+    """Refuse a bin factor that is not a positive integer, exceeds the volume, or leaves fewer than
+    ``min_size`` voxels along an axis.
 
     :func:`bin_volume` itself bins by any factor (the result can be one
     voxel); segmentation calls this first because such a volume has nothing

@@ -44,9 +44,9 @@ class FusionConfig:
     embedding_weight : float
         Scale of the embedding block relative to the unit-variance intensity
         channel; 0 leaves the embedding out of the clustering. The default is
-        0 because, fused this way, the embedding lost on every case but one
-        (docs/method.md: real MRI 0.959 → 0.50, phantom level 2 0.58 → 0.47,
-        tomogram +0.03). A full-covariance mixture is affine-invariant, so the
+        0 because, fused this way, the embedding lost on the real MRI and the
+        phantoms and gained little on the tomogram (the numbers are in
+        docs/method.md). A full-covariance mixture is affine-invariant, so the
         weight barely matters once it is above 0: what the embedding encodes does.
     embedding_components : int
         Principal directions of the tangent embedding kept (at most the latent dimension).

@@ -128,7 +128,7 @@ def mixture_levels(
     """Labels (1..k, uint8/uint16, ``shape``) for every k in ``ks``, ids matched level to level.
 
     Each level is its own mixture fit (a tree merged from an over-clustered
-    mixture lost 0.3 mean Dice on the real MRI: docs/method.md). Ids follow
+    mixture lost badly on the real MRI: docs/method.md). Ids follow
     the coarser level: each cluster of level k takes the id of the level
     k−1 cluster it overlaps most (Hungarian matching on the overlap counts),
     the remaining cluster takes id k, so colours stay put as k moves.
@@ -151,7 +151,8 @@ def mixture_levels(
 
 
 def match_level_ids(labels: np.ndarray, previous: np.ndarray | None, k: int) -> np.ndarray:
-    """Component -> id: largest first at the first level, then each follows the coarser level's cluster it overlaps most."""
+    """Component -> id: largest first at the first level, then each follows the coarser level's
+    cluster it overlaps most."""
     from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
 
     ids = np.full(k, -1, dtype=np.int64)

@@ -21,7 +21,8 @@ TOLERANCE = 0.2
 
 
 def voxel_size_differs(volume: Sequence[float] | None, model: Sequence[float] | None, tolerance: float = TOLERANCE) -> bool:
-    """Whether ``volume``'s voxel size differs from ``model``'s by more than ``tolerance`` on some axis (False if either is unknown)."""
+    """Whether ``volume``'s voxel size differs from ``model``'s by more than ``tolerance`` on some axis
+    (False if either is unknown)."""
     if volume is None or model is None:
         return False
     ratio = np.asarray(volume, dtype=float) / np.asarray(model, dtype=float)
@@ -60,7 +61,8 @@ def resample_volume(data: np.ndarray, factors: Sequence[float]) -> np.ndarray:
 
 
 def segment_at_voxel_size(volume: np.ndarray, model, *, voxel_size: Sequence[float], target: Sequence[float], binning: int = 1, **options):
-    """:func:`~.pipeline.segment` ``volume`` (voxel size ``voxel_size``) resampled to ``target``; the result lies on the source grid."""
+    """:func:`~.pipeline.segment` ``volume`` (voxel size ``voxel_size``) resampled to ``target``;
+    the result lies on the source grid."""
     from .binning import binned_shape
     from .pipeline import Segmentation, segment
 
