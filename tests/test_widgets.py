@@ -407,6 +407,25 @@ def test_closing_the_train_dock_cancels_training(make_napari_viewer, qtbot, phan
     assert TRAIN_WIDGET not in viewer.window.dock_widgets
 
 
+def test_settings_form_defaults_and_ranges_are_the_configs(qtbot):
+    from napari_hypseg._napari._train_settings import TrainSettings
+    from napari_hypseg.segment_config import SegmentConfig
+    from napari_hypseg.segment_modes import MAX_CLUSTERS
+    from napari_hypseg.training import TrainConfig
+
+    settings = TrainSettings()
+    qtbot.addWidget(settings)
+    segment, train = SegmentConfig(), TrainConfig()
+    assert (settings.k_max.minimum(), settings.k_max.maximum()) == (segment.k_min, MAX_CLUSTERS)
+    assert settings.segment_config() == segment
+    model_config, train_config = settings.configs()
+    assert model_config == ModelConfig()
+    # the form's own choices: a time budget, and a preview cadence for the device in use
+    assert train_config.with_(max_minutes=None, log_every=train.log_every, preview_every=train.preview_every) == train
+    settings.k_max.setValue(MAX_CLUSTERS)
+    assert settings.segment_config().k_max == MAX_CLUSTERS  # the form's largest k is one the config accepts
+
+
 def step_event(step, *, elapsed, rate, total=400):
     return TrainEvent("step", step, total, elapsed_s=elapsed, steps_per_s=rate)
 

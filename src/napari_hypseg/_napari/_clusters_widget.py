@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..segment_modes import DEFAULT_MODE
+from ..segment_config import SegmentConfig
 from ._export import ExportPanel
 from ._jobs import JobCancelled, JobFailed, SegmentJob
 from ._layers import add_labels_copy, unique_layer_name
@@ -51,7 +52,8 @@ EMPTY_TEXT = (
     "<b>No clusters yet.</b><br><br>"
     "1. Open a 3D volume (File › Open File(s)…, MRC or NIfTI; or File › Open Sample › napari-hypseg).<br>"
     "2. In <i>1. Train &amp; embed</i>, press <b>Start training</b> (or <b>Load model…</b>), then <b>Segment</b>.<br>"
-    "3. Come back here to slide from 2 to 16 clusters and export the labels."
+    f"3. Come back here to slide from {SegmentConfig().k_min} to {SegmentConfig().k_max} clusters "
+    "(“Max clusters” in step 1) and export the labels."
 )
 MODE_TIPS = {
     "mixture": "mixture: Gaussian mixture with a spatial prior on the embedding fused with intensity (default)",
@@ -220,10 +222,8 @@ class ClustersWidget(QWidget):
         base = self.session.result
         seg = base.segmentation
         # the real voxels, not just the shape: the mixture mode fuses the embedding with the intensities
-        job = SegmentJob(
-            base.data, base.model, k_max=self.session.k_values[-1], mode=mode, device="auto",
-            embedding=seg.embedding, binning=seg.binning, shape=base.source.shape,
-        )
+        job = SegmentJob(base.data, base.model, base.config.with_(mode=mode), embedding=seg.embedding,
+                         shape=base.source.shape)
         self._flat_job = self._holder["job"] = job
         worker = thread_worker(job.run, start_thread=False)()
         self._flat_base = base
@@ -237,10 +237,11 @@ class ClustersWidget(QWidget):
     def _show_flat_progress(self) -> None:
         if self._flat_job is not None:
             _, done, total = self._flat_job.progress
-            self.status.setText(f"Computing {self._flat_job.options['mode']} levels: {done}/{total}…")
+            self.status.setText(f"Computing {self._flat_job.config.mode} levels: {done}/{total}…")
 
     def _on_flat(self, result) -> None:
-        base, mode = self._flat_base, self._flat_job.options["mode"]
+        base, config = self._flat_base, self._flat_job.config
+        mode = config.mode
         if isinstance(result, JobFailed):
             show_error(result.message)
             self.status.setText(result.message)
@@ -249,7 +250,7 @@ class ClustersWidget(QWidget):
         elif self.session.holds(base):  # no newer segmentation arrived meanwhile
             # switch only if the user still wants this mode (they may have gone back meanwhile)
             wanted = self.mode.currentText() == mode
-            self.session.add_result(Result(result, mode, base.model, base.source, base.data), show=wanted)
+            self.session.add_result(Result(result, config, base.model, base.source, base.data), show=wanted)
             if wanted:
                 return
         self.mode.blockSignals(True)

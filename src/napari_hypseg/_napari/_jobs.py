@@ -22,7 +22,7 @@ import torch
 
 from .._errors import UserError
 from ..model import HyperbolicVAE, ModelConfig
-from ..segment_modes import DEFAULT_MODE
+from ..segment_config import SegmentConfig
 from ..segmentation.embed import EmbeddingCancelled
 from ..training import TrainConfig, Trainer, TrainEvent
 
@@ -125,35 +125,30 @@ class TrainJob:
 
 
 class SegmentJob:
-    """Dense embedding plus clustering (:func:`segment`), or clustering alone for a given ``embedding``."""
+    """Dense embedding plus clustering (:func:`segment`), or clustering alone of a given ``embedding``.
+
+    ``data`` is the source voxels; re-clustering an embedding needs them only
+    in the mixture mode (it fuses the embedding with the intensities) and
+    otherwise takes the source grid as ``shape``.
+    """
 
     def __init__(
         self,
         data,
         model: HyperbolicVAE,
+        config: SegmentConfig,
         *,
-        k_max: int,
-        mode: str = DEFAULT_MODE,
-        stride: int = 1,
-        device: str = "auto",
-        seed: int = 0,
-        binning: int = 1,
         embedding: np.ndarray | None = None,
         shape: tuple[int, ...] | None = None,
         resample: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     ):
-        if data is None:
-            if mode == "mixture" or embedding is None:
-                # the mixture fuses the embedding with the intensities: a stand-in volume would give garbage
-                raise ValueError(f"SegmentJob(mode={mode!r}) needs the source voxels")
-            # k-means of an existing embedding: segment() only reads the volume's shape
-            data = np.broadcast_to(np.zeros((), np.float32), tuple(shape))
+        if data is None and embedding is None:
+            raise ValueError("SegmentJob needs the source voxels to embed")
         self._data = data
         self.model = model
-        self.options = {
-            "k_max": k_max, "mode": mode, "stride": stride, "device": device, "seed": seed, "binning": binning,
-        }
+        self.config = config
         self.embedding = embedding
+        self.shape = shape
         # (voxel size of the data, the model's): segment at the model's voxel size, result on the data's grid
         self.resample = resample
         self._stop = threading.Event()
@@ -175,24 +170,25 @@ class SegmentJob:
 
     def run(self):
         """Return the :class:`Segmentation`, or :class:`JobCancelled` / :class:`JobFailed`."""
-        from ..segmentation.pipeline import segment
+        from ..segmentation.pipeline import cluster_embedding, segment
         from ..segmentation.resample import segment_at_voxel_size
 
         try:
+            if self.embedding is not None:
+                return cluster_embedding(
+                    self.embedding, self.model, self.config,
+                    volume=None if self._data is None else _as_array(self._data),
+                    shape=self.shape if self._data is None else None,
+                    progress=self._report,
+                )
             if self.resample is not None:
                 source, target = self.resample
                 return segment_at_voxel_size(
-                    _as_array(self._data), self.model, voxel_size=source, target=target,
-                    progress=self._report, should_stop=self._stop.is_set, **self.options,
+                    _as_array(self._data), self.model, self.config, voxel_size=source, target=target,
+                    progress=self._report, should_stop=self._stop.is_set,
                 )
-            return segment(
-                _as_array(self._data),
-                self.model,
-                embedding=self.embedding,
-                progress=self._report,
-                should_stop=self._stop.is_set,
-                **self.options,
-            )
+            return segment(_as_array(self._data), self.model, self.config, progress=self._report,
+                           should_stop=self._stop.is_set)
         except EmbeddingCancelled:
             return JobCancelled("segmentation cancelled")
         except Exception as exc:

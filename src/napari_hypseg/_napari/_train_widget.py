@@ -39,7 +39,6 @@ from .._errors import UserError
 from ..io import MRC_SUFFIXES, NIFTI_SUFFIXES
 from ..io.atomic import full_suffix
 from ..model import load_model, save_checkpoint
-from ..segment_modes import DEFAULT_MODE
 from ..training import TrainEvent
 from ._export import default_folder
 from ._jobs import JobCancelled, JobFailed, SegmentJob, TrainJob, explain, warm_up
@@ -557,17 +556,20 @@ class TrainWidget(QWidget):
         except UserError as exc:
             self._fail(str(exc))
             return False
-        options = self.settings.segment_options()
+        try:
+            config = self.settings.segment_config()
+        except UserError as exc:
+            self._fail(str(exc))
+            return False
         source = SourceInfo.from_layer(layer)
         sizes = self.voxel_sizes()
         resample = sizes if sizes is not None and self.resample.isChecked() else None
-        job = SegmentJob(layer.data[0] if layer.multiscale else layer.data, model, mode=DEFAULT_MODE,
-                         resample=resample, **options)
+        job = SegmentJob(layer.data[0] if layer.multiscale else layer.data, model, config, resample=resample)
         worker = thread_worker(job.run, start_thread=False)()
         self._begin("segment", job, worker, source, progress(total=0, desc="hypseg: embedding"))
         worker.returned.connect(self._on_segment_returned)
         worker.finished.connect(self._on_segment_finished)
-        self._set_status(f"Segmenting “{source.name}” (embedding every voxel, then clustering k = 2…{options['k_max']})…")
+        self._set_status(f"Segmenting “{source.name}” (embedding every voxel, then clustering k = {config.k_min}…{config.k_max})…")
         self._set_bar(0, "embedding")
         self._poll.start()
         worker.start()
@@ -605,7 +607,7 @@ class TrainWidget(QWidget):
             self._set_status("Segmentation cancelled.")
         else:
             job = running.job
-            self.session.set_result(Result(result, job.options["mode"], job.model, running.source, job._data))
+            self.session.set_result(Result(result, job.config, job.model, running.source, job._data))
             ks = self.session.k_values
             self._set_status(f"Segmented “{running.source.name}”: levels k = {ks[0]}…{ks[-1]} ready. Use “{CLUSTERS_WIDGET}”.")
             self._set_readout("")
