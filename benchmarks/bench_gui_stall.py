@@ -137,6 +137,7 @@ def main() -> None:
     from napari_hypseg._device import describe_device, resolve_device
     from napari_hypseg._napari._layers import SourceInfo
     from napari_hypseg._napari._session import CLUSTERS_WIDGET, DISK_WIDGET, TRAIN_WIDGET, Result, get_session
+    from napari_hypseg.segment_config import SegmentConfig
     from napari_hypseg.synthetic import make_phantom
 
     viewer = napari.Viewer(title="hypseg GUI stall benchmark")
@@ -208,7 +209,7 @@ def main() -> None:
         seg, kind = synthetic_hierarchy(shape, 16), "synthetic (core hierarchy not importable)"
     build_s = time.perf_counter() - t
     big = viewer.add_image(np.zeros(shape, np.float32), name="big")
-    session.set_result(Result(seg, "nested", session.model, SourceInfo.from_layer(big)), k=2)
+    session.set_result(Result(seg, SegmentConfig(mode="nested"), session.model, SourceInfo.from_layer(big)), k=2)
     run_loop(app, lambda: True, 1)
     call_ms, paint_ms = [], []
     beat.phase_fn = lambda: "slider"

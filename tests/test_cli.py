@@ -133,6 +133,43 @@ def test_demo_scores_and_writes_pictures(tmp_path, capsys):
     assert (out / "phantom_truth_level3.mrc").exists()
 
 
+def test_demo_writes_and_scores_the_clusters_asked_for(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--size", "24", "--clusters", "2,3", "--out-dir", str(out), *FAST]) == 0
+    text = capsys.readouterr().out
+    rows = [line.split() for line in text.splitlines() if line.strip()[:1] in "123" and len(line.split()) >= 3]
+    assert [r[:2] for r in rows] == [["1", "2"]]  # the one phantom level whose k was asked for
+    assert "not scored: level 2 (k = 4), level 3 (k = 8), not among --clusters 2,3" in text
+    assert sorted(p.name for p in out.glob("phantom_k*.mrc")) == ["phantom_k2.mrc", "phantom_k3.mrc"]
+    assert json.loads((out / "phantom_manifest.json").read_text())["levels"] == [2, 3]
+
+
+def test_cli_defaults_are_the_configs_defaults():
+    from napari_hypseg.benchmark import LEVEL_K
+    from napari_hypseg.cli import build_parser
+    from napari_hypseg.cli._outputs import parse_clusters
+    from napari_hypseg.cli._training import configs_from_args
+    from napari_hypseg.cli.segment import segment_config_from_args
+    from napari_hypseg.model import ModelConfig
+    from napari_hypseg.segment_config import SegmentConfig
+    from napari_hypseg.training import TrainConfig
+
+    parser = build_parser()
+    segment, train = SegmentConfig(), TrainConfig()
+    # run and demo pass one --device and one --seed to both configs: their defaults must agree
+    assert (segment.device, segment.seed) == (train.device, train.seed)
+    args = parser.parse_args(["segment", "v.mrc", "--model", "m.pt", "--out-dir", "o"])
+    assert segment_config_from_args(args) == segment.with_(k_max=max(parse_clusters(args.clusters)))
+    for argv in (["run", "v.mrc", "--out-dir", "o"], ["demo"]):
+        args = parser.parse_args(argv)
+        config = segment_config_from_args(args)
+        assert config.with_(k_max=segment.k_max, window=segment.window) == segment
+        assert configs_from_args(args) == (ModelConfig(), train)
+    assert parse_clusters(parser.parse_args(["demo"]).clusters) == sorted(LEVEL_K.values())
+    bench = parser.parse_args(["bench"])
+    assert (bench.device, bench.seed) == (train.device, train.seed)
+
+
 def _write(path, data):
     write_image(path, data)
     return path

@@ -107,7 +107,7 @@ def test_fusion_config_validates():
 
 
 def test_default_segment_is_the_mixture_on_fused_features(one_torch_thread):
-    from napari_hypseg.segmentation.pipeline import segment
+    from napari_hypseg.segmentation.pipeline import cluster_embedding, segment
     from napari_hypseg.synthetic import make_phantom
     from napari_hypseg.training import TrainConfig, Trainer
 
@@ -122,5 +122,5 @@ def test_default_segment_is_the_mixture_on_fused_features(one_torch_thread):
         assert labels.shape == phantom.image.shape
         assert set(np.unique(labels)) <= set(range(1, k + 1))
     # re-clustering the same embedding reproduces the levels
-    again = segment(phantom.image, model, k_min=2, k_max=4, device="cpu", embedding=result.embedding)
+    again = cluster_embedding(result.embedding, model, volume=phantom.image, k_min=2, k_max=4, device="cpu")
     assert np.array_equal(again.labels(4), result.labels(4))

@@ -498,11 +498,13 @@ def test_embed_rejects_bad_chunk_and_out_arrays(small_model, good):
 
 
 def test_segment_rejects_an_embedding_of_another_shape(small_model, good):
+    from napari_hypseg.segmentation.pipeline import cluster_embedding
+
     model = load_model(small_model)
     volume = np.asarray(read_volume(good).data)
     wrong = np.zeros((10, 10, 10, 2), np.float32)
     with pytest.raises(UserError, match=r"the embedding has shape \(10, 10, 10, 2\)"):
-        segment(volume, model, embedding=wrong, k_max=2, device="cpu")
+        cluster_embedding(wrong, model, volume=volume, k_max=2, device="cpu")
 
 
 def test_assign_clusters_needs_a_centroid():

@@ -407,6 +407,58 @@ def test_closing_the_train_dock_cancels_training(make_napari_viewer, qtbot, phan
     assert TRAIN_WIDGET not in viewer.window.dock_widgets
 
 
+def test_closing_the_train_dock_mid_segmentation_stops_it(make_napari_viewer, qtbot, tmp_path):
+    import threading
+
+    from qtpy.QtWidgets import QDockWidget, QPushButton
+
+    from napari_hypseg.segment_modes import MAX_CLUSTERS
+
+    viewer = make_napari_viewer()
+    # big enough, and with every level up to the cap, that clustering outlasts the clicks below
+    viewer.add_image(make_phantom(40, seed=2).image, name="cell")
+    train = dock(viewer, TRAIN_WIDGET)
+    assert train.load_model(save_checkpoint(tmp_path / "tiny.pt", HyperbolicVAE(ModelConfig(**TINY_MODEL))))
+    train.settings.device.setCurrentText("cpu")
+    train.settings.k_max.setValue(MAX_CLUSTERS)
+    session = get_session(viewer)
+    assert train.start_segment()
+    worker, job = train.running.worker, train.running.job
+    # progress arrives as the worker's events and reaches the dock's readout
+    qtbot.waitUntil(lambda: "clustering:" in train.readout.text(), timeout=WAIT_MS)
+    assert train.busy
+    dock_widget = train.parent()
+    while not isinstance(dock_widget, QDockWidget):
+        dock_widget = dock_widget.parent()
+
+    dock_widget.findChild(QPushButton, "QTitleBarCloseButton").click()  # the dock's ×
+
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
+    assert job.cancelled and not train.busy
+    # the computation itself stops, not just the worker relaying its progress
+    qtbot.waitUntil(lambda: not any(t.name == "hypseg segmentation" for t in threading.enumerate()), timeout=30_000)
+    assert session.result is None and "hypseg clusters" not in viewer.layers
+
+
+def test_settings_form_defaults_and_ranges_are_the_configs(qtbot):
+    from napari_hypseg._napari._train_settings import TrainSettings
+    from napari_hypseg.segment_config import SegmentConfig
+    from napari_hypseg.segment_modes import MAX_CLUSTERS
+    from napari_hypseg.training import TrainConfig
+
+    settings = TrainSettings()
+    qtbot.addWidget(settings)
+    segment, train = SegmentConfig(), TrainConfig()
+    assert (settings.k_max.minimum(), settings.k_max.maximum()) == (segment.k_min, MAX_CLUSTERS)
+    assert settings.segment_config() == segment
+    model_config, train_config = settings.configs()
+    assert model_config == ModelConfig()
+    # the form's own choices: a time budget, and a preview cadence for the device in use
+    assert train_config.with_(max_minutes=None, log_every=train.log_every, preview_every=train.preview_every) == train
+    settings.k_max.setValue(MAX_CLUSTERS)
+    assert settings.segment_config().k_max == MAX_CLUSTERS  # the form's largest k is one the config accepts
+
+
 def step_event(step, *, elapsed, rate, total=400):
     return TrainEvent("step", step, total, elapsed_s=elapsed, steps_per_s=rate)
 

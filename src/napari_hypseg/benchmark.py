@@ -12,21 +12,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from .model import ModelConfig
-from .model.vae import HyperbolicVAE
-from .segmentation.embed import embed
-from .segmentation.hierarchy import build_hierarchy
-from .segmentation.kmeans import poincare_kmeans
-from .segmentation.metrics import dice_scores
-from .segmentation.pipeline import clustering_space
-from .synthetic import make_phantom, phantom_seeds
-from .training import TrainConfig, Trainer
+from .model.config import ModelConfig
+from .synthetic import CLASS_NAMES, make_phantom, phantom_seeds
 
-LEVEL_K = {1: 2, 2: 4, 3: 8}
+# torch-heavy modules are imported where used: ``hypseg demo`` reads LEVEL_K and PUBLISHED at CLI start-up
+if TYPE_CHECKING:
+    from .model.vae import HyperbolicVAE
+    from .training import TrainConfig
+
+#: phantom level -> clusters it is segmented into: its number of ground-truth classes (2 / 4 / 8)
+LEVEL_K = {level: len(names) for level, names in CLASS_NAMES.items()}
 
 #: published mean Dice, levels 1/2/3 (regular / irregular variant where reported)
 PUBLISHED = {
@@ -102,6 +102,9 @@ def _smooth_tangent(points: np.ndarray, metric: str, sigma: float) -> tuple[np.n
 
 def features_for(method: Method, image: np.ndarray, model: HyperbolicVAE | None, device) -> tuple[np.ndarray, str]:
     """Per-voxel features ``(Z, Y, X, f)`` and the metric to cluster them with."""
+    from .segmentation.embed import embed
+    from .segmentation.pipeline import clustering_space
+
     if model is None:
         img = gaussian_filter(image, method.intensity_sigma) if method.intensity_sigma else image
         return img[..., None].astype(np.float32), "euclidean"
@@ -113,6 +116,9 @@ def features_for(method: Method, image: np.ndarray, model: HyperbolicVAE | None,
 
 
 def segment_levels(points: np.ndarray, metric: str, mode: str, seed: int, device) -> dict[int, np.ndarray]:
+    from .segmentation.hierarchy import build_hierarchy
+    from .segmentation.kmeans import poincare_kmeans
+
     shape = points.shape[:-1]
     if mode == "nested":
         hierarchy = build_hierarchy(points, k_min=2, k_max=max(LEVEL_K.values()), mode="nested", metric=metric, seed=seed)
@@ -151,6 +157,9 @@ def run_method(
     trained: dict | None = None,
 ) -> MethodResult:
     """Train (once per distinct model/triplet setting, cached in ``trained``) and score on ``test``."""
+    from .segmentation.metrics import dice_scores
+    from .training import Trainer
+
     result = MethodResult(method.name)
     model = None
     if method.model is not None:

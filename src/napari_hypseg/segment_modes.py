@@ -14,3 +14,5 @@ DEFAULT_MODE = "mixture"
 #: volume per level is kept in memory for the slider; beyond this it stops being a
 #: segmentation a person can read)
 MAX_CLUSTERS = 64
+#: the fewest: one cluster is no segmentation
+MIN_CLUSTERS = 2

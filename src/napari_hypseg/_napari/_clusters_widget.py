@@ -15,11 +15,13 @@ same embedding and the source voxels.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -36,9 +38,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..segment_config import SegmentConfig
 from ..segment_modes import DEFAULT_MODE
 from ._export import ExportPanel
-from ._jobs import JobCancelled, JobFailed, SegmentJob
+from ._jobs import JobCancelled, JobFailed, SegmentJob, SegmentProgress, stop_when_destroyed
 from ._layers import add_labels_copy, unique_layer_name
 from ._session import TRAIN_WIDGET, Result, get_session, open_widget, unwrap_viewer
 from ._qtutil import Throttle
@@ -51,13 +54,24 @@ EMPTY_TEXT = (
     "<b>No clusters yet.</b><br><br>"
     "1. Open a 3D volume (File › Open File(s)…, MRC or NIfTI; or File › Open Sample › napari-hypseg).<br>"
     "2. In <i>1. Train &amp; embed</i>, press <b>Start training</b> (or <b>Load model…</b>), then <b>Segment</b>.<br>"
-    "3. Come back here to slide from 2 to 16 clusters and export the labels."
+    f"3. Come back here to slide from {SegmentConfig().k_min} to {SegmentConfig().k_max} clusters "
+    "(“Max clusters” in step 1) and export the labels."
 )
 MODE_TIPS = {
     "mixture": "mixture: Gaussian mixture with a spatial prior on the embedding fused with intensity (default)",
     "nested": "nested: each level splits clusters of the level below; ids and colours stay as clusters split",
     "flat": "flat: an independent k-means for every k (computed the first time you choose it)",
 }
+
+
+@dataclass
+class _Recluster:
+    """Another mode's clustering of the current embedding, being computed."""
+
+    job: SegmentJob
+    worker: Any
+    base: Result
+    forget: Callable[[], None]
 
 
 class ClustersWidget(QWidget):
@@ -67,18 +81,11 @@ class ClustersWidget(QWidget):
         super().__init__(parent)
         self.viewer = unwrap_viewer(napari_viewer)
         self.session = get_session(napari_viewer)
-        self._flat_job: SegmentJob | None = None
-        self._flat_worker = None
-        self._flat_base: Result | None = None
+        self._recluster: _Recluster | None = None
         self._build_ui()
         self._apply_slider = Throttle(self._slider_to_session, 0, self)
-        self._poll = QTimer(self)
-        self._poll.setInterval(100)
-        self._poll.timeout.connect(self._show_flat_progress)
         self.session.result_changed.connect(self._on_result)
         self.session.level_changed.connect(self._on_level)
-        holder = self._holder = {"job": None}
-        self.destroyed.connect(lambda *_: holder["job"] and holder["job"].cancel())
         self._on_result()
 
     # -- UI ------------------------------------------------------------------
@@ -163,7 +170,7 @@ class ClustersWidget(QWidget):
         self.pages.setCurrentIndex(0 if result is None else 1)
         if result is None:
             return
-        self._stop_flat()
+        self._stop_recluster()
         ks = self.session.k_values
         shape = "×".join(str(n) for n in result.source.shape)
         self.source_label.setText(f"<b>{result.source.name}</b> ({shape}) · levels k = {ks[0]}…{ks[-1]}")
@@ -187,7 +194,7 @@ class ClustersWidget(QWidget):
             self.mode.blockSignals(True)
             self.mode.setCurrentText(self.session.mode)
             self.mode.blockSignals(False)
-        if self._flat_job is None:
+        if self._recluster is None:
             self.status.setText(f"Showing k = {k} ({self.session.mode}) in “hypseg clusters”.")
 
     # -- widget -> session -------------------------------------------------------
@@ -212,35 +219,29 @@ class ClustersWidget(QWidget):
         if self.session.has_mode(mode):
             self.session.set_mode(mode)
             return
-        self._start_flat(mode)
+        self._start_recluster(mode)
 
-    def _start_flat(self, mode: str) -> None:
-        if self._flat_worker is not None:
+    def _start_recluster(self, mode: str) -> None:
+        if self._recluster is not None:
             return
         base = self.session.result
-        seg = base.segmentation
         # the real voxels, not just the shape: the mixture mode fuses the embedding with the intensities
-        job = SegmentJob(
-            base.data, base.model, k_max=self.session.k_values[-1], mode=mode, device="auto",
-            embedding=seg.embedding, binning=seg.binning, shape=base.source.shape,
-        )
-        self._flat_job = self._holder["job"] = job
+        job = SegmentJob(base.data, base.model, base.config.with_(mode=mode), embedding=base.segmentation.embedding,
+                         shape=base.source.shape)
         worker = thread_worker(job.run, start_thread=False)()
-        self._flat_base = base
-        worker.returned.connect(self._on_flat)
-        worker.finished.connect(self._flat_done)
-        self._flat_worker = worker
+        self._recluster = _Recluster(job, worker, base, stop_when_destroyed(self, job.cancel))
+        worker.yielded.connect(self._on_recluster_progress)
+        worker.returned.connect(self._on_recluster)
+        worker.finished.connect(self._recluster_done)
         self.status.setText(f"Computing {mode} levels (first time only)…")
-        self._poll.start()
         worker.start()
 
-    def _show_flat_progress(self) -> None:
-        if self._flat_job is not None:
-            _, done, total = self._flat_job.progress
-            self.status.setText(f"Computing {self._flat_job.options['mode']} levels: {done}/{total}…")
+    def _on_recluster_progress(self, event: SegmentProgress) -> None:
+        if self._recluster is not None:
+            self.status.setText(f"Computing {self._recluster.job.config.mode} levels: {event.done}/{event.total}…")
 
-    def _on_flat(self, result) -> None:
-        base, mode = self._flat_base, self._flat_job.options["mode"]
+    def _on_recluster(self, result) -> None:
+        base, config = self._recluster.base, self._recluster.job.config
         if isinstance(result, JobFailed):
             show_error(result.message)
             self.status.setText(result.message)
@@ -248,23 +249,23 @@ class ClustersWidget(QWidget):
             pass
         elif self.session.holds(base):  # no newer segmentation arrived meanwhile
             # switch only if the user still wants this mode (they may have gone back meanwhile)
-            wanted = self.mode.currentText() == mode
-            self.session.add_result(Result(result, mode, base.model, base.source, base.data), show=wanted)
+            wanted = self.mode.currentText() == config.mode
+            self.session.add_result(Result(result, config, base.model, base.source, base.data), show=wanted)
             if wanted:
                 return
         self.mode.blockSignals(True)
         self.mode.setCurrentText(self.session.mode)
         self.mode.blockSignals(False)
 
-    def _flat_done(self) -> None:
-        self._poll.stop()
-        self._flat_job = self._holder["job"] = None
-        self._flat_worker = self._flat_base = None
+    def _recluster_done(self) -> None:
+        recluster, self._recluster = self._recluster, None
+        if recluster is not None:
+            recluster.forget()
         self._on_level(self.session.k)
 
-    def _stop_flat(self) -> None:
-        if self._flat_job is not None:
-            self._flat_job.cancel()
+    def _stop_recluster(self) -> None:
+        if self._recluster is not None:
+            self._recluster.job.cancel()
 
     def add_current_as_layer(self):
         """Add the current level as a new labels layer "<source> k=<k>"; returns it."""

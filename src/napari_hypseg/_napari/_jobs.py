@@ -1,31 +1,34 @@
-"""Long jobs of the widgets, written to run in napari worker threads.
+"""Long jobs of the widgets, written to run as napari generator workers.
 
-Each job is a plain object with a ``run`` method (a generator for training)
-and a thread-safe ``cancel``. Failures are returned as :class:`JobFailed`
-values instead of raised, so the widget shows one explained notification
-(napari would otherwise add a traceback notification of its own) and always
-gets its ``finished`` signal to restore the buttons.
+Each job's ``run`` is a generator: it yields progress events (a
+:class:`TrainEvent`, a :class:`SegmentProgress`) and returns its result,
+which the GUI thread receives through the worker's ``yielded`` and
+``returned`` signals. ``worker.quit()`` stops a job at its next event; its
+thread-safe ``cancel`` stops it at the next step of the computation.
+Failures are returned as :class:`JobFailed` values instead of raised, so the
+widget shows one explained notification (napari would otherwise add a
+traceback notification of its own) and always gets its ``finished`` signal
+to restore the buttons.
 
-Nothing here touches Qt widgets or layers: the GUI thread reads results
-from the worker's ``yielded``/``returned`` signals and polls
-:attr:`SegmentJob.progress` with a timer.
+Nothing here touches Qt widgets or layers.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from .._errors import UserError
 from ..model import HyperbolicVAE, ModelConfig
-from ..segment_modes import DEFAULT_MODE
+from ..segment_config import SegmentConfig
 from ..segmentation.embed import EmbeddingCancelled
 from ..training import TrainConfig, Trainer, TrainEvent
-
 
 _WARM = False
 
@@ -124,41 +127,64 @@ class TrainJob:
             yield JobFailed(exc, explain(exc, "training"))
 
 
+@dataclass(frozen=True)
+class SegmentProgress:
+    """How far a segmentation is: ``done`` of ``total`` in ``stage`` ("embed", "features" or "cluster")."""
+
+    stage: str
+    done: int
+    total: int
+
+
+def stop_when_destroyed(owner, stop: Callable[[], None]) -> Callable[[], None]:
+    """Call ``stop`` if the Qt object ``owner`` (a dock widget) is destroyed first; returns the function that forgets it.
+
+    Call that function when the job ends. ``stop`` must not refer to
+    ``owner``: PyQt does not call a bound method of an object being destroyed,
+    and a closure over the widget would keep it (and its viewer) alive.
+    """
+    def on_destroyed(*_) -> None:
+        stop()
+
+    owner.destroyed.connect(on_destroyed)
+
+    def forget() -> None:
+        try:
+            owner.destroyed.disconnect(on_destroyed)
+        except (RuntimeError, TypeError):  # the owner is gone, and its connections with it
+            pass
+
+    return forget
+
+
 class SegmentJob:
-    """Dense embedding plus clustering (:func:`segment`), or clustering alone for a given ``embedding``."""
+    """Dense embedding plus clustering (:func:`segment`), or clustering alone of a given ``embedding``.
+
+    ``data`` is the source voxels; re-clustering an embedding needs them only
+    in the mixture mode (it fuses the embedding with the intensities) and
+    otherwise takes the source grid as ``shape``.
+    """
 
     def __init__(
         self,
         data,
         model: HyperbolicVAE,
+        config: SegmentConfig,
         *,
-        k_max: int,
-        mode: str = DEFAULT_MODE,
-        stride: int = 1,
-        device: str = "auto",
-        seed: int = 0,
-        binning: int = 1,
         embedding: np.ndarray | None = None,
         shape: tuple[int, ...] | None = None,
         resample: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     ):
-        if data is None:
-            if mode == "mixture" or embedding is None:
-                # the mixture fuses the embedding with the intensities: a stand-in volume would give garbage
-                raise ValueError(f"SegmentJob(mode={mode!r}) needs the source voxels")
-            # k-means of an existing embedding: segment() only reads the volume's shape
-            data = np.broadcast_to(np.zeros((), np.float32), tuple(shape))
+        if data is None and embedding is None:
+            raise ValueError("SegmentJob needs the source voxels to embed")
         self._data = data
         self.model = model
-        self.options = {
-            "k_max": k_max, "mode": mode, "stride": stride, "device": device, "seed": seed, "binning": binning,
-        }
+        self.config = config
         self.embedding = embedding
+        self.shape = shape
         # (voxel size of the data, the model's): segment at the model's voxel size, result on the data's grid
         self.resample = resample
         self._stop = threading.Event()
-        # (stage, done, total), replaced as a whole so the GUI thread reads a consistent tuple
-        self.progress: tuple[str, int, int] = ("start", 0, 1)
 
     def cancel(self) -> None:
         self._stop.set()
@@ -167,35 +193,96 @@ class SegmentJob:
     def cancelled(self) -> bool:
         return self._stop.is_set()
 
-    def _report(self, stage: str, done: int, total: int) -> None:
-        self.progress = (stage, done, total)
-        if self._stop.is_set():
-            # clustering has no stop hook of its own; it stops when its progress callback raises
-            raise EmbeddingCancelled("segmentation cancelled")
-
-    def run(self):
-        """Return the :class:`Segmentation`, or :class:`JobCancelled` / :class:`JobFailed`."""
-        from ..segmentation.pipeline import segment
+    def _compute(self, report: Callable[[str, int, int], None]):
+        from ..segmentation.pipeline import cluster_embedding, segment
         from ..segmentation.resample import segment_at_voxel_size
 
-        try:
-            if self.resample is not None:
-                source, target = self.resample
-                return segment_at_voxel_size(
-                    _as_array(self._data), self.model, voxel_size=source, target=target,
-                    progress=self._report, should_stop=self._stop.is_set, **self.options,
-                )
-            return segment(
-                _as_array(self._data),
-                self.model,
-                embedding=self.embedding,
-                progress=self._report,
-                should_stop=self._stop.is_set,
-                **self.options,
+        if self.embedding is not None:
+            return cluster_embedding(
+                self.embedding, self.model, self.config,
+                volume=None if self._data is None else _as_array(self._data),
+                shape=self.shape if self._data is None else None, progress=report,
             )
+        if self.resample is not None:
+            source, target = self.resample
+            return segment_at_voxel_size(_as_array(self._data), self.model, self.config, voxel_size=source,
+                                         target=target, progress=report, should_stop=self._stop.is_set)
+        return segment(_as_array(self._data), self.model, self.config, progress=report, should_stop=self._stop.is_set)
+
+    def run(self) -> Generator[SegmentProgress, None, Any]:
+        """Yield :class:`SegmentProgress`; return the :class:`Segmentation`, or :class:`JobCancelled` / :class:`JobFailed`."""
+        try:
+            return (yield from _relay(self._compute, self._stop))
         except EmbeddingCancelled:
             return JobCancelled("segmentation cancelled")
         except Exception as exc:
             if self._stop.is_set():
                 return JobCancelled("segmentation cancelled")
             return JobFailed(exc, explain(exc, "segmentation"))
+
+
+_DONE = object()
+#: how long the relay waits for a report before it checks for a cancel and yields again
+_WAKE_S = 0.25
+
+
+def _relay(compute: Callable[[Callable[[str, int, int], None]], Any], stop: threading.Event):
+    """Run ``compute(report)`` in a helper thread; yield its latest progress whenever there is news; return its result.
+
+    The core reports progress through a callback, deep inside the embedding
+    and clustering loops, and a generator cannot yield from there: the
+    computation runs beside the generator, which relays what it reports.
+    ``report`` raises :class:`EmbeddingCancelled` once ``stop`` is set (the
+    clustering has no stop hook of its own); closing the generator sets it.
+    Between reports the relay wakes every :data:`_WAKE_S` seconds, so a cancel
+    or ``worker.quit()`` ends the job at once even while one step runs long.
+    The computation's exceptions are raised here.
+    """
+    news: queue.SimpleQueue = queue.SimpleQueue()
+    outcome: list = []
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stop.is_set():
+            raise EmbeddingCancelled("segmentation cancelled")
+        news.put(SegmentProgress(stage, int(done), int(total)))
+
+    def target() -> None:
+        try:
+            outcome.append((True, compute(report)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the generator, which raises it
+            outcome.append((False, exc))
+        finally:
+            news.put(_DONE)
+
+    helper = threading.Thread(target=target, name="hypseg segmentation", daemon=True)
+    helper.start()
+    finished = False
+    latest = None
+    try:
+        while not finished:
+            try:
+                items = [news.get(timeout=_WAKE_S)]
+            except queue.Empty:  # a long step between two reports
+                if stop.is_set():  # cancelled: the helper stops at its next report; its result is not wanted
+                    raise EmbeddingCancelled("segmentation cancelled") from None
+                if latest is not None:
+                    yield latest  # the worker acts on quit() at a yield
+                continue
+            while True:  # only the newest report is worth showing
+                try:
+                    items.append(news.get_nowait())
+                except queue.Empty:
+                    break
+            finished = items[-1] is _DONE
+            reports = [item for item in items if item is not _DONE]
+            if reports:
+                latest = reports[-1]
+                yield latest
+    finally:
+        if not finished:  # closed early: the helper stops at its next report
+            stop.set()
+    helper.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value

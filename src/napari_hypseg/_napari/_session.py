@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import napari
 
     from ..model import HyperbolicVAE
+    from ..segment_config import SegmentConfig
     from ..segmentation.pipeline import Segmentation
     from ..training import Preview
 
@@ -39,16 +40,21 @@ CLUSTERS_WIDGET = "3. Clusters & export"
 class Result:
     """One clustering of one dense embedding: the segmentation and what produced it.
 
-    ``data`` is the source voxels the embedding was computed from (a reference,
-    not a copy): clustering the same embedding in another mode needs them, since
-    the mixture mode fuses the embedding with the intensities.
+    ``config`` is the :class:`SegmentConfig` it was made with; clustering the
+    same embedding in another mode keeps everything but the mode. ``data`` is
+    the source voxels the embedding was computed from (a reference, not a
+    copy): the mixture mode fuses the embedding with the intensities.
     """
 
     segmentation: Segmentation
-    mode: str
+    config: SegmentConfig
     model: HyperbolicVAE
     source: SourceInfo
     data: Any = None
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
 
 
 class HypsegSession(QObject):

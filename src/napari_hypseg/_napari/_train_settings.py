@@ -23,13 +23,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._device import describe_device, resolve_device
-from .._errors import UserError
+from .._device import DEVICE_CHOICES, describe_device, resolve_device
+from .._errors import SettingError, UserError
 from ..model import ModelConfig
+from ..segment_config import SegmentConfig
 from ..segment_modes import MAX_CLUSTERS
 from ..training import TrainConfig
 
 DEFAULT_MINUTES = 10.0
+#: largest stride and bin factor the form offers (the configs have no upper bound)
+MAX_FACTOR = 8
 
 # Live-preview cadence: a CPU step of the paper's model takes seconds, a GPU step milliseconds.
 _CADENCE = {"cpu": {"log_every": 1, "preview_every": 3}, "cuda": {"log_every": 10, "preview_every": 25}}
@@ -56,7 +59,7 @@ class TrainSettings(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.model_overrides: dict[str, Any] = {}
-        train, model = TrainConfig(), ModelConfig()
+        train, model, segmentation = TrainConfig(), ModelConfig(), SegmentConfig()
 
         self.steps = _spin(1, 1_000_000, train.steps, "Optimisation steps; training also stops at the time budget")
         self.minutes = QDoubleSpinBox()
@@ -67,16 +70,18 @@ class TrainSettings(QWidget):
         self.minutes.setSpecialValueText("no limit")
         self.minutes.setToolTip("Stop training after this time (0 = no limit); the model so far is kept")
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda"])
+        self.device.addItems(DEVICE_CHOICES)
+        self.device.setCurrentText(train.device)
         if not torch.cuda.is_available():
-            item = self.device.model().item(2)
+            item = self.device.model().item(DEVICE_CHOICES.index("cuda"))
             item.setEnabled(False)
             item.setToolTip("no CUDA GPU found")
         self.device.setToolTip("auto = the CUDA GPU when there is one, else the CPU")
         self.device_label = QLabel()
         self.device.currentTextChanged.connect(self._show_device)
 
-        self.k_max = _spin(2, MAX_CLUSTERS, 16, "Largest number of clusters; the Clusters slider goes from 2 to this")
+        self.k_max = _spin(segmentation.k_min, MAX_CLUSTERS, segmentation.k_max,
+                           f"Largest number of clusters; the Clusters slider goes from {segmentation.k_min} to this")
 
         main = QFormLayout()
         main.addRow("Steps", self.steps)
@@ -100,9 +105,10 @@ class TrainSettings(QWidget):
         self.triplet = QCheckBox("hierarchical triplet loss")
         self.triplet.setChecked(train.triplet)
         self.seed = _spin(0, 2**31 - 1, train.seed, "Random seed (same seed, same result on CPU)")
-        self.stride = _spin(1, 8, 1, "Embed every n-th voxel and interpolate: a fast preview of a big volume")
+        self.stride = _spin(1, MAX_FACTOR, segmentation.stride,
+                            "Embed every n-th voxel and interpolate: a fast preview of a big volume")
         self.binning = _spin(
-            1, 8, 1,
+            1, MAX_FACTOR, segmentation.binning,
             "Average n×n×n voxels before embedding (n = 2: 8× less work and memory for big tomograms); "
             "labels are upsampled back to the full grid",
         )
@@ -172,11 +178,15 @@ class TrainSettings(QWidget):
             raise UserError(f"invalid settings: {exc}") from exc
         return model, train
 
-    def segment_options(self) -> dict[str, Any]:
-        return {
-            "k_max": self.k_max.value(),
-            "stride": self.stride.value(),
-            "binning": self.binning.value(),
-            "device": self.device.currentText(),
-            "seed": self.seed.value(),
-        }
+    def segment_config(self) -> SegmentConfig:
+        """How the form says to segment (device and seed are the training's)."""
+        try:
+            return SegmentConfig(
+                k_max=self.k_max.value(),
+                stride=self.stride.value(),
+                binning=self.binning.value(),
+                device=self.device.currentText(),
+                seed=self.seed.value(),
+            )
+        except SettingError as exc:
+            raise UserError(f"invalid settings: {exc}") from exc

@@ -11,7 +11,9 @@ source layer stops a running job; nothing it produced is installed then.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +41,9 @@ from .._errors import UserError
 from ..io import MRC_SUFFIXES, NIFTI_SUFFIXES
 from ..io.atomic import full_suffix
 from ..model import load_model, save_checkpoint
-from ..segment_modes import DEFAULT_MODE
 from ..training import TrainEvent
 from ._export import default_folder
-from ._jobs import JobCancelled, JobFailed, SegmentJob, TrainJob, explain, warm_up
+from ._jobs import JobCancelled, JobFailed, SegmentJob, SegmentProgress, TrainJob, explain, stop_when_destroyed, warm_up
 from ._layers import SourceInfo, check_image_layer, warm_up_labels_display
 from ._session import CLUSTERS_WIDGET, DISK_WIDGET, Result, get_session, open_widget, unwrap_viewer
 from ._qtutil import Throttle, is_alive
@@ -142,6 +143,10 @@ class _Running:
     bar: Any = None
     aborted: bool = False
     last: Any = field(default=None)
+    #: the latest SegmentProgress of a segmentation
+    progress: SegmentProgress | None = None
+    #: forgets the stop-when-the-widget-is-destroyed connection
+    forget: Callable[[], None] = lambda: None
 
     def stop(self, *, abort: bool) -> None:
         self.aborted = self.aborted or abort
@@ -155,11 +160,8 @@ class _Running:
             self.bar = None
 
 
-def _abort_orphaned(holder: dict, session) -> None:
+def _abort_orphaned(running: _Running, session) -> None:
     """The widget was deleted with a job running: stop it, and tell the other widgets training is over."""
-    running = holder["running"]
-    if running is None:
-        return
     running.stop(abort=True)
     if running.kind == "train":
         session.set_training(False)
@@ -180,9 +182,6 @@ class TrainWidget(QWidget):
         self._checked: str | None = None  # the layer last found usable
         self._build_ui()
         self._readout = Throttle(self._show_readout, READOUT_MS, self)
-        self._poll = QTimer(self)
-        self._poll.setInterval(READOUT_MS)
-        self._poll.timeout.connect(self._show_segment_progress)
 
         layers = self.viewer.layers.events
         for emitter in (layers.inserted, layers.removed, layers.moved, layers.reordered):
@@ -192,11 +191,6 @@ class TrainWidget(QWidget):
         self.session.model_changed.connect(self._update_state)
         self._refresh_layers()
         self._update_state()
-
-        # stop a running job when the widget or the window goes away
-        holder = self._holder = {"running": None}
-        session = self.session
-        self.destroyed.connect(lambda *_: _abort_orphaned(holder, session))
         self._window_filter_installed = False
 
     # -- UI ------------------------------------------------------------------
@@ -447,14 +441,15 @@ class TrainWidget(QWidget):
         return True
 
     def _begin(self, kind: str, job, worker, source: SourceInfo, bar) -> None:
-        self.running = _Running(kind, job, worker, source, bar)
-        self._holder["running"] = self.running
+        self.running = running = _Running(kind, job, worker, source, bar)
+        # stop the job when the widget goes away with it running (the window closes, the dock is deleted)
+        running.forget = stop_when_destroyed(self, partial(_abort_orphaned, running, self.session))
         self._update_state()
 
     def _end(self) -> _Running | None:
         running, self.running = self.running, None
-        self._holder["running"] = None
         if running is not None:
+            running.forget()
             running.close_bar()
         self._update_state()
         return running
@@ -497,8 +492,12 @@ class TrainWidget(QWidget):
         self.progress_bar.setFormat(f"{text} %p%" if text else "%p%")
 
     def _show_readout(self) -> None:
-        event, running = self._last_event, self.running
-        if event is None or running is None or running.kind != "train":
+        running = self.running
+        if running is not None and running.kind == "segment":
+            self._show_segment_progress(running)
+            return
+        event = self._last_event
+        if event is None or running is None:
             return
         max_minutes = running.job.train_config.max_minutes
         limit, _, fraction = run_limit(event, max_minutes)
@@ -557,27 +556,36 @@ class TrainWidget(QWidget):
         except UserError as exc:
             self._fail(str(exc))
             return False
-        options = self.settings.segment_options()
+        try:
+            config = self.settings.segment_config()
+        except UserError as exc:
+            self._fail(str(exc))
+            return False
         source = SourceInfo.from_layer(layer)
         sizes = self.voxel_sizes()
         resample = sizes if sizes is not None and self.resample.isChecked() else None
-        job = SegmentJob(layer.data[0] if layer.multiscale else layer.data, model, mode=DEFAULT_MODE,
-                         resample=resample, **options)
+        job = SegmentJob(layer.data[0] if layer.multiscale else layer.data, model, config, resample=resample)
         worker = thread_worker(job.run, start_thread=False)()
         self._begin("segment", job, worker, source, progress(total=0, desc="hypseg: embedding"))
+        worker.yielded.connect(self._on_segment_progress)
         worker.returned.connect(self._on_segment_returned)
         worker.finished.connect(self._on_segment_finished)
-        self._set_status(f"Segmenting “{source.name}” (embedding every voxel, then clustering k = 2…{options['k_max']})…")
+        self._set_status(f"Segmenting “{source.name}” (embedding every voxel, then clustering k = {config.k_min}…{config.k_max})…")
         self._set_bar(0, "embedding")
-        self._poll.start()
         worker.start()
         return True
 
-    def _show_segment_progress(self) -> None:
+    def _on_segment_progress(self, event: SegmentProgress) -> None:
         running = self.running
-        if running is None or running.kind != "segment" or running.bar is None:
+        if running is None or running.kind != "segment":
             return
-        stage, done, total = running.job.progress
+        running.progress = event
+        self._readout.request()
+
+    def _show_segment_progress(self, running: _Running) -> None:
+        if running.progress is None or running.bar is None:
+            return
+        stage, done, total = running.progress.stage, running.progress.done, running.progress.total
         bar = running.bar
         if bar.total != total:
             bar.total = total
@@ -594,7 +602,7 @@ class TrainWidget(QWidget):
         running.last = result
 
     def _on_segment_finished(self) -> None:
-        self._poll.stop()
+        self._readout.cancel()
         running = self._end()
         if running is None or running.aborted:
             return
@@ -605,7 +613,7 @@ class TrainWidget(QWidget):
             self._set_status("Segmentation cancelled.")
         else:
             job = running.job
-            self.session.set_result(Result(result, job.options["mode"], job.model, running.source, job._data))
+            self.session.set_result(Result(result, job.config, job.model, running.source, job._data))
             ks = self.session.k_values
             self._set_status(f"Segmented “{running.source.name}”: levels k = {ks[0]}…{ks[-1]} ready. Use “{CLUSTERS_WIDGET}”.")
             self._set_readout("")

@@ -12,6 +12,7 @@ from ..io import READ_SUFFIXES
 from ..io.atomic import full_suffix
 from ..model.config import ModelConfig
 from ..training.config import TrainConfig
+from ._options import add_device_and_seed, as_option_error
 from ._progress import ProgressLine, interrupt_cancels, train_detail
 
 if TYPE_CHECKING:
@@ -23,8 +24,7 @@ def add_training_args(parser: argparse.ArgumentParser, *, default_steps: int | N
     group = parser.add_argument_group("training")
     group.add_argument("--steps", type=int, default=default_steps or defaults.steps, help="optimisation steps (default %(default)s)")
     group.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall-clock time")
-    group.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda (default %(default)s)")
-    group.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    add_device_and_seed(group, defaults)
     group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="triplets per step (default %(default)s)")
     group.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (default %(default)s)")
     # None = not given, so that --resume can tell a conflicting request from the default
@@ -37,10 +37,6 @@ def add_training_args(parser: argparse.ArgumentParser, *, default_steps: int | N
     group.add_argument("--checkpoint-minutes", type=float, default=defaults.checkpoint_minutes, metavar="MIN",
                        help="save the model at least every MIN minutes, so a killed run keeps its progress "
                        "(default %(default)s; 0 = off)")
-
-
-def _option(setting: str) -> str:
-    return "--" + setting.replace("_", "-")
 
 
 def configs_from_args(args: argparse.Namespace, *, resume_config: ModelConfig | None = None) -> tuple[ModelConfig | None, TrainConfig]:
@@ -70,7 +66,7 @@ def configs_from_args(args: argparse.Namespace, *, resume_config: ModelConfig | 
             gyroplane=not args.no_gyroplane,
         )
     except SettingError as exc:
-        raise UserError(f"{_option(exc.setting)} {exc.reason}") from None
+        raise as_option_error(exc) from None
     resolve_device(args.device)  # CUDA asked for on a machine without it: say so before reading volumes
     if resume_config is None:
         return model_config, train_config

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .._errors import UserError
 from ..training.config import TrainConfig
+from ._options import add_device_and_seed
 
 START, END = "<!-- hypseg bench: {variant} start -->", "<!-- hypseg bench: {variant} end -->"
 #: training steps per model in ``--suite --quick`` (about 5 minutes on 2 CPU cores in all)
@@ -35,8 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help=f"training steps per model (default {TrainConfig().steps}; --suite --quick: {QUICK_STEPS})")
     parser.add_argument("--methods", default=None, help="comma-separated substrings selecting rows (default: all)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    add_device_and_seed(parser, TrainConfig())
     parser.add_argument("--report", type=Path, default=Path("docs/benchmarks.md"),
                         help="markdown file whose bench section is replaced (default %(default)s; 'none' to skip)")
     parser.set_defaults(func=run)

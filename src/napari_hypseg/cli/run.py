@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..io import read_volume
-from ._outputs import stem_of
+from ._outputs import parse_clusters, stem_of
 from ._training import add_training_args, configs_from_args, train_with_progress
 from .segment import add_segment_args, check_segment_args, plan_outputs, segment_volume
 
@@ -25,14 +25,17 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # everything that can fail without training is checked first, outputs included
-    check_segment_args(args)
+    config = check_segment_args(args)
+    ks = parse_clusters(args.clusters)
     model_config, train_config = configs_from_args(args)
     stem = stem_of(args.volume)
-    plan_outputs([args.volume], {args.volume: stem}, model_config, args)
+    plan_outputs([args.volume], {args.volume: stem}, model_config, config, ks, args.out_dir, args.format)
     volume = read_volume(args.volume)
     model_path = args.out_dir / f"{stem}_model.pt"
     trainer = train_with_progress([volume.data], model_config, train_config, out=model_path, voxel_size=volume.spacing)
-    written, _ = segment_volume(volume, trainer.model, args, label=args.volume.name, stem=stem, model_path=model_path)
+    written, _ = segment_volume(volume, trainer.model, config, ks, args.out_dir, fmt=args.format,
+                                resample_to_model=args.resample_to_model, label=args.volume.name, stem=stem,
+                                model_path=model_path)
     for path in written:
         print(path)
     print(model_path)

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..benchmark import LEVEL_K as PHANTOM_LEVEL_K  # phantom level -> number of clusters (the papers' protocol)
 from ..datasets import DatasetUnavailable, load_hiv_tomogram, load_mni_t1
 from ..synthetic import CLASS_NAMES as PHANTOM_CLASSES
 from ..synthetic import make_phantom, phantom_seeds
 
-#: phantom level -> number of clusters (the papers' protocol)
-PHANTOM_LEVEL_K = {1: 2, 2: 4, 3: 8}
 #: a class holding less than this fraction of the voxels counts as small
 SMALL_CLASS_FRACTION = 0.05
 

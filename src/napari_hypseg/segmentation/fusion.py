@@ -20,49 +20,14 @@ directions keep their relative variance) by ``embedding_weight``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from .. import hyperbolic as hyp
 from .._errors import UserError
+from ..segment_config import FusionConfig
 from . import channels
 from .mixture import mean_confidence
-
-INTENSITY_CHOICES = ("auto", "raw", "denoised")
-
-
-@dataclass(frozen=True)
-class FusionConfig:
-    """How the clustering features are made.
-
-    Attributes
-    ----------
-    intensity : {"auto", "raw", "denoised"}
-        Intensity channel; "auto" chooses per volume by mixture confidence.
-    embedding_weight : float
-        Scale of the embedding block relative to the unit-variance intensity
-        channel; 0 leaves the embedding out of the clustering. The default is
-        0 because, fused this way, the embedding lost on the real MRI and the
-        phantoms and gained little on the tomogram (the numbers are in
-        docs/method.md). A full-covariance mixture is affine-invariant, so the
-        weight barely matters once it is above 0: what the embedding encodes does.
-    embedding_components : int
-        Principal directions of the tangent embedding kept (at most the latent dimension).
-    """
-
-    intensity: str = "auto"
-    embedding_weight: float = 0.0
-    embedding_components: int = 2
-
-    def __post_init__(self) -> None:
-        if self.intensity not in INTENSITY_CHOICES:
-            raise UserError(f"intensity must be one of {', '.join(INTENSITY_CHOICES)}, got {self.intensity!r}")
-        if not np.isfinite(self.embedding_weight) or self.embedding_weight < 0:
-            raise UserError(f"embedding_weight must be >= 0, got {self.embedding_weight}")
-        if self.embedding_components < 1:
-            raise UserError(f"embedding_components must be >= 1, got {self.embedding_components}")
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:

@@ -47,6 +47,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from napari_hypseg._errors import UserError
+from napari_hypseg.segment_config import SegmentConfig
 from napari_hypseg.segmentation import kmeans_engine as engine
 
 __all__ = ["Hierarchy", "build_hierarchy"]
@@ -302,8 +303,8 @@ def _build_flat(pts: engine.Points, ks, *, metric, seed, fit_kw, progress, total
 def build_hierarchy(
     embedding,
     *,
-    k_min: int = 2,
-    k_max: int = 16,
+    k_min: int = SegmentConfig.k_min,
+    k_max: int = SegmentConfig.k_max,
     mode: str = "nested",
     metric: str = "poincare",
     seed: int = 0,

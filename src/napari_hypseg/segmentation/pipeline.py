@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,12 +12,12 @@ import torch
 from .. import hyperbolic as hyp
 from .._errors import UserError
 from ..model.vae import HyperbolicVAE
-from ..segment_modes import DEFAULT_MODE, MODES
+from ..segment_config import SegmentConfig
 from .binning import bin_volume, binned_shape, check_binning, upsample_labels
 from .embed import embed
-from .fusion import FusionConfig, fused_features
+from .fusion import fused_features
 from .hierarchy import Hierarchy, build_hierarchy
-from .mixture import SPATIAL_BETA, mixture_levels
+from .mixture import mixture_levels
 
 StageProgress = Callable[[str, int, int], None]
 
@@ -66,58 +67,113 @@ def clustering_space(embedding: np.ndarray, model: HyperbolicVAE) -> tuple[np.nd
 def segment(
     volume: np.ndarray,
     model: HyperbolicVAE,
+    config: SegmentConfig | None = None,
     *,
-    k_max: int = 16,
-    k_min: int = 2,
-    mode: str = DEFAULT_MODE,
-    fusion: FusionConfig = FusionConfig(),
-    spatial_beta: float = SPATIAL_BETA,
-    window: int | Sequence[int] | None = None,
-    stride: int = 1,
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    binning: int = 1,
-    embedding: np.ndarray | None = None,
     progress: StageProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    **settings: Any,
 ) -> Segmentation:
-    """Embed every voxel (unless ``embedding`` is given) and precompute labels for k = k_min … k_max.
+    """Embed every voxel and precompute labels for every level of ``config`` (k = k_min … k_max).
 
-    ``binning`` mean-pools the volume by that factor first (streaming from a
-    memory map), for tomograms too large to embed at full resolution.
-    ``mode="mixture"`` (the default) clusters the embedding fused with an
-    intensity channel (:mod:`.fusion`) with a Gaussian mixture and a Potts
-    prior of strength ``spatial_beta`` per level (:mod:`.mixture`); it needs
-    the real voxels, so pass the volume even when ``embedding`` is given.
+    ``settings`` replace fields of ``config`` (default :class:`SegmentConfig`),
+    e.g. ``segment(volume, model, k_max=4, device="cpu")``. ``binning``
+    mean-pools the volume by that factor first (streaming from a memory map),
+    for tomograms too large to embed at full resolution. The default mode,
+    ``"mixture"``, clusters the embedding fused with an intensity channel
+    (:mod:`.fusion`) with a Gaussian mixture and a Potts prior per level
+    (:mod:`.mixture`). The two halves are :func:`embed_volume` and
+    :func:`cluster_embedding`; this bins the volume once for both.
     """
-    if mode not in MODES:
-        raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    config = _with_settings(config, settings)
     shape = tuple(volume.shape)
-    check_binning(shape, binning, min_size=model.patch_size if embedding is None and binning != 1 else 1)
-    if embedding is not None:
-        _check_embedding_shape(embedding, binned_shape(shape, binning), model.config.latent_dim)
-    if binning > 1 and (embedding is None or mode == "mixture"):
-        volume = bin_volume(volume, binning)
-    if embedding is None:
-        embedding = embed(
-            volume, model, window=window, stride=stride, device=device,
-            progress=(lambda done, total: progress("embed", done, total)) if progress else None,
-            should_stop=should_stop,
-        )
-    if mode == "mixture":
-        return _segment_mixture(volume, embedding, model, k_min=k_min, k_max=k_max, fusion=fusion,
-                                spatial_beta=spatial_beta, seed=seed, binning=binning, shape=shape,
-                                progress=progress)
+    check_binning(shape, config.binning, min_size=model.patch_size if config.binning != 1 else 1)
+    on_grid = bin_volume(volume, config.binning) if config.binning > 1 else volume
+    embedding = _embed(on_grid, model, config, progress, should_stop)
+    return _cluster(embedding, model, config, on_grid, shape, progress)
+
+
+def embed_volume(
+    volume: np.ndarray,
+    model: HyperbolicVAE,
+    config: SegmentConfig | None = None,
+    *,
+    progress: StageProgress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **settings: Any,
+) -> np.ndarray:
+    """The dense embedding :func:`segment` clusters, on the grid binned by ``config.binning``."""
+    config = _with_settings(config, settings)
+    check_binning(tuple(volume.shape), config.binning, min_size=model.patch_size if config.binning != 1 else 1)
+    on_grid = bin_volume(volume, config.binning) if config.binning > 1 else volume
+    return _embed(on_grid, model, config, progress, should_stop)
+
+
+def cluster_embedding(
+    embedding: np.ndarray,
+    model: HyperbolicVAE,
+    config: SegmentConfig | None = None,
+    *,
+    volume: np.ndarray | None = None,
+    shape: tuple[int, ...] | None = None,
+    progress: StageProgress | None = None,
+    **settings: Any,
+) -> Segmentation:
+    """Every level of ``config`` from an embedding already computed (by :func:`embed_volume` or :func:`segment`).
+
+    ``volume`` is the source voxels the embedding was computed from: the
+    mixture mode fuses the embedding with their intensities, so it needs
+    them; the k-means modes read the embedding alone. ``shape`` is the
+    source grid, needed only without ``volume`` when ``config.binning > 1``
+    (labels are upsampled to it); by default it is the volume's, else the
+    embedding's own grid.
+    """
+    config = _with_settings(config, settings)
+    if volume is None and config.mode == "mixture":
+        raise UserError("the mixture clustering fuses the embedding with the intensities: pass the source volume too")
+    if volume is not None:
+        if shape is not None and tuple(shape) != tuple(volume.shape):
+            raise UserError(f"shape {tuple(shape)} is not the volume's {tuple(volume.shape)}")
+        shape = tuple(volume.shape)
+    elif shape is None:
+        if config.binning > 1:
+            raise UserError("with binning > 1, pass the source volume or its shape: labels are upsampled to it")
+        shape = tuple(np.shape(embedding)[:-1])
+    shape = tuple(int(n) for n in shape)
+    check_binning(shape, config.binning)
+    _check_embedding_shape(embedding, binned_shape(shape, config.binning), model.config.latent_dim)
+    on_grid = None
+    if volume is not None and config.mode == "mixture":
+        on_grid = bin_volume(volume, config.binning) if config.binning > 1 else volume
+    return _cluster(embedding, model, config, on_grid, shape, progress)
+
+
+def _with_settings(config: SegmentConfig | None, settings: dict[str, Any]) -> SegmentConfig:
+    config = SegmentConfig() if config is None else config
+    return config.with_(**settings) if settings else config
+
+
+def _embed(on_grid, model, config: SegmentConfig, progress, should_stop) -> np.ndarray:
+    return embed(
+        on_grid, model, window=config.window, stride=config.stride, device=config.device,
+        progress=(lambda done, total: progress("embed", done, total)) if progress else None,
+        should_stop=should_stop,
+    )
+
+
+def _cluster(embedding, model, config: SegmentConfig, on_grid, shape, progress) -> Segmentation:
+    """Levels of ``embedding`` (on the binned grid); ``on_grid`` is the volume on that grid (mixture only)."""
+    if config.mode == "mixture":
+        return _segment_mixture(on_grid, embedding, model, config, shape=shape, progress=progress)
     points, metric = clustering_space(embedding, model)
     hierarchy = build_hierarchy(
-        points, k_min=k_min, k_max=k_max, mode=mode, metric=metric, seed=seed,
-        device=None if str(device) == "auto" else device,
+        points, k_min=config.k_min, k_max=config.k_max, mode=config.mode, metric=metric, seed=config.seed,
+        device=None if config.device == "auto" else config.device,
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
-    return Segmentation(embedding=embedding, hierarchy=hierarchy, binning=binning, shape=shape)
+    return Segmentation(embedding=embedding, hierarchy=hierarchy, binning=config.binning, shape=shape)
 
 
-def _segment_mixture(volume, embedding, model, *, k_min, k_max, fusion, spatial_beta, seed, binning, shape, progress):
+def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, progress) -> Segmentation:
     grid = tuple(embedding.shape[:-1])
     if tuple(volume.shape) != grid:
         raise UserError(f"the embedding covers {grid} voxels but the volume has {tuple(volume.shape)}")
@@ -125,20 +181,21 @@ def _segment_mixture(volume, embedding, model, *, k_min, k_max, fusion, spatial_
     if progress:
         progress("features", 0, 1)
     features, intensity = fused_features(
-        np.asarray(volume, dtype=np.float32), embedding, latent_dim=latent_dim, config=fusion,
-        reference_k=min(4, k_max), seed=seed,
+        np.asarray(volume, dtype=np.float32), embedding, latent_dim=latent_dim, config=config.fusion,
+        reference_k=min(4, config.k_max), seed=config.seed,
     )
     if progress:
         progress("features", 1, 1)
     levels = mixture_levels(
-        features, grid, range(k_min, k_max + 1), seed=seed, beta=spatial_beta,
+        features, grid, config.levels, seed=config.seed,
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
     hierarchy = Hierarchy(
         mode="mixture", metric="mixture", shape=grid,
         centroids={k: np.zeros((k, 0), np.float32) for k in levels}, flat_labels=levels,
     )
-    return Segmentation(embedding=embedding, hierarchy=hierarchy, binning=binning, shape=shape, intensity=intensity)
+    return Segmentation(embedding=embedding, hierarchy=hierarchy, binning=config.binning, shape=shape,
+                        intensity=intensity)
 
 
 def _check_embedding_shape(embedding, grid, d: int) -> None:

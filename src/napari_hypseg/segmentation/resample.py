@@ -60,9 +60,15 @@ def resample_volume(data: np.ndarray, factors: Sequence[float]) -> np.ndarray:
     return zoom(np.asarray(data, dtype=np.float32), tuple(float(f) for f in factors), order=1, grid_mode=True, mode="nearest")
 
 
-def segment_at_voxel_size(volume: np.ndarray, model, *, voxel_size: Sequence[float], target: Sequence[float], binning: int = 1, **options):
+def segment_at_voxel_size(
+    volume: np.ndarray, model, config, *, voxel_size: Sequence[float], target: Sequence[float], **options
+):
     """:func:`~.pipeline.segment` ``volume`` (voxel size ``voxel_size``) resampled to ``target``;
-    the result lies on the source grid."""
+    the result lies on the source grid.
+
+    ``config`` (a :class:`~napari_hypseg.segment_config.SegmentConfig`) and ``options``
+    (``progress``, ``should_stop``) are ``segment``'s.
+    """
     from .binning import binned_shape
     from .pipeline import Segmentation, segment
 
@@ -73,10 +79,10 @@ def segment_at_voxel_size(volume: np.ndarray, model, *, voxel_size: Sequence[flo
             f"resampled to the model's voxel size, the volume has shape {resampled.shape}, smaller than the model's "
             f"{model.patch_size}-voxel patch along some axis"
         )
-    result = segment(resampled, model, binning=binning, **options)
-    grid = binned_shape(tuple(volume.shape), binning)
+    result = segment(resampled, model, config, **options)
+    grid = binned_shape(tuple(volume.shape), config.binning)
     index = nearest_index(grid, result.embedding.shape[:3])
     return Segmentation(
         embedding=result.embedding[np.ix_(*index)], hierarchy=result.hierarchy.take(index),
-        binning=binning, shape=tuple(volume.shape), intensity=result.intensity,
+        binning=config.binning, shape=tuple(volume.shape), intensity=result.intensity,
     )

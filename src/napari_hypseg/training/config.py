@@ -7,6 +7,7 @@ import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from .._device import DEFAULT_DEVICE, check_device_name
 from .._errors import SettingError
 
 
@@ -62,7 +63,7 @@ class TrainConfig:
     triplet_margin: float = 0.2
     n_samples: int = 1
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     seed: int = 0
     amp: bool = True
     log_every: int = 5
@@ -84,8 +85,7 @@ class TrainConfig:
         _require(self, "checkpoint_minutes", float, lambda v: math.isfinite(v) and v >= 0, "must be >= 0")
         if self.max_minutes is not None:
             _require(self, "max_minutes", float, lambda v: math.isfinite(v) and v > 0, "must be a positive number")
-        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise SettingError("device", f"must be auto, cpu or cuda, got {self.device!r}")
+        check_device_name(self.device)
 
     def with_(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
