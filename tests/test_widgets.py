@@ -582,6 +582,15 @@ def test_docks_the_user_moved_elsewhere_are_left_alone(make_napari_viewer, qtbot
     _dock_frame(train).setFloating(True)
     clusters = dock(viewer, CLUSTERS_WIDGET)
     qtbot.wait(50)
-    assert not disk.share_dock_column()
     window = _dock_frame(disk).parentWidget()
+    assert not disk.share_dock_column()
     assert not window.tabifiedDockWidgets(_dock_frame(clusters)) and _dock_frame(train).isFloating()
+
+    # docked back: the three share the column, so the pair is tabbed once...
+    _dock_frame(train).setFloating(False)
+    qtbot.waitUntil(lambda: _dock_frame(clusters) in window.tabifiedDockWidgets(_dock_frame(train)), timeout=5_000)
+    # ...and pulled apart by the user, they stay apart
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, _dock_frame(clusters))
+    qtbot.wait(50)
+    assert not window.tabifiedDockWidgets(_dock_frame(clusters))
+    assert not disk.share_dock_column()

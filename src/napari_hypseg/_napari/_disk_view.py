@@ -142,6 +142,7 @@ class DiskView(QWidget):
         self._dense_request = 0
         self._hyperbolic = True  # ball latents (distance rings apply) or Euclidean ones
         self._dock_watcher: _DockWatcher | None = None
+        self._tabbed_once = False
         self._docks_beside = (False, False)  # (train, clusters) shown beside the disk at the last look: which is new
 
         self._build_ui()
@@ -268,12 +269,13 @@ class DiskView(QWidget):
 
         The one opened last shows on top. The disk then takes the height that
         makes its canvas square, as far as the tabs' minimum height leaves
-        room. Done once: docks the user floated, moved to another side, tabbed
-        with the disk or resized stay as they are. Returns True when it
-        tabbed the two together.
+        room. Done once per disk view, and only when all three sit in one
+        column untabbed: docks the user floated, moved to another side, tabbed
+        with the disk, pulled apart again or resized stay as they are.
+        Returns True when it tabbed the two together.
         """
-        if not is_alive(self):
-            return False
+        if not is_alive(self) or self._tabbed_once:
+            return False  # once only: a later arrangement is the user's
         dock = _dock_of(self)
         window = dock.parentWidget() if dock is not None else None
         if not isinstance(window, QMainWindow) or dock.isFloating():
@@ -288,6 +290,7 @@ class DiskView(QWidget):
         if clusters in window.tabifiedDockWidgets(train):
             return False  # done already: later heights are the user's
         window.tabifyDockWidget(train, clusters)
+        self._tabbed_once = True
         train_is_new = beside_before == (False, True)
         (train if train_is_new else clusters).raise_()
         around_canvas = dock.height() - self.canvas.height()
