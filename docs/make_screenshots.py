@@ -51,23 +51,42 @@ def shoot(viewer, app, name: str) -> Path:
     return path
 
 
-def lasso_around_smallest_cluster(disk, session) -> np.ndarray:
-    """A polygon (V, 2) around the drawn points of the smallest cluster with at least 30 of them."""
+def lasso_around_a_pure_region(disk, session) -> np.ndarray:
+    """A polygon (V, 2) around the core of the cluster whose core on the disk holds the fewest other clusters.
+
+    The mixture clusters fuse the embedding with the intensity, so a cluster's
+    points need not form one compact region of the disk: a hull around all of
+    them can cover most of the disk. The core (the quarter of a cluster's
+    points nearest its median point) is compact; the cluster whose core's
+    hull is purest makes a lasso that marks one structure in the viewer.
+    """
+    from matplotlib.path import Path as PolygonPath
     from scipy.spatial import ConvexHull
 
     points = disk.points
     labels = session.current_labels()[np.unravel_index(points.index, points.shape)]
-    ids, counts = np.unique(labels, return_counts=True)
-    target = ids[counts >= 30][np.argmin(counts[counts >= 30])]
-    xy = points.xy[labels == target].astype(float)
-    hull = xy[ConvexHull(xy).vertices]
-    centre = hull.mean(0)
-    return centre + 1.15 * (hull - centre)
+    best = None
+    for cluster in np.unique(labels):
+        xy = points.xy[labels == cluster].astype(float)
+        if len(xy) < 120:
+            continue
+        distance = np.linalg.norm(xy - np.median(xy, axis=0), axis=1)
+        core = xy[distance <= np.quantile(distance, 0.25)]
+        hull = core[ConvexHull(core).vertices]
+        centre = hull.mean(0)
+        hull = centre + 1.1 * (hull - centre)
+        inside = PolygonPath(hull).contains_points(points.xy)
+        purity = float(np.mean(labels[inside] == cluster)) if inside.any() else 0.0
+        if best is None or purity > best[0]:
+            best = (purity, hull)
+    if best is None:
+        raise RuntimeError("no cluster has enough drawn points for a lasso")
+    return best[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=3.0, help="training time budget (default %(default)s)")
+    parser.add_argument("--minutes", type=float, default=5.0, help="training time budget (default %(default)s)")
     parser.add_argument("--steps", type=int, default=600, help="training steps (default %(default)s)")
     args = parser.parse_args()
 
@@ -99,6 +118,7 @@ def main() -> None:
     shoot(viewer, app, "02_training_live_disk.png")
 
     wait(app, lambda: session.result is not None and not train.busy, args.minutes * 60 + 900, "segmentation")
+    print(f"model: {session.model_info}")  # the step count the user guide quotes
     _, clusters = viewer.window.add_plugin_dock_widget(PLUGIN, CLUSTERS_WIDGET)
     _, disk = viewer.window.add_plugin_dock_widget(PLUGIN, DISK_WIDGET)
     clusters.set_k(4)
@@ -108,8 +128,8 @@ def main() -> None:
     shoot(viewer, app, "04_clusters_k8.png")
     shutil.copyfile(OUT / "04_clusters_k8.png", OUT / "overview.png")  # the README's picture
 
-    # lasso around one small cluster's points, as a user would
-    disk.select_polygon(lasso_around_smallest_cluster(disk, session))
+    # lasso around one compact, mostly single-cluster region of the disk, as a user would
+    disk.select_polygon(lasso_around_a_pure_region(disk, session))
     wait(app, lambda: "hypseg selection" in viewer.layers, 120, "selection layer")
     selection = viewer.layers["hypseg selection"]
     best_z = int(np.argmax(selection.data.sum(axis=(1, 2))))  # scroll to where the selection is, as a user would

@@ -588,3 +588,61 @@ def test_voxel_size_mismatch_warns_in_the_dock_and_resamples(make_napari_viewer,
     viewer.add_image(np.asarray(image.data), name="matching", scale=model.voxel_size)
     train.layer_combo.setCurrentText("matching")
     assert train.voxel_note.isHidden() and train.resample.isHidden()
+
+
+def _dock_frame(widget):
+    """The QDockWidget napari wrapped ``widget`` in."""
+    from qtpy.QtWidgets import QDockWidget
+
+    frame = widget.parent()
+    while not isinstance(frame, QDockWidget):
+        frame = frame.parent()
+    return frame
+
+
+def test_at_1080p_with_all_three_docks_the_disk_stays_square(make_napari_viewer, qtbot, phantom_image):
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1920, 1080)
+    viewer.add_image(phantom_image, name="cell")
+    train = dock(viewer, TRAIN_WIDGET)
+    tiny_training(train, steps=2, k_max=3)
+    # the usual order: Start docks the disk, the segmentation at the end docks the clusters
+    assert train.start_training()
+    session = get_session(viewer)
+    qtbot.waitUntil(lambda: session.result is not None and not train.busy, timeout=WAIT_MS)
+    clusters, disk = dock(viewer, CLUSTERS_WIDGET), dock(viewer, DISK_WIDGET)
+    window = _dock_frame(disk).parentWidget()
+
+    def laid_out() -> bool:
+        return _dock_frame(clusters) in window.tabifiedDockWidgets(_dock_frame(train))
+
+    qtbot.waitUntil(laid_out, timeout=5_000)
+    qtbot.wait(50)  # the column's resize lands on the next turns of the event loop
+    assert not window.tabifiedDockWidgets(_dock_frame(disk))  # the disk keeps a place of its own
+    assert not clusters.visibleRegion().isEmpty()  # the dock just opened is the tab on top
+    canvas = disk.canvas.size()
+    assert canvas.width() >= 300 and canvas.height() >= 300, canvas
+    assert 0.8 <= canvas.width() / canvas.height() <= 1.25, canvas  # square-ish, not a strip
+    # a tab of the pair still shows its whole widget
+    assert _dock_frame(clusters).height() >= clusters.minimumSizeHint().height()
+
+
+def test_docks_the_user_moved_elsewhere_are_left_alone(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1920, 1080)
+    train, disk = dock(viewer, TRAIN_WIDGET), dock(viewer, DISK_WIDGET)
+    _dock_frame(train).setFloating(True)
+    clusters = dock(viewer, CLUSTERS_WIDGET)
+    qtbot.wait(50)
+    window = _dock_frame(disk).parentWidget()
+    assert not disk.share_dock_column()
+    assert not window.tabifiedDockWidgets(_dock_frame(clusters)) and _dock_frame(train).isFloating()
+
+    # docked back: the three share the column, so the pair is tabbed once...
+    _dock_frame(train).setFloating(False)
+    qtbot.waitUntil(lambda: _dock_frame(clusters) in window.tabifiedDockWidgets(_dock_frame(train)), timeout=5_000)
+    # ...and pulled apart by the user, they stay apart
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, _dock_frame(clusters))
+    qtbot.wait(50)
+    assert not window.tabifiedDockWidgets(_dock_frame(clusters))
+    assert not disk.share_dock_column()

@@ -9,6 +9,10 @@
   "hypseg selection" labels layer (computed on all voxels, in a worker);
   "Make labels layer" keeps a copy.
 * Clicking a voxel in the viewer marks its point on the disk.
+* With "1. Train & embed" and "3. Clusters & export" docked beside it, those
+  two share one place as tabs (steps 1 and 3 follow each other), so the disk
+  keeps about half the dock column: three docks stacked in a 1080 px window
+  left it a wide strip.
 """
 
 from __future__ import annotations
@@ -23,14 +27,25 @@ from matplotlib.patches import Circle
 from matplotlib.widgets import LassoSelector, RectangleSelector
 from napari.qt.threading import thread_worker
 from napari.utils.colormaps import DirectLabelColormap
-from qtpy.QtCore import QSize
-from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..disk_plot import label_colors
 from . import _disk_data
 from ._layers import SELECTION_LAYER, SourceInfo, add_labels_copy, unique_layer_name, upsert_labels, voxel_at
 from ._qtutil import Throttle, is_alive
-from ._session import get_session, unwrap_viewer
+from ._session import CLUSTERS_WIDGET, PLUGIN, TRAIN_WIDGET, get_session, unwrap_viewer
 
 if TYPE_CHECKING:
     import napari
@@ -46,6 +61,60 @@ REDRAW_MS = 200
 _PREVIEW_COLOR = np.array([0.55, 0.75, 1.0, 1.0], dtype=np.float32)
 SELECTION_COLOR = "#ffd60a"
 SELECTION_RGBA = (1.0, 0.839, 0.039, 1.0)
+
+
+def _dock_of(widget: QWidget | None) -> QDockWidget | None:
+    while widget is not None and not isinstance(widget, QDockWidget):
+        widget = widget.parentWidget()
+    return widget
+
+
+def _docked_beside(dock: QDockWidget, window: QMainWindow, other: QDockWidget | None) -> bool:
+    return (
+        other is not None and other.isVisible() and not other.isFloating()
+        and window.dockWidgetArea(other) == window.dockWidgetArea(dock)
+    )
+
+
+class _DockWatcher(QObject):
+    """Calls ``arrange()`` on the next event-loop turn after a dock joins ``window`` or is shown or hidden.
+
+    Qt has no "dock added" signal, so this listens for the window's
+    ChildAdded events, then follows each dock's visibilityChanged: a new
+    dock becomes visible only after a queued show, later than ChildAdded.
+    Bursts coalesce into one call.
+    """
+
+    def __init__(self, window: QMainWindow, arrange, parent: QObject):
+        super().__init__(parent)
+        self._window = window
+        self._arrange = arrange
+        self._followed: set[int] = set()
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._run)
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self._window and event.type() == QEvent.Type.ChildAdded:
+            self.schedule()
+        return False
+
+    def schedule(self, *_) -> None:
+        self._timer.start(0)
+
+    def _run(self) -> None:
+        # a child is a QDockWidget only once constructed: look for new ones now, not in eventFilter
+        for dock in self._window.findChildren(QDockWidget):
+            if id(dock) not in self._followed:
+                self._followed.add(id(dock))
+                dock.visibilityChanged.connect(self.schedule)
+        self._arrange()
+
+    def remove(self) -> None:
+        self._timer.stop()
+        if is_alive(self._window):
+            self._window.removeEventFilter(self)
 
 
 def _with_context(fn, context, *args, **kwargs):
@@ -72,6 +141,9 @@ class DiskView(QWidget):
         self._info_text = ""
         self._dense_request = 0
         self._hyperbolic = True  # ball latents (distance rings apply) or Euclidean ones
+        self._dock_watcher: _DockWatcher | None = None
+        self._tabbed_once = False
+        self._docks_beside = (False, False)  # (train, clusters) shown beside the disk at the last look: which is new
 
         self._build_ui()
         self._redraw = Throttle(self._draw_now, REDRAW_MS, self)
@@ -174,6 +246,56 @@ class DiskView(QWidget):
 
     def sizeHint(self) -> QSize:
         return QSize(360, 560)  # ask the dock area for a roughly square canvas
+
+    # -- room in the dock column -------------------------------------------------
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        dock = _dock_of(self)
+        window = dock.parentWidget() if dock is not None else None
+        if self._dock_watcher is None and isinstance(window, QMainWindow):
+            self._dock_watcher = _DockWatcher(window, self.share_dock_column, self)
+            self._dock_watcher.schedule()  # docks opened together with this one
+
+    def _plugin_dock(self, name: str) -> QDockWidget | None:
+        from napari.plugins import menu_item_template
+
+        window = getattr(self.viewer, "window", None)
+        docked = getattr(window, "dock_widgets", {}) if window is not None else {}
+        widget = docked.get(menu_item_template.format(PLUGIN, name))
+        return _dock_of(getattr(widget, "native", widget))
+
+    def share_dock_column(self) -> bool:
+        """Tab "1. Train & embed" and "3. Clusters & export" together when both are docked in the disk's column.
+
+        The one opened last shows on top. The disk then takes the height that
+        makes its canvas square, as far as the tabs' minimum height leaves
+        room. Done once per disk view, and only when all three sit in one
+        column untabbed: docks the user floated, moved to another side, tabbed
+        with the disk, pulled apart again or resized stay as they are.
+        Returns True when it tabbed the two together.
+        """
+        if not is_alive(self) or self._tabbed_once:
+            return False  # once only: a later arrangement is the user's
+        dock = _dock_of(self)
+        window = dock.parentWidget() if dock is not None else None
+        if not isinstance(window, QMainWindow) or dock.isFloating():
+            return False
+        train, clusters = self._plugin_dock(TRAIN_WIDGET), self._plugin_dock(CLUSTERS_WIDGET)
+        beside = (_docked_beside(dock, window, train), _docked_beside(dock, window, clusters))
+        beside_before, self._docks_beside = self._docks_beside, beside
+        if not all(beside):
+            return False
+        if dock in window.tabifiedDockWidgets(train) or dock in window.tabifiedDockWidgets(clusters):
+            return False  # the user's arrangement
+        if clusters in window.tabifiedDockWidgets(train):
+            return False  # done already: later heights are the user's
+        window.tabifyDockWidget(train, clusters)
+        self._tabbed_once = True
+        train_is_new = beside_before == (False, True)
+        (train if train_is_new else clusters).raise_()
+        around_canvas = dock.height() - self.canvas.height()
+        window.resizeDocks([dock], [self.canvas.width() + around_canvas], Qt.Orientation.Vertical)
+        return True
 
     def _show_scale(self, hyperbolic: bool) -> None:
         """Distance rings mean something only for ball latents; Euclidean ones are just scaled into the disk."""
@@ -529,4 +651,6 @@ class DiskView(QWidget):
 
     def closeEvent(self, event) -> None:
         self._remove_click_callback()
+        if self._dock_watcher is not None:
+            self._dock_watcher.remove()
         super().closeEvent(event)

