@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_hypseg._errors import UserError
-from napari_hypseg.segmentation.channels import adaptive_tv, noise_sigma, normalise
+from napari_hypseg.segmentation.channels import DENOISE_FROM_SIGMA, choose_intensity, noise_sigma, normalise
 from napari_hypseg.segmentation.fusion import FusionConfig, embedding_channels, fused_features
 from napari_hypseg.segmentation.metrics import dice_scores
 from napari_hypseg.segmentation.mixture import mixture_labels, mixture_levels, potts_mean_field
@@ -30,7 +30,7 @@ def test_noise_sigma_ignores_flat_fill_and_smooth_gradients():
     v[:, :, 10:] = np.linspace(0.0, 1.0, 20, dtype=np.float32)  # zero fill beside a clean linear ramp
     v[:, :, 10] = 0.0
     assert noise_sigma(v) == pytest.approx(0.0, abs=1e-6)
-    assert np.allclose(adaptive_tv(v), normalise(v))
+    assert choose_intensity(v) == "raw"
     noisy = v + np.random.default_rng(0).normal(scale=0.1, size=v.shape).astype(np.float32)
     assert noise_sigma(noisy) == pytest.approx(0.1, rel=0.1)
 
@@ -74,13 +74,21 @@ def test_mixture_levels_are_reproducible_and_ids_follow_the_coarser_level():
 
 def test_fused_features_choose_the_denoised_channel_on_a_noisy_volume():
     image, _ = _two_region_volume(0.6)
-    features, kind = fused_features(image, None, latent_dim=None, reference_k=2)
+    features, kind = fused_features(image, None, latent_dim=None)
     assert kind == "denoised" and features.shape == (image.size, 1)
+
+
+def test_intensity_is_denoised_from_the_noise_threshold_on():
+    image, _ = _two_region_volume(0.0, shape=(32, 32, 32))
+    rng = np.random.default_rng(1)
+    for relative, expected in ((0.5, "raw"), (2.0, "denoised")):
+        noisy = image + rng.normal(scale=relative * DENOISE_FROM_SIGMA, size=image.shape).astype(np.float32)
+        assert choose_intensity(noisy) == expected
 
 
 def test_fused_features_keep_raw_intensity_on_a_clean_volume():
     image, _ = _two_region_volume(0.0)
-    _, kind = fused_features(image, None, latent_dim=None, reference_k=2)
+    _, kind = fused_features(image, None, latent_dim=None)
     assert kind == "raw"
 
 

@@ -13,7 +13,7 @@ from ..training.config import TrainConfig
 from ._options import add_device_and_seed
 
 START, END = "<!-- hypseg bench: {variant} start -->", "<!-- hypseg bench: {variant} end -->"
-#: training steps per model in ``--suite --quick`` (about 5 minutes on 2 CPU cores in all)
+#: training steps per model in ``--suite --quick`` (used with ``--fused``: the default row trains nothing)
 QUICK_STEPS = 60
 
 
@@ -27,7 +27,11 @@ def register(subparsers) -> None:
     parser.add_argument("--suite", action="store_true",
                         help="the quality suite: phantoms, real cryo-ET and real MRI, our default beside the "
                              "strongest simple baselines (k-means, Gaussian mixture, TV, filter bank)")
-    parser.add_argument("--quick", action="store_true", help="with --suite: fewer phantoms, one seed, short training")
+    parser.add_argument("--quick", action="store_true",
+                        help="with --suite: fewer phantoms, one seed, no embedding-fused row unless --fused")
+    parser.add_argument("--fused", action="store_true",
+                        help="with --suite --quick: also the row with the hyperbolic embedding fused in (trains a model "
+                             "per case; always in the full suite)")
     parser.add_argument("--seeds", type=int, default=None, help="with --suite: seeds per case (default 1 quick, 2 full)")
     parser.add_argument("--irregular", action="store_true", help="the irregular (perturbed boundaries) variant")
     parser.add_argument("--n-train", type=int, default=80, help="training phantoms (default %(default)s, as the paper)")
@@ -55,8 +59,8 @@ def update_report(path: Path, variant: str, body: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.suite:
         return run_suite(args)
-    if args.quick or args.seeds is not None:
-        raise UserError("--quick and --seeds belong to --suite")
+    if args.quick or args.fused or args.seeds is not None:
+        raise UserError("--quick, --fused and --seeds belong to --suite")
     if args.steps is None:
         args.steps = TrainConfig().steps
     from .. import benchmark
@@ -116,15 +120,17 @@ def run_suite(args: argparse.Namespace) -> int:
         f"{steps} training steps per model, seeds {seeds}")
     train_config = TrainConfig(steps=steps, seed=args.seed)
     rows = {OURS: (default_pipeline(train_config, device=device, log=log), seeds)}
-    # the fused row trains a model per case and seed: one seed keeps the full run within its budget
-    rows[FUSED] = (default_pipeline(train_config, fusion=FusionConfig(embedding_weight=0.5), device=device, log=log),
-                   seeds[:1])
+    if args.fused or not args.quick:
+        # the fused row trains a model per case and seed: one seed keeps the full run within its budget
+        rows[FUSED] = (default_pipeline(train_config, fusion=FusionConfig(embedding_weight=0.5), device=device,
+                                        log=log), seeds[:1])
     results = []
     for case in suite_cases(quick=args.quick, log=log):
         log(f"{case.name}: {len(case.volumes)} volume(s)")
         results.append(run_case(case, rows, seeds=seeds, log=log))
     wall = time.perf_counter() - t0
-    command = f"hypseg bench --suite{' --quick' if args.quick else ''} --steps {steps} --seeds {n_seeds}"
+    fused_flag = " --fused" if args.fused and args.quick else ""
+    command = f"hypseg bench --suite{' --quick' if args.quick else ''}{fused_flag} --steps {steps} --seeds {n_seeds}"
     header = (f"`{command}` on {describe_device(device)}, wall time {wall / 60:.1f} min. Mean ± sd of the "
               f"Hungarian-matched mean Dice over volumes × seeds; the best baseline is chosen per case and level.")
     text = markdown(results, header)

@@ -132,7 +132,7 @@ def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> 
     computes exactly the clustering ``segment()`` would.
     """
     from ..segmentation.fusion import FusionConfig, fused_features  # noqa: PLC0415
-    from ..segmentation.mixture import mixture_levels  # noqa: PLC0415
+    from ..segmentation.mixture import mixture_levels, spatial_beta  # noqa: PLC0415
     from ..segmentation.pipeline import segment  # noqa: PLC0415 - torch-heavy
     from ..training import Trainer  # noqa: PLC0415
 
@@ -149,9 +149,9 @@ def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> 
         if fusion.embedding_weight == 0:
             out = []
             for image in test_volumes:
-                features, _ = fused_features(image, None, latent_dim=None, config=fusion,
-                                             reference_k=min(4, max(ks)), seed=seed)
-                levels = mixture_levels(features, image.shape, range(min(ks), max(ks) + 1), seed=seed)
+                features, kind = fused_features(image, None, latent_dim=None, config=fusion)
+                levels = mixture_levels(features, image.shape, range(min(ks), max(ks) + 1), seed=seed,
+                                        beta=spatial_beta(kind))
                 out.append({k: levels[k] for k in ks})
             return out
         shared = train(train_volumes, seed) if train_volumes is not None else None

@@ -14,10 +14,18 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .._errors import UserError
+
 #: the ilastik default scales (σ 0.7 … 3.5 in voxels)
 FILTER_BANK_SIGMAS = (0.7, 1.0, 1.6, 3.5)
 #: TV weight in normalised units (scikit-image's default for images in 0..1)
 TV_WEIGHT = 0.1
+#: estimated noise σ (normalised units) from which the clustering reads the TV-denoised
+#: intensity instead of the raw one: below it (an MRI scan or template) TV merges thin
+#: structures such as CSF into their neighbours; above it (tomograms, the phantoms) the
+#: raw intensity's noise drowns the classes (docs/method.md has the measurements)
+DENOISE_FROM_SIGMA = 0.1
+INTENSITY_KINDS = ("raw", "denoised")
 
 
 def normalise(volume: np.ndarray) -> np.ndarray:
@@ -71,15 +79,18 @@ def noise_sigma(normalised: np.ndarray) -> float:
     return float(mad / 0.6745 / np.sqrt(7.0 / 6.0))
 
 
-def adaptive_tv(volume: np.ndarray) -> np.ndarray:
-    """TV denoising with the weight set to the estimated noise σ (no denoising of a clean volume)."""
-    v = normalise(volume)
-    sigma = noise_sigma(v)
-    if sigma <= 0:
-        return v
-    from skimage.restoration import denoise_tv_chambolle  # noqa: PLC0415
+def choose_intensity(volume: np.ndarray) -> str:
+    """"denoised" when the volume's estimated noise σ reaches :data:`DENOISE_FROM_SIGMA`, else "raw"."""
+    return "denoised" if noise_sigma(normalise(volume)) >= DENOISE_FROM_SIGMA else "raw"
 
-    return denoise_tv_chambolle(v, weight=sigma).astype(np.float32)
+
+def intensity(volume: np.ndarray, kind: str) -> np.ndarray:
+    """The intensity the clustering reads: "raw" (normalised) or "denoised" (TV at :data:`TV_WEIGHT`)."""
+    if kind == "raw":
+        return normalise(volume)
+    if kind == "denoised":
+        return tv_denoise(volume)
+    raise UserError(f"intensity channel must be one of {', '.join(INTENSITY_KINDS)}, got {kind!r}")
 
 
 def _eigvals_sym3(m: list[list[np.ndarray]]) -> np.ndarray:

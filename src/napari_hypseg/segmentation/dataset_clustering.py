@@ -53,7 +53,7 @@ class DatasetClustering:
 
     # -- features ---------------------------------------------------------
     def _intensity(self, volume: np.ndarray) -> np.ndarray:
-        v = channels.normalise(volume) if self.intensity == "raw" else channels.adaptive_tv(volume)
+        v = channels.normalise(volume) if self.intensity == "raw" else channels.tv_denoise(volume)
         return v.reshape(-1)
 
     def features(self, volume: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
@@ -180,7 +180,7 @@ def fit_dataset_clustering(
         n = volume.size
         idx = np.sort(rng.choice(n, min(share, n), replace=False))
         for kind in kinds:
-            v = channels.normalise(volume) if kind == "raw" else channels.adaptive_tv(volume)
+            v = channels.normalise(volume) if kind == "raw" else channels.tv_denoise(volume)
             samples_i[kind].append(v.reshape(-1)[idx])
         if use_embedding:
             if embedding is None:

@@ -7,12 +7,12 @@ Two kinds of channel, each carrying what the other lacks:
   of. Alone it collapses onto "how much of the window lies inside an object"
   and k-means cuts that into shells (issue 11).
 * **one intensity channel** encodes what is *at* the voxel: the normalised
-  intensity, or its TV-denoised version with the weight set to the volume's
-  estimated noise σ. Which of the two is chosen per volume (``"auto"``) by
-  the mixture's mean assignment confidence, an unsupervised criterion: on a
-  clean volume (the MRI template) denoising merges thin CSF into grey matter
-  and the mixture becomes less confident; on a noisy one (tomograms, the
-  phantoms) the denoised channel separates the classes far better.
+  intensity, or its TV-denoised version. ``"auto"`` chooses per volume from
+  its estimated noise σ (:func:`.channels.choose_intensity`): on a clean
+  volume (an MRI) denoising merges thin CSF into grey matter; on a noisy one
+  (tomograms, the phantoms) the denoised channel separates the classes far
+  better. (Choosing by the mixture's confidence, tried first, picked wrongly
+  on both real volumes: docs/method.md.)
 
 Channels are standardised; the embedding block is scaled as a whole (its
 directions keep their relative variance) by ``embedding_weight``.
@@ -27,7 +27,6 @@ from .. import hyperbolic as hyp
 from .._errors import UserError
 from ..segment_config import FusionConfig
 from . import channels
-from .mixture import mean_confidence
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
@@ -36,14 +35,8 @@ def _standardise(x: np.ndarray) -> np.ndarray:
 
 
 def intensity_channel(volume: np.ndarray, kind: str) -> np.ndarray:
-    """(N,) standardised intensity channel: "raw" (normalised) or "denoised" (adaptive TV)."""
-    if kind == "raw":
-        v = channels.normalise(volume)
-    elif kind == "denoised":
-        v = channels.adaptive_tv(volume)
-    else:
-        raise UserError(f"intensity channel must be 'raw' or 'denoised', got {kind!r}")
-    return _standardise(v.reshape(-1).astype(np.float32))
+    """(N,) standardised intensity channel: "raw" (normalised) or "denoised" (TV)."""
+    return _standardise(channels.intensity(volume, kind).reshape(-1).astype(np.float32))
 
 
 def embedding_channels(embedding: np.ndarray, *, latent_dim: int | None, components: int) -> np.ndarray:
@@ -74,13 +67,13 @@ def embedding_channels(embedding: np.ndarray, *, latent_dim: int | None, compone
 
 def fused_features(
     volume: np.ndarray, embedding: np.ndarray | None, *, latent_dim: int | None,
-    config: FusionConfig = FusionConfig(), reference_k: int = 4, seed: int = 0,
+    config: FusionConfig = FusionConfig(),
 ) -> tuple[np.ndarray, str]:
     """(N, C) features for the mixture, and the intensity channel used ("raw" or "denoised").
 
     ``embedding`` is ``volume.shape + (d,)`` (or None / weight 0: intensity
-    only); ``latent_dim`` as in :func:`embedding_channels`. With ``intensity="auto"`` both channels are tried with a
-    ``reference_k`` mixture on the full feature set and the more confident wins.
+    only); ``latent_dim`` as in :func:`embedding_channels`. ``intensity="auto"``
+    takes :func:`.channels.choose_intensity`'s choice.
     """
     shape = tuple(volume.shape)
     blocks = []
@@ -89,13 +82,5 @@ def fused_features(
     if embedding is not None and config.embedding_weight > 0:
         blocks.append(config.embedding_weight * embedding_channels(
             embedding, latent_dim=latent_dim, components=config.embedding_components))
-    candidates = ["raw", "denoised"] if config.intensity == "auto" else [config.intensity]
-    best = None
-    for kind in candidates:
-        x = np.concatenate([intensity_channel(volume, kind)[:, None], *blocks], axis=1)
-        if len(candidates) == 1:
-            return x, kind
-        score = mean_confidence(x, reference_k, seed=seed)
-        if best is None or score > best[0]:
-            best = (score, x, kind)
-    return best[1], best[2]
+    kind = channels.choose_intensity(volume) if config.intensity == "auto" else config.intensity
+    return np.concatenate([intensity_channel(volume, kind)[:, None], *blocks], axis=1), kind

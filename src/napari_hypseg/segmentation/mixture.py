@@ -27,8 +27,11 @@ from .._errors import UserError
 
 #: voxels used to fit each mixture (every voxel is then scored)
 FIT_SIZE = 200_000
-#: strength of the Potts prior, in units of "mean neighbourhood posterior"
+#: strength of the Potts prior, in units of "mean neighbourhood posterior", on a clean volume
 SPATIAL_BETA = 3.0
+#: ... and on a noisy one (read through its denoised intensity): the weaker each voxel's own
+#: evidence, the more its neighbours should count (docs/method.md has the measurements)
+SPATIAL_BETA_NOISY = 6.0
 #: mean-field iterations
 SPATIAL_ITERATIONS = 5
 #: EM initialisations per level, one fit each; the best likelihood wins. k-means
@@ -39,6 +42,11 @@ INITIALISATIONS = ("kmeans", "k-means++")
 REG_COVAR = 1e-4
 #: voxels scored per batch
 _BATCH = 1 << 20
+
+
+def spatial_beta(intensity_kind: str) -> float:
+    """The Potts strength for features read through the ``intensity_kind`` channel ("raw" or "denoised")."""
+    return SPATIAL_BETA_NOISY if intensity_kind == "denoised" else SPATIAL_BETA
 
 
 def fit_mixture(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int = FIT_SIZE):

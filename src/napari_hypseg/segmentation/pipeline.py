@@ -17,7 +17,7 @@ from .binning import bin_volume, binned_shape, check_binning, upsample_labels
 from .embed import embed
 from .fusion import fused_features
 from .hierarchy import Hierarchy, build_hierarchy
-from .mixture import mixture_levels
+from .mixture import mixture_levels, spatial_beta
 
 StageProgress = Callable[[str, int, int], None]
 
@@ -182,12 +182,11 @@ def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, 
         progress("features", 0, 1)
     features, intensity = fused_features(
         np.asarray(volume, dtype=np.float32), embedding, latent_dim=latent_dim, config=config.fusion,
-        reference_k=min(4, config.k_max), seed=config.seed,
     )
     if progress:
         progress("features", 1, 1)
     levels = mixture_levels(
-        features, grid, config.levels, seed=config.seed,
+        features, grid, config.levels, seed=config.seed, beta=spatial_beta(intensity),
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
     hierarchy = Hierarchy(
