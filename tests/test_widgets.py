@@ -646,3 +646,17 @@ def test_docks_the_user_moved_elsewhere_are_left_alone(make_napari_viewer, qtbot
     qtbot.wait(50)
     assert not window.tabifiedDockWidgets(_dock_frame(clusters))
     assert not disk.share_dock_column()
+
+
+def test_opening_a_tabbed_dock_again_brings_it_to_the_front(make_napari_viewer, qtbot):
+    from napari_hypseg._napari._session import open_widget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1920, 1080)
+    train, disk, clusters = dock(viewer, TRAIN_WIDGET), dock(viewer, DISK_WIDGET), dock(viewer, CLUSTERS_WIDGET)
+    window = _dock_frame(disk).parentWidget()
+    qtbot.waitUntil(lambda: _dock_frame(clusters) in window.tabifiedDockWidgets(_dock_frame(train)), timeout=5_000)
+    for name, widget, other in ((TRAIN_WIDGET, train, clusters), (CLUSTERS_WIDGET, clusters, train)):
+        assert open_widget(viewer, name) is widget
+        qtbot.waitUntil(lambda w=widget: not w.visibleRegion().isEmpty(), timeout=5_000)
+        assert other.visibleRegion().isEmpty()

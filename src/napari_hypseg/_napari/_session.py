@@ -248,4 +248,16 @@ def open_widget(viewer: napari.Viewer, name: str) -> Any:
     except (KeyError, ValueError, RuntimeError):
         # plugin not registered (e.g. widgets used programmatically without the manifest)
         return None
+    _raise_dock(widget)
     return widget
+
+
+def _raise_dock(widget) -> None:
+    """Bring the dock holding ``widget`` to the front of its tab group (napari only shows it)."""
+    from qtpy.QtWidgets import QDockWidget  # noqa: PLC0415
+
+    parent = widget.parent() if hasattr(widget, "parent") else None
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parent()
+    if parent is not None:
+        parent.raise_()
