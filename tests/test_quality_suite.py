@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_hypseg._device import resolve_device
 from napari_hypseg.quality.baselines import BASELINES, cluster_features, run_baseline
 from napari_hypseg.quality.cases import Case, CaseVolume, phantom_case
 from napari_hypseg.quality.report import markdown
@@ -60,8 +61,9 @@ def test_a_transductive_case_trains_on_each_volume():
     image = (truth + rng.normal(scale=0.3, size=truth.shape)).astype(np.float32)
     case = Case("toy", "synthetic", [CaseVolume(image, {1: (2, truth, ("bg", "cube"))})], None)
     trained = []
+    # a torch.device, as `hypseg bench --suite` passes it
     rows = {FUSED: (default_pipeline(TrainConfig(steps=1, device="cpu"), fusion=FusionConfig(embedding_weight=0.5),
-                                     device="cpu", log=trained.append), [0])}
+                                     device=resolve_device("cpu"), log=trained.append), [0])}
     result = run_case(case, rows, seeds=[0], log=lambda s: None)
     assert len(trained) == 1 and "trained 1 steps" in trained[0]
     assert result.mean_sd(FUSED, 1)[0] > 0.5

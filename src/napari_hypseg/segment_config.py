@@ -113,6 +113,8 @@ class SegmentConfig:
                 raise SettingError("window", f"must be one or more whole numbers of voxels, got {self.window!r}")
             # one spelling per value, so equal configs compare equal
             object.__setattr__(self, "window", windows[0] if len(windows) == 1 else tuple(int(w) for w in windows))
+        # a torch.device (what resolve_device returns) is spelled as its name
+        object.__setattr__(self, "device", str(self.device))
         check_device_name(self.device)
         if not isinstance(self.fusion, FusionConfig):
             raise SettingError("fusion", f"must be a FusionConfig, got {self.fusion!r}")
