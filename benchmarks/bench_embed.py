@@ -69,7 +69,9 @@ def _layer_edges(model: HyperbolicVAE, out_edge: int) -> list[int]:
 
 def naive_flops_per_voxel(model: HyperbolicVAE) -> float:
     """One m³ patch through the encoder: every layer's output grid shrinks to 1³."""
-    return float(sum(2 * k**3 * ci * co * e**3 for (k, ci, co), e in zip(encoder_layers(model), _layer_edges(model, 1))))
+    return float(
+        sum(2 * k**3 * ci * co * e**3 for (k, ci, co), e in zip(encoder_layers(model), _layer_edges(model, 1)))
+    )
 
 
 def dense_flops_per_voxel_ideal(model: HyperbolicVAE) -> float:
@@ -157,8 +159,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sizes", default=None, help="comma-separated edges or ZxYxX shapes (default by device)")
-    parser.add_argument("--naive-voxels", type=int, default=None, help="voxels timed on the naive path (default 2000 CPU, 20000 GPU)")
-    parser.add_argument("--chunk", type=int, default=None, help="embed block edge (default: the library's per-device default)")
+    parser.add_argument(
+        "--naive-voxels", type=int, default=None, help="voxels timed on the naive path (default 2000 CPU, 20000 GPU)"
+    )
+    parser.add_argument(
+        "--chunk", type=int, default=None, help="embed block edge (default: the library's per-device default)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -178,13 +184,17 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
 
     print(f"device: {device_name(device)}")
-    print(f"torch {torch.__version__}; model: paper encoder {model.config.channels}, k={model.config.kernel_size}, "
-          f"m={model.patch_size}, hidden={model.config.hidden}, d={model.config.latent_dim} (fresh weights: speed only)")
+    print(
+        f"torch {torch.__version__}; model: paper encoder {model.config.channels}, k={model.config.kernel_size}, "
+        f"m={model.patch_size}, hidden={model.config.hidden}, d={model.config.latent_dim} (fresh weights: speed only)"
+    )
     if device.type == "cuda":
         print("dense path runs under bfloat16 autocast on CUDA; the naive path in float32")
     f_naive, f_ideal = naive_flops_per_voxel(model), dense_flops_per_voxel_ideal(model)
-    print(f"FLOPs per voxel: naive per-voxel {f_naive / 1e6:.1f} MFLOP; dense {f_ideal / 1e6:.2f} MFLOP "
-          f"(ideal, no halo) -> {f_naive / f_ideal:.0f}x fewer; chunk {chunk}")
+    print(
+        f"FLOPs per voxel: naive per-voxel {f_naive / 1e6:.1f} MFLOP; dense {f_ideal / 1e6:.2f} MFLOP "
+        f"(ideal, no halo) -> {f_naive / f_ideal:.0f}x fewer; chunk {chunk}"
+    )
 
     # warm-up: thread pools, cuDNN algorithm choice
     warm = rng.normal(size=(20, 20, 20)).astype(np.float32)
@@ -192,8 +202,10 @@ def main(argv=None) -> int:
     embed_patches(warm, model, np.zeros((8, 3), int), device=device)
 
     if device.type == "cuda":
-        peak = {"measured_bf16": measured_matmul_peak(device, torch.bfloat16, 8192, 10),
-                "measured_fp32": measured_matmul_peak(device, torch.float32, 8192, 5)}
+        peak = {
+            "measured_bf16": measured_matmul_peak(device, torch.bfloat16, 8192, 10),
+            "measured_fp32": measured_matmul_peak(device, torch.float32, 8192, 5),
+        }
         published = published_peak(device)
         if published:
             peak.update({"published_bf16": published["bf16"], "published_fp32": published["fp32"]})
@@ -213,34 +225,59 @@ def main(argv=None) -> int:
         results.append(r)
         label = "x".join(map(str, shape))
         print(f"\n== {label} ({r['voxels'] / 1e6:.2f} M voxels) ==")
-        print(f"ours  dense embed (stride 1, exact): {r['dense_s']:8.2f} s  "
-              f"({r['dense_voxels_per_s'] / 1e3:.1f} k voxels/s, {r['dense_gflops_per_s']:.1f} GFLOP/s incl. halos)")
-        print(f"base  naive per-voxel: measured {r['naive_s_measured']:.2f} s for {naive_voxels} random voxels "
-              f"= {r['naive_voxels_per_s']:.0f} voxels/s ({r['naive_gflops_per_s']:.1f} GFLOP/s)")
+        print(
+            f"ours  dense embed (stride 1, exact): {r['dense_s']:8.2f} s  "
+            f"({r['dense_voxels_per_s'] / 1e3:.1f} k voxels/s, {r['dense_gflops_per_s']:.1f} GFLOP/s incl. halos)"
+        )
+        print(
+            f"base  naive per-voxel: measured {r['naive_s_measured']:.2f} s for {naive_voxels} random voxels "
+            f"= {r['naive_voxels_per_s']:.0f} voxels/s ({r['naive_gflops_per_s']:.1f} GFLOP/s)"
+        )
         print(f"      -> full volume EXTRAPOLATED from that measured rate: {r['naive_s_extrapolated']:.0f} s")
         print(f"ratio naive / dense: {r['speedup']:.0f}x   (goal >= 20x)")
         print(f"check max |dense - naive| on the sampled voxels: {r['max_abs_diff_dense_vs_naive']:.2e}")
-        print("previews: " + ", ".join(f"stride {s}: {t:.2f} s ({r['dense_s'] / t:.1f}x faster)" for s, t in r["stride_s"].items()))
-        print(f"physical limit (ideal dense FLOPs / peak {limit_peak / 1e9:.0f} GFLOP/s): {r['limit_s']:.3f} s "
-              f"-> we run at {r['limit_s'] / r['dense_s']:.0%} of it")
+        print(
+            "previews: "
+            + ", ".join(f"stride {s}: {t:.2f} s ({r['dense_s'] / t:.1f}x faster)" for s, t in r["stride_s"].items())
+        )
+        print(
+            f"physical limit (ideal dense FLOPs / peak {limit_peak / 1e9:.0f} GFLOP/s): {r['limit_s']:.3f} s "
+            f"-> we run at {r['limit_s'] / r['dense_s']:.0%} of it"
+        )
         if device.type == "cuda" and tuple(shape) == (512, 512, 256):
             print(f"goal 512x512x256 <= 10 s: {'MET' if r['dense_s'] <= 10 else 'MISSED'} ({r['dense_s']:.2f} s)")
 
     if device.type == "cpu":
         again = measured_matmul_peak(device, torch.float32, 2048, 3 if args.quick else 10)
-        print(f"\npeak measured again after the runs: {again / 1e9:.1f} GFLOP/s "
-              f"(before: {peak['measured_fp32'] / 1e9:.1f})")
+        print(
+            f"\npeak measured again after the runs: {again / 1e9:.1f} GFLOP/s "
+            f"(before: {peak['measured_fp32'] / 1e9:.1f})"
+        )
         if again > limit_peak:
             peak["measured_fp32"] = limit_peak = again
             for r in results:
                 r["limit_s"] = f_ideal * r["voxels"] / limit_peak
-            print("physical limits with that peak: " + ", ".join(
-                f"{'x'.join(map(str, r['shape']))}: {r['limit_s']:.2f} s ({r['limit_s'] / r['dense_s']:.0%} of it)" for r in results))
+            print(
+                "physical limits with that peak: "
+                + ", ".join(
+                    f"{'x'.join(map(str, r['shape']))}: {r['limit_s']:.2f} s ({r['limit_s'] / r['dense_s']:.0%} of it)"
+                    for r in results
+                )
+            )
     if args.json:
-        args.json.write_text(json.dumps({
-            "device": device_name(device), "torch": torch.__version__, "flops_per_voxel_naive": f_naive,
-            "flops_per_voxel_dense_ideal": f_ideal, "peak": peak, "results": results,
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": device_name(device),
+                    "torch": torch.__version__,
+                    "flops_per_voxel_naive": f_naive,
+                    "flops_per_voxel_dense_ideal": f_ideal,
+                    "peak": peak,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

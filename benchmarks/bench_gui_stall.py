@@ -67,8 +67,10 @@ class Heartbeat:
 def summary(gaps: np.ndarray) -> str:
     if not len(gaps):
         return "no ticks"
-    return (f"longest {gaps.max():6.1f} ms · p99 {np.percentile(gaps, 99):6.1f} ms · "
-            f"median {np.median(gaps):5.1f} ms · {len(gaps)} ticks")
+    return (
+        f"longest {gaps.max():6.1f} ms · p99 {np.percentile(gaps, 99):6.1f} ms · "
+        f"median {np.median(gaps):5.1f} ms · {len(gaps)} ticks"
+    )
 
 
 def run_loop(app, condition, timeout_s: float) -> None:
@@ -122,13 +124,21 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=50, help="phantom edge in voxels (default %(default)s)")
     parser.add_argument("--steps", type=int, default=40, help="training steps (default %(default)s)")
     parser.add_argument("--minutes", type=float, default=2.0, help="training time budget (default %(default)s)")
-    parser.add_argument("--model", choices=["paper", "small"], default="paper",
-                        help="paper = default architecture (17³ patches); small = (8, 16) channels, 9³ patches")
+    parser.add_argument(
+        "--model",
+        choices=["paper", "small"],
+        default="paper",
+        help="paper = default architecture (17³ patches); small = (8, 16) channels, 9³ patches",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--baseline-s", type=float, default=10.0, help="idle baseline duration (default %(default)s)")
     parser.add_argument("--slider-size", type=int, default=256, help="edge of the hierarchy for slider timing")
-    parser.add_argument("--slider-hierarchy", choices=["real", "synthetic"], default="real",
-                        help="build the core hierarchy on a random embedding, or use synthetic nested labels")
+    parser.add_argument(
+        "--slider-hierarchy",
+        choices=["real", "synthetic"],
+        default="real",
+        help="build the core hierarchy on a random embedding, or use synthetic nested labels",
+    )
     args = parser.parse_args()
 
     import napari
@@ -240,8 +250,10 @@ def main() -> None:
     print(f"  event loop during the sweep:   {summary(slider_gaps)}")
     worst = float(max(training.max(initial=0), segmenting.max(initial=0)))
     verdict = "met" if worst <= GOAL_MS else "MISSED"
-    print(f"goal: longest stall while training/segmenting <= {GOAL_MS:.0f} ms: {worst:.1f} ms ({verdict}); "
-          f"idle baseline {baseline.max(initial=0):.1f} ms")
+    print(
+        f"goal: longest stall while training/segmenting <= {GOAL_MS:.0f} ms: {worst:.1f} ms ({verdict}); "
+        f"idle baseline {baseline.max(initial=0):.1f} ms"
+    )
     viewer.close()
 
 

@@ -121,8 +121,15 @@ def bench_levels(edge: int, device: torch.device, *, k_min: int = 2, k_max: int 
     regions = ((z * 4 // edge) + 2 * (y * 3 // edge) + (x * 2 // edge)) % 7  # 7 blocky regions
     emb = blob_points(regions, 7, seed=2)
     t_build, hierarchy = timed(
-        lambda: build_hierarchy(emb, k_min=k_min, k_max=k_max, mode="nested", metric="poincare", seed=0,
-                                device=None if device.type == "cpu" else device),
+        lambda: build_hierarchy(
+            emb,
+            k_min=k_min,
+            k_max=k_max,
+            mode="nested",
+            metric="poincare",
+            seed=0,
+            device=None if device.type == "cpu" else device,
+        ),
         device,
     )
     latencies = []
@@ -135,10 +142,16 @@ def bench_levels(edge: int, device: torch.device, *, k_min: int = 2, k_max: int 
             assert labels.shape == emb.shape[:-1]
     points = emb.reshape(-1, 2)
     t_base, _ = timed(lambda: poincare_kmeans(points, 8, seed=0, device=device), device)
-    return {"shape": [edge] * 3, "k_range": [k_min, k_max], "build_s": t_build,
-            "switch_median_ms": 1e3 * statistics.median(latencies), "switch_max_ms": 1e3 * max(latencies),
-            "switches": len(latencies), "baseline_rerun_kmeans_k8_s": t_base,
-            "ratio": t_base / max(latencies)}
+    return {
+        "shape": [edge] * 3,
+        "k_range": [k_min, k_max],
+        "build_s": t_build,
+        "switch_median_ms": 1e3 * statistics.median(latencies),
+        "switch_max_ms": 1e3 * max(latencies),
+        "switches": len(latencies),
+        "baseline_rerun_kmeans_k8_s": t_base,
+        "ratio": t_base / max(latencies),
+    }
 
 
 def main(argv=None) -> int:
@@ -158,26 +171,34 @@ def main(argv=None) -> int:
     r = bench_kmeans(n, device)
     result["kmeans"] = r
     print(f"\n== Poincaré k-means, k = {r['k']}, {n / 1e6:g} M points in 2-D ==")
-    print(f"ours  poincare_kmeans (n_init {r['ours_n_init']}, 200 k fit sample, all points assigned): "
-          f"{r['ours_s']:.2f} s "
-          f"(selected init: {r['ours_n_iter']} Lloyd iterations)")
+    print(
+        f"ours  poincare_kmeans (n_init {r['ours_n_init']}, 200 k fit sample, all points assigned): "
+        f"{r['ours_s']:.2f} s "
+        f"(selected init: {r['ours_n_iter']} Lloyd iterations)"
+    )
     if "ours_on_device_input_s" in r:
         print(f"      with the points already on the GPU: {r['ours_on_device_input_s']:.2f} s  (goal <= 2 s)")
-    print(f"base  numpy Lloyd, same Poincaré distance and Fréchet update, all points, 1 init, "
-          f"{r['baseline_iters']} iterations: {r['baseline_s']:.2f} s")
+    print(
+        f"base  numpy Lloyd, same Poincaré distance and Fréchet update, all points, 1 init, "
+        f"{r['baseline_iters']} iterations: {r['baseline_s']:.2f} s"
+    )
     print(f"ratio baseline / ours: {r['ratio']:.1f}x")
     if "scipy_euclidean_s" in r:
-        print(f"ref   scipy kmeans2 (EUCLIDEAN, reference speed only), {r['baseline_iters']} iterations: "
-              f"{r['scipy_euclidean_s']:.2f} s")
+        print(
+            f"ref   scipy kmeans2 (EUCLIDEAN, reference speed only), {r['baseline_iters']} iterations: "
+            f"{r['scipy_euclidean_s']:.2f} s"
+        )
 
     if not args.skip_levels:
         h = bench_levels(edge, device)
         result["levels"] = h
-        print(f"\n== hierarchy levels k = 2 … 16 (nested) on a {edge}³ embedding ({edge ** 3 / 1e6:.1f} M voxels) ==")
+        print(f"\n== hierarchy levels k = 2 … 16 (nested) on a {edge}³ embedding ({edge**3 / 1e6:.1f} M voxels) ==")
         print(f"build once: {h['build_s']:.1f} s")
-        print(f"ours  switching levels (Hierarchy.labels(k), {h['switches']} switches): "
-              f"median {h['switch_median_ms']:.3f} ms, "
-              f"max {h['switch_max_ms']:.3f} ms  (goal <= 100 ms)")
+        print(
+            f"ours  switching levels (Hierarchy.labels(k), {h['switches']} switches): "
+            f"median {h['switch_median_ms']:.3f} ms, "
+            f"max {h['switch_max_ms']:.3f} ms  (goal <= 100 ms)"
+        )
         print(f"base  re-running poincare_kmeans for k = 8: {h['baseline_rerun_kmeans_k8_s']:.2f} s")
         print(f"ratio baseline / ours (worst switch): {h['ratio']:.0f}x")
     if args.json:

@@ -75,7 +75,9 @@ def main(argv=None) -> int:
     parser.add_argument("--clusters", default="2,4,8")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", type=Path, default=None, help="a trained model file (default: train one briefly)")
-    parser.add_argument("--train-steps", type=int, default=60, help="steps of the model trained without --model (default %(default)s)")
+    parser.add_argument(
+        "--train-steps", type=int, default=60, help="steps of the model trained without --model (default %(default)s)"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -101,8 +103,15 @@ def main(argv=None) -> int:
             print(f"model: {model}")
         else:
             first = read_volume(sources[0]).data
-            trainer = Trainer([np.asarray(first)], train_config=TrainConfig(
-                steps=max(1, args.train_steps), device=str(device), preview_every=0, log_every=max(1, args.train_steps)))
+            trainer = Trainer(
+                [np.asarray(first)],
+                train_config=TrainConfig(
+                    steps=max(1, args.train_steps),
+                    device=str(device),
+                    preview_every=0,
+                    log_every=max(1, args.train_steps),
+                ),
+            )
             trainer.fit()
             model = trainer.save(tmp / "model.pt")
             print(f"model: paper architecture, {trainer.step} training steps on the first phantom")
@@ -118,13 +127,26 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    result = {"device": device_name(device), "n": n, "size": size, "ours_s": t_ours, "baseline_s": t_base,
-              "baseline_per_file_s": per_file, "ours_volumes_per_hour": 3600 * n / t_ours,
-              "baseline_volumes_per_hour": 3600 * n / t_base, "ratio": t_base / t_ours, "outputs_ok": ok}
-    print(f"\nours  one process over the glob (prefetch): {t_ours:.1f} s -> "
-          f"{result['ours_volumes_per_hour']:.0f} volumes/hour")
-    print(f"base  one process per file: {t_base:.1f} s (per file {', '.join(f'{t:.1f}' for t in per_file)}) "
-          f"-> {result['baseline_volumes_per_hour']:.0f} volumes/hour")
+    result = {
+        "device": device_name(device),
+        "n": n,
+        "size": size,
+        "ours_s": t_ours,
+        "baseline_s": t_base,
+        "baseline_per_file_s": per_file,
+        "ours_volumes_per_hour": 3600 * n / t_ours,
+        "baseline_volumes_per_hour": 3600 * n / t_base,
+        "ratio": t_base / t_ours,
+        "outputs_ok": ok,
+    }
+    print(
+        f"\nours  one process over the glob (prefetch): {t_ours:.1f} s -> "
+        f"{result['ours_volumes_per_hour']:.0f} volumes/hour"
+    )
+    print(
+        f"base  one process per file: {t_base:.1f} s (per file {', '.join(f'{t:.1f}' for t in per_file)}) "
+        f"-> {result['baseline_volumes_per_hour']:.0f} volumes/hour"
+    )
     print(f"ratio baseline / ours: {result['ratio']:.2f}x; outputs {'OK' if ok else 'WRONG'}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

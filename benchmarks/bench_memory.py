@@ -124,8 +124,7 @@ class Monitor(threading.Thread):
             status = Path(f"/proc/{self.pid}/status").read_text()
         except OSError:
             return {}
-        return {key: int(m.group(1)) * 1024 for key in self.peak
-                if (m := re.search(rf"{key}:\s+(\d+) kB", status))}
+        return {key: int(m.group(1)) * 1024 for key in self.peak if (m := re.search(rf"{key}:\s+(\d+) kB", status))}
 
     def run(self) -> None:
         seen = 0
@@ -147,10 +146,34 @@ class Monitor(threading.Thread):
             self.stop.wait(1.0)
 
 
-def run_segment(tomogram: Path, model: Path, out_dir: Path, *, binning: int, clusters: str, device: str,
-                max_minutes: float, log: Path) -> dict:
-    cmd = [sys.executable, "-m", "napari_hypseg", "segment", str(tomogram), "--model", str(model),
-           "--clusters", clusters, "--bin", str(binning), "--out-dir", str(out_dir), "--device", device]
+def run_segment(
+    tomogram: Path,
+    model: Path,
+    out_dir: Path,
+    *,
+    binning: int,
+    clusters: str,
+    device: str,
+    max_minutes: float,
+    log: Path,
+) -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_hypseg",
+        "segment",
+        str(tomogram),
+        "--model",
+        str(model),
+        "--clusters",
+        clusters,
+        "--bin",
+        str(binning),
+        "--out-dir",
+        str(out_dir),
+        "--device",
+        device,
+    ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     print("running: hypseg " + " ".join(cmd[3:]), flush=True)
     t0 = time.perf_counter()
@@ -234,9 +257,12 @@ def gpu_region_peak(device: torch.device, edge: int) -> dict:
     t0 = time.perf_counter()
     embed(region, model, device=device)
     torch.cuda.synchronize(device)
-    return {"edge": edge, "seconds": time.perf_counter() - t0,
-            "max_memory_allocated_gib": torch.cuda.max_memory_allocated(device) / GiB,
-            "max_memory_reserved_gib": torch.cuda.max_memory_reserved(device) / GiB}
+    return {
+        "edge": edge,
+        "seconds": time.perf_counter() - t0,
+        "max_memory_allocated_gib": torch.cuda.max_memory_allocated(device) / GiB,
+        "max_memory_reserved_gib": torch.cuda.max_memory_reserved(device) / GiB,
+    }
 
 
 def main(argv=None) -> int:
@@ -249,7 +275,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-minutes", type=float, default=60.0, help="kill the segment run after this long")
     parser.add_argument("--tmp-dir", type=Path, default=None, help="where the tomogram goes (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument("--gpu-region", type=int, default=512, help="edge of the GPU full-resolution region (default %(default)s)")
+    parser.add_argument(
+        "--gpu-region", type=int, default=512, help="edge of the GPU full-resolution region (default %(default)s)"
+    )
     parser.add_argument("--quick", action="store_true", help="128×256×256, a smoke run")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -259,10 +287,17 @@ def main(argv=None) -> int:
     ks = [int(k) for k in args.clusters.split(",")]
     n_vox = int(np.prod(shape))
     print(f"device: {device_name(device)}; RAM {mem_total_gib():.1f} GiB")
-    print(f"tomogram (Z, Y, X) = {shape} float32 = {n_vox * 4 / GiB:.2f} GiB; --bin {args.binning} -> "
-          f"embedding grid {binned_shape(shape, args.binning)}; clusters {args.clusters}")
+    print(
+        f"tomogram (Z, Y, X) = {shape} float32 = {n_vox * 4 / GiB:.2f} GiB; --bin {args.binning} -> "
+        f"embedding grid {binned_shape(shape, args.binning)}; clusters {args.clusters}"
+    )
 
-    result: dict = {"device": device_name(device), "ram_gib": mem_total_gib(), "shape": list(shape), "bin": args.binning}
+    result: dict = {
+        "device": device_name(device),
+        "ram_gib": mem_total_gib(),
+        "shape": list(shape),
+        "bin": args.binning,
+    }
     tmp = Path(tempfile.mkdtemp(prefix="hypseg-bench-mem-", dir=args.tmp_dir))
     try:
         tomogram, model, out_dir, log = tmp / "BIG.mrc", tmp / "model.pt", tmp / "out", tmp / "segment.log"
@@ -271,31 +306,53 @@ def main(argv=None) -> int:
         write_model(model, tomogram)
         print("model: paper architecture, fresh weights (memory and time do not depend on the weights)")
 
-        run = run_segment(tomogram, model, out_dir, binning=args.binning, clusters=args.clusters,
-                          device=str(device), max_minutes=args.max_minutes, log=log)
+        run = run_segment(
+            tomogram,
+            model,
+            out_dir,
+            binning=args.binning,
+            clusters=args.clusters,
+            device=str(device),
+            max_minutes=args.max_minutes,
+            log=log,
+        )
         result.update({k: v for k, v in run.items() if k != "progress"})
         result["progress_lines"] = [f"{t:7.1f} s  {line}" for t, line in run["progress"]]
         result["stages"] = stage_times(run["progress"])
         baseline = n_vox * 4 + n_vox * 2 * 4  # in-RAM input + full-resolution float32 embedding (d = 2)
         result["baseline_in_ram_gib"] = baseline / GiB
 
-        print(f"\nours  hypseg segment --bin {args.binning}: exit {run['returncode']}, wall {run['wall_s']:.0f} s, "
-              f"peak RSS {run['peak_rss_gib']:.2f} GiB (wait4 ru_maxrss)")
-        print(f"      1 s /proc samples: peak RSS {run['peak_rss_sampled_gib']:.2f} GiB, of which anonymous at most "
-              f"{run['peak_anon_sampled_gib']:.2f} GiB; file-backed pages "
-              "(the memory-mapped input and shared libraries, reclaimable) at most "
-              f"{run['peak_file_sampled_gib']:.2f} GiB")
+        print(
+            f"\nours  hypseg segment --bin {args.binning}: exit {run['returncode']}, wall {run['wall_s']:.0f} s, "
+            f"peak RSS {run['peak_rss_gib']:.2f} GiB (wait4 ru_maxrss)"
+        )
+        print(
+            f"      1 s /proc samples: peak RSS {run['peak_rss_sampled_gib']:.2f} GiB, of which anonymous at most "
+            f"{run['peak_anon_sampled_gib']:.2f} GiB; file-backed pages "
+            "(the memory-mapped input and shared libraries, reclaimable) at most "
+            f"{run['peak_file_sampled_gib']:.2f} GiB"
+        )
         for name, t in result["stages"].items():
             print(f"      {name} first reported at {t:.0f} s")
-        print(f"base  in-RAM full-resolution run needs >= {baseline / GiB:.1f} GiB "
-              f"(input {n_vox * 4 / GiB:.1f} + float32 embedding {n_vox * 8 / GiB:.1f}; COMPUTED from shapes, not run)")
+        print(
+            f"base  in-RAM full-resolution run needs >= {baseline / GiB:.1f} GiB "
+            f"(input {n_vox * 4 / GiB:.1f} + float32 embedding {n_vox * 8 / GiB:.1f}; COMPUTED from shapes, not run)"
+        )
         anon = run["peak_anon_sampled_gib"]
-        print(f"ratio baseline / ours: {baseline / GiB / run['peak_rss_gib']:.1f}x on peak RSS"
-              + (f", {baseline / GiB / anon:.1f}x on peak anonymous memory" if anon else ""))
+        print(
+            f"ratio baseline / ours: {baseline / GiB / run['peak_rss_gib']:.1f}x on peak RSS"
+            + (f", {baseline / GiB / anon:.1f}x on peak anonymous memory" if anon else "")
+        )
         if run["returncode"] == 0:
             result["problems"] = check_outputs(tomogram, out_dir, ks, args.binning)
-            print("outputs: " + ("OK - full-resolution labels with the source shape and voxel size, binned embedding"
-                                 if not result["problems"] else "; ".join(result["problems"])))
+            print(
+                "outputs: "
+                + (
+                    "OK - full-resolution labels with the source shape and voxel size, binned embedding"
+                    if not result["problems"]
+                    else "; ".join(result["problems"])
+                )
+            )
             print(f"throughput: {3600 / run['wall_s']:.1f} such tomograms/hour")
         else:
             last = last_progress(run["progress"])
@@ -317,8 +374,10 @@ def main(argv=None) -> int:
     if device.type == "cuda":
         gpu = gpu_region_peak(device, args.gpu_region)
         result["gpu_region"] = gpu
-        print(f"\nGPU full-resolution chunked embed of {gpu['edge']}³: {gpu['seconds']:.2f} s, torch peak allocated "
-              f"{gpu['max_memory_allocated_gib']:.2f} GiB (reserved {gpu['max_memory_reserved_gib']:.2f}); goal <= 8 GiB")
+        print(
+            f"\nGPU full-resolution chunked embed of {gpu['edge']}³: {gpu['seconds']:.2f} s, torch peak allocated "
+            f"{gpu['max_memory_allocated_gib']:.2f} GiB (reserved {gpu['max_memory_reserved_gib']:.2f}); goal <= 8 GiB"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0 if result.get("returncode") == 0 else 1

@@ -68,8 +68,13 @@ def triplets_per_s(volume: np.ndarray, device: torch.device, *, batch: int, warm
             t_warm = time.perf_counter()
     sync(device)
     elapsed = time.perf_counter() - t_warm
-    return {"batch": batch, "steps_timed": timed, "seconds": elapsed,
-            "steps_per_s": timed / elapsed, "triplets_per_s": timed * batch / elapsed}
+    return {
+        "batch": batch,
+        "steps_timed": timed,
+        "seconds": elapsed,
+        "steps_per_s": timed / elapsed,
+        "triplets_per_s": timed * batch / elapsed,
+    }
 
 
 # -- 2. sampler vs naive loop -----------------------------------------------------------
@@ -78,7 +83,7 @@ def triplets_per_s(volume: np.ndarray, device: torch.device, *, batch: int, warm
 def naive_read(volume: np.ndarray, boxes: np.ndarray, m: int, normalize) -> torch.Tensor:
     """One numpy crop + one trilinear resize per box: (n, 1, m, m, m)."""
     patches = []
-    for (start, edge) in boxes.astype(int):
+    for start, edge in boxes.astype(int):
         z, y, x = start
         ez, ey, ex = edge
         crop = torch.from_numpy(np.ascontiguousarray(volume[z : z + ez, y : y + ey, x : x + ex]))
@@ -122,9 +127,16 @@ def sampler_vs_naive(volume: np.ndarray, device: torch.device, *, batch: int, re
         naive_read(volume, boxes, model.patch_size, cpu_norm)
         t_naive += time.perf_counter() - t0
     naive = t_naive / reps
-    return {"volume": list(volume.shape), "batch": batch, "reps": reps, "ours_ms": 1e3 * ours, "naive_ms": 1e3 * naive,
-            "ratio": naive / ours, "other_path": "grid_sample" if device.type == "cpu" else "crops",
-            "other_path_read_ms": 1e3 * other}
+    return {
+        "volume": list(volume.shape),
+        "batch": batch,
+        "reps": reps,
+        "ours_ms": 1e3 * ours,
+        "naive_ms": 1e3 * naive,
+        "ratio": naive / ours,
+        "other_path": "grid_sample" if device.type == "cpu" else "crops",
+        "other_path_read_ms": 1e3 * other,
+    }
 
 
 # -- 3. time to the quality goal ----------------------------------------------------------
@@ -142,7 +154,9 @@ def evaluate(image: np.ndarray, levels: dict, model: HyperbolicVAE, device: torc
     return scores
 
 
-def time_to_goal(device: torch.device, *, size: int, budget_min: float, eval_every: int, save: Path | None = None) -> dict:
+def time_to_goal(
+    device: torch.device, *, size: int, budget_min: float, eval_every: int, save: Path | None = None
+) -> dict:
     phantom = make_phantom(size, seed=1)
     config = TrainConfig(steps=10**9, device=str(device), preview_every=0)
     trainer = Trainer([phantom.image], train_config=config)
@@ -162,9 +176,11 @@ def time_to_goal(device: torch.device, *, size: int, budget_min: float, eval_eve
         trainer.model.train()
         eval_s += time.perf_counter() - t_eval
         history.append({"step": event.step, "train_s": train_s, **{f"dice{lv}": s for lv, s in scores.items()}})
-        print(f"  step {event.step:5d}  train {train_s:6.0f} s  "
-              f"Dice L1 {scores[1]:.3f}  L2 {scores[2]:.3f}  L3 {scores[3]:.3f}",
-              flush=True)
+        print(
+            f"  step {event.step:5d}  train {train_s:6.0f} s  "
+            f"Dice L1 {scores[1]:.3f}  L2 {scores[2]:.3f}  L3 {scores[3]:.3f}",
+            flush=True,
+        )
         for level, score in scores.items():
             best[level] = max(best[level], score)
             if level not in reached and score >= GOAL[level]:
@@ -174,21 +190,39 @@ def time_to_goal(device: torch.device, *, size: int, budget_min: float, eval_eve
         t0 = time.perf_counter()
     if save is not None:
         trainer.save(save)
-    return {"phantom": [size] * 3, "budget_min": budget_min, "eval_every": eval_every, "reached": reached,
-            "best": best, "train_s": train_s, "eval_s": eval_s, "history": history,
-            "config": {"batch_size": config.batch_size, "lr": config.lr}}
+    return {
+        "phantom": [size] * 3,
+        "budget_min": budget_min,
+        "eval_every": eval_every,
+        "reached": reached,
+        "best": best,
+        "train_s": train_s,
+        "eval_s": eval_s,
+        "history": history,
+        "config": {"batch_size": config.batch_size, "lr": config.lr},
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=None, help="timed steps for triplets/s, a multiple of 5 (default 20 CPU, 100 GPU)")
-    parser.add_argument("--goal-minutes", type=float, default=None, help="training budget for the quality goal (default 10 CPU, 4 GPU)")
-    parser.add_argument("--eval-every", type=int, default=None, help="steps between Dice evaluations (default 25 CPU, 100 GPU)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed steps for triplets/s, a multiple of 5 (default 20 CPU, 100 GPU)"
+    )
+    parser.add_argument(
+        "--goal-minutes", type=float, default=None, help="training budget for the quality goal (default 10 CPU, 4 GPU)"
+    )
+    parser.add_argument(
+        "--eval-every", type=int, default=None, help="steps between Dice evaluations (default 25 CPU, 100 GPU)"
+    )
     parser.add_argument("--skip-goal", action="store_true")
-    parser.add_argument("--save-model", type=Path, default=None,
-                        help="keep the model trained for the quality goal (e.g. for bench_many_volumes.py --model)")
+    parser.add_argument(
+        "--save-model",
+        type=Path,
+        default=None,
+        help="keep the model trained for the quality goal (e.g. for bench_many_volumes.py --model)",
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -199,15 +233,19 @@ def main(argv=None) -> int:
     budget = 0.3 if args.quick else args.goal_minutes or (4.0 if gpu else 10.0)
     eval_every = 5 if args.quick else args.eval_every or (100 if gpu else 25)
     print(f"device: {device_name(device)}")
-    print(f"model: paper architecture {ModelConfig().channels}, m={ModelConfig().patch_size}; batch {args.batch} "
-          f"triplets = {3 * args.batch} patches per step")
+    print(
+        f"model: paper architecture {ModelConfig().channels}, m={ModelConfig().patch_size}; batch {args.batch} "
+        f"triplets = {3 * args.batch} patches per step"
+    )
     result: dict = {"device": device_name(device)}
 
     phantom = make_phantom(50, seed=1)
     r = triplets_per_s(phantom.image, device, batch=args.batch, warm=1 if args.quick else 5, timed=steps)
     result["training"] = r
-    print(f"\ntraining on a 50³ phantom: {r['triplets_per_s']:.1f} triplets/s ({r['steps_per_s']:.2f} steps/s, "
-          f"{r['steps_timed']} steps timed after warm-up)")
+    print(
+        f"\ntraining on a 50³ phantom: {r['triplets_per_s']:.1f} triplets/s ({r['steps_per_s']:.2f} steps/s, "
+        f"{r['steps_timed']} steps timed after warm-up)"
+    )
 
     big = np.random.default_rng(0).normal(size=(64,) * 3 if args.quick else (256,) * 3).astype(np.float32)
     for volume in (phantom.image, big):
@@ -215,32 +253,46 @@ def main(argv=None) -> int:
         result.setdefault("sampler", []).append(s)
         label = "x".join(map(str, volume.shape))
         path = "crops" if device.type == "cpu" else "grid_sample"
-        print(f"sampling {args.batch} triplets from {label}: ours ({path}, incl. box drawing and 4x anchors) "
-              f"{s['ours_ms']:.1f} ms, baseline (Python crop + interpolate per patch, CPU) {s['naive_ms']:.1f} ms "
-              f"-> {s['ratio']:.2f}x; reading the same {3 * args.batch} boxes with {s['other_path']}: "
-              f"{s['other_path_read_ms']:.1f} ms")
+        print(
+            f"sampling {args.batch} triplets from {label}: ours ({path}, incl. box drawing and 4x anchors) "
+            f"{s['ours_ms']:.1f} ms, baseline (Python crop + interpolate per patch, CPU) {s['naive_ms']:.1f} ms "
+            f"-> {s['ratio']:.2f}x; reading the same {3 * args.batch} boxes with {s['other_path']}: "
+            f"{s['other_path_read_ms']:.1f} ms"
+        )
     step_ms = 1e3 / r["steps_per_s"]
-    print(f"sampling share of a training step: {result['sampler'][0]['ours_ms'] / step_ms:.1%} (ours) vs "
-          f"{result['sampler'][0]['naive_ms'] / step_ms:.1%} (baseline) of {step_ms:.0f} ms")
+    print(
+        f"sampling share of a training step: {result['sampler'][0]['ours_ms'] / step_ms:.1%} (ours) vs "
+        f"{result['sampler'][0]['naive_ms'] / step_ms:.1%} (baseline) of {step_ms:.0f} ms"
+    )
 
     if not args.skip_goal:
-        print(f"\ntime to the quality goal on make_phantom(50, seed=1), budget {budget:g} min of training, "
-              f"evaluation every {eval_every} steps (clock paused while evaluating):")
+        print(
+            f"\ntime to the quality goal on make_phantom(50, seed=1), budget {budget:g} min of training, "
+            f"evaluation every {eval_every} steps (clock paused while evaluating):"
+        )
         g = time_to_goal(device, size=50, budget_min=budget, eval_every=eval_every, save=args.save_model)
         result["goal"] = g
         for level, goal in GOAL.items():
             if level in g["reached"]:
                 hit = g["reached"][level]
-                print(f"level {level} (k={LEVEL_K[level]}): Dice >= {goal} "
-                      f"reached after {hit['train_s']:.0f} s of training "
-                      f"(step {hit['step']})")
+                print(
+                    f"level {level} (k={LEVEL_K[level]}): Dice >= {goal} "
+                    f"reached after {hit['train_s']:.0f} s of training "
+                    f"(step {hit['step']})"
+                )
             else:
-                print(f"level {level} (k={LEVEL_K[level]}): Dice >= {goal} "
-                      f"NOT reached within {g['train_s'] / 60:.1f} min; "
-                      f"best {g['best'][level]:.3f}")
+                print(
+                    f"level {level} (k={LEVEL_K[level]}): Dice >= {goal} "
+                    f"NOT reached within {g['train_s'] / 60:.1f} min; "
+                    f"best {g['best'][level]:.3f}"
+                )
         all_hit = len(g["reached"]) == len(GOAL)
         total = max((h["train_s"] for h in g["reached"].values()), default=math.nan)
-        print("all levels: " + (f"reached after {total:.0f} s" if all_hit else "not all reached") + "  (goal <= 120 s on an H100)")
+        print(
+            "all levels: "
+            + (f"reached after {total:.0f} s" if all_hit else "not all reached")
+            + "  (goal <= 120 s on an H100)"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

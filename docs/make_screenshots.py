@@ -113,8 +113,12 @@ def main() -> None:
     session = get_session(viewer)
     assert train.start_training(), train.status.text()
     started = time.perf_counter()
-    wait(app, lambda: session.preview is not None and time.perf_counter() - started > 0.4 * args.minutes * 60,
-         args.minutes * 60 + 120, "live previews")
+    wait(
+        app,
+        lambda: session.preview is not None and time.perf_counter() - started > 0.4 * args.minutes * 60,
+        args.minutes * 60 + 120,
+        "live previews",
+    )
     shoot(viewer, app, "02_training_live_disk.png")
 
     wait(app, lambda: session.result is not None and not train.busy, args.minutes * 60 + 900, "segmentation")

@@ -36,18 +36,43 @@ def test_train_then_resume(phantom_file, tmp_path, capsys):
     model = tmp_path / "m.pt"
     assert main(["train", str(phantom_file), "--out", str(model), *FAST]) == 0
     assert torch.load(model, weights_only=True)["step"] == 3
-    assert main(["train", str(phantom_file), "--out", str(model), "--resume", str(model),
-                 "--steps", "5", "--batch-size", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(phantom_file),
+                "--out",
+                str(model),
+                "--resume",
+                str(model),
+                "--steps",
+                "5",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert torch.load(model, weights_only=True)["step"] == 5
     assert "wrote" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("make,expected", [
-    (lambda d: d / "missing.mrc", "missing.mrc"),
-    (lambda d: _write(d / "flat.mrc", np.zeros((5, 30, 30), np.float32) + np.arange(30)), "smaller than"),
-    (lambda d: _write(d / "const.mrc", np.full((20, 20, 20), 3.0, np.float32)), "constant"),
-    (lambda d: _write(d / "nan.mrc", np.where(np.eye(20)[None].repeat(20, 0) > 0, np.nan, 1.0).astype(np.float32)), "NaN"),
-])
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (lambda d: d / "missing.mrc", "missing.mrc"),
+        (lambda d: _write(d / "flat.mrc", np.zeros((5, 30, 30), np.float32) + np.arange(30)), "smaller than"),
+        (lambda d: _write(d / "const.mrc", np.full((20, 20, 20), 3.0, np.float32)), "constant"),
+        (
+            lambda d: _write(
+                d / "nan.mrc", np.where(np.eye(20)[None].repeat(20, 0) > 0, np.nan, 1.0).astype(np.float32)
+            ),
+            "NaN",
+        ),
+    ],
+)
 def test_untrainable_input_is_one_line_and_exit_2(tmp_path, capsys, make, expected):
     path = make(tmp_path)
     capsys.readouterr()  # whatever writing the input printed
@@ -104,8 +129,25 @@ def test_segment_many_files_flat_mode_and_nifti_output(phantom_file, tmp_path):
     second = tmp_path / "other.mrc"
     second.write_bytes(phantom_file.read_bytes())
     out = tmp_path / "seg"
-    code = main(["segment", str(phantom_file), str(tmp_path / "oth*.mrc"), "--model", str(model),
-                 "--clusters", "2-4", "--mode", "flat", "--format", "nii.gz", "--out-dir", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "segment",
+            str(phantom_file),
+            str(tmp_path / "oth*.mrc"),
+            "--model",
+            str(model),
+            "--clusters",
+            "2-4",
+            "--mode",
+            "flat",
+            "--format",
+            "nii.gz",
+            "--out-dir",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     for stem in ("cell", "other"):
         for k in (2, 3, 4):
@@ -115,7 +157,10 @@ def test_segment_many_files_flat_mode_and_nifti_output(phantom_file, tmp_path):
 def test_bad_cluster_list(phantom_file, tmp_path, capsys):
     model = tmp_path / "m.pt"
     main(["train", str(phantom_file), "--out", str(model), *FAST])
-    assert main(["segment", str(phantom_file), "--model", str(model), "--clusters", "1,x", "--out-dir", str(tmp_path)]) == 2
+    assert (
+        main(["segment", str(phantom_file), "--model", str(model), "--clusters", "1,x", "--out-dir", str(tmp_path)])
+        == 2
+    )
     assert "--clusters" in capsys.readouterr().err
 
 
@@ -187,8 +232,12 @@ def test_model_records_voxel_size_and_segment_warns_or_resamples(phantom_file, t
     from napari_hypseg.model import ModelConfig
     from napari_hypseg.training import TrainConfig, Trainer
 
-    trainer = Trainer([source.data], model_config=ModelConfig(channels=(4, 8), kernel_size=3, hidden=16),
-                      train_config=TrainConfig(steps=2, batch_size=2, device="cpu"), voxel_size=source.spacing)
+    trainer = Trainer(
+        [source.data],
+        model_config=ModelConfig(channels=(4, 8), kernel_size=3, hidden=16),
+        train_config=TrainConfig(steps=2, batch_size=2, device="cpu"),
+        voxel_size=source.spacing,
+    )
     for _ in trainer.run():
         pass
     model = trainer.save(tmp_path / "tiny.pt")
@@ -200,7 +249,23 @@ def test_model_records_voxel_size_and_segment_warns_or_resamples(phantom_file, t
     coarse_volume = read_volume(coarse)
     capsys.readouterr()
     out = tmp_path / "plain"
-    assert main(["segment", str(coarse), "--model", str(model), "--clusters", "2,3", "--out-dir", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(coarse),
+                "--model",
+                str(model),
+                "--clusters",
+                "2,3",
+                "--out-dir",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     sizes = [" × ".join(f"{v:.4g}" for v in size) for size in (coarse_volume.spacing, source.spacing)]
     assert all(size in err for size in sizes), err
@@ -208,8 +273,24 @@ def test_model_records_voxel_size_and_segment_warns_or_resamples(phantom_file, t
     assert read_volume(out / "coarse_k2.mrc").shape == coarse_volume.shape
 
     out = tmp_path / "resampled"
-    assert main(["segment", str(coarse), "--model", str(model), "--clusters", "2,3", "--out-dir", str(out),
-                 "--device", "cpu", "--resample-to-model"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(coarse),
+                "--model",
+                str(model),
+                "--clusters",
+                "2,3",
+                "--out-dir",
+                str(out),
+                "--device",
+                "cpu",
+                "--resample-to-model",
+            ]
+        )
+        == 0
+    )
     assert "--resample-to-model" not in capsys.readouterr().err
     for k in (2, 3):
         labels = read_volume(out / f"coarse_k{k}.mrc")

@@ -149,9 +149,21 @@ def test_hypseg_sample_shows_a_bar_on_a_terminal_and_lines_in_a_pipe(tmp_path, o
         read_end, write_end = os.pipe()
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "napari_hypseg.cli", "sample", "--out", str(tmp_path / "data"), "--n", "3",
-         "--size", "24"],
-        stdout=subprocess.DEVNULL, stderr=write_end, env=env,
+        [
+            sys.executable,
+            "-m",
+            "napari_hypseg.cli",
+            "sample",
+            "--out",
+            str(tmp_path / "data"),
+            "--n",
+            "3",
+            "--size",
+            "24",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=write_end,
+        env=env,
     )
     os.close(write_end)
     chunks = []

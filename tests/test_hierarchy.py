@@ -87,9 +87,7 @@ def test_nested_coarsest_level_matches_flat_kmeans():
 def test_flat_levels_are_independent_kmeans():
     emb, truth = hierarchical_volume(seed=2)
     progress = []
-    h = build_hierarchy(
-        emb, k_min=2, k_max=6, mode="flat", n_init=2, progress=lambda d, t: progress.append((d, t))
-    )
+    h = build_hierarchy(emb, k_min=2, k_max=6, mode="flat", n_init=2, progress=lambda d, t: progress.append((d, t)))
     assert h.mode == "flat" and h.k_values == [2, 3, 4, 5, 6]
     for k in h.k_values:
         lab = h.labels(k)

@@ -236,9 +236,7 @@ def test_wrapped_normal_gradients_are_correct():
     dtype = torch.float64
     loc = torch.tensor([[0.3, -0.4], [-0.6, 0.1]], dtype=dtype, requires_grad=True)
     scale = torch.tensor([[0.5, 0.2], [1.1, 0.7]], dtype=dtype, requires_grad=True)
-    torch.autograd.gradcheck(
-        lambda m, s: wrapped_normal_rsample(m, s, (3,), generator=_gen(0)), (loc, scale)
-    )
+    torch.autograd.gradcheck(lambda m, s: wrapped_normal_rsample(m, s, (3,), generator=_gen(0)), (loc, scale))
     # one point far from its mean, one within the series radius (r < 0.1)
     z = torch.tensor([[0.1, 0.5], [-0.6, 0.13]], dtype=dtype, requires_grad=True)
     assert (dist(z, loc) < 0.1).tolist() == [False, True]

@@ -321,12 +321,26 @@ def test_write_levels_with_statistics_embedding_and_manifest(tmp_nifti, tmp_path
     levels = {k: (np.arange(source.data.size).reshape(source.shape) % k + 1).astype(np.uint8) for k in (2, 3)}
     embedding = np.zeros((*source.shape, 2), dtype=np.float32)
 
-    written = write_levels(source.geometry, levels.__getitem__, [2, 3], tmp_path / "out", image=source.data,
-                           unit=source.metadata["units"], embedding=embedding, manifest={"model": "m.pt"})
+    written = write_levels(
+        source.geometry,
+        levels.__getitem__,
+        [2, 3],
+        tmp_path / "out",
+        image=source.data,
+        unit=source.metadata["units"],
+        embedding=embedding,
+        manifest={"model": "m.pt"},
+    )
 
     names = [p.name for p in written]
-    assert names == ["scan_k2.nii.gz", "scan_k3.nii.gz", "scan_k2_stats.csv", "scan_k3_stats.csv",
-                     "scan_embedding.npy", "scan_manifest.json"]  # a NIfTI source gets .nii.gz, the stem of its name
+    assert names == [
+        "scan_k2.nii.gz",
+        "scan_k3.nii.gz",
+        "scan_k2_stats.csv",
+        "scan_k3_stats.csv",
+        "scan_embedding.npy",
+        "scan_manifest.json",
+    ]  # a NIfTI source gets .nii.gz, the stem of its name
     for k in (2, 3):
         back = read_volume(tmp_path / "out" / f"scan_k{k}.nii.gz")
         np.testing.assert_array_equal(back.data, levels[k])
@@ -336,8 +350,13 @@ def test_write_levels_with_statistics_embedding_and_manifest(tmp_nifti, tmp_path
     assert table[0][2] == "volume (mm³)"
     assert [int(row[1]) for row in table[1:]] == [int((levels[2] == c).sum()) for c in (1, 2)]
     manifest = json.loads((tmp_path / "out" / "scan_manifest.json").read_text())
-    assert manifest["files"] == {"2": "scan_k2.nii.gz", "3": "scan_k3.nii.gz", "2_stats": "scan_k2_stats.csv",
-                                 "3_stats": "scan_k3_stats.csv", "embedding": "scan_embedding.npy"}
+    assert manifest["files"] == {
+        "2": "scan_k2.nii.gz",
+        "3": "scan_k3.nii.gz",
+        "2_stats": "scan_k2_stats.csv",
+        "3_stats": "scan_k3_stats.csv",
+        "embedding": "scan_embedding.npy",
+    }
     assert manifest["levels"] == [2, 3] and manifest["model"] == "m.pt" and manifest["source"] == str(source.source)
 
 
@@ -348,8 +367,16 @@ def test_write_levels_of_labels_alone_in_another_format_and_stopped(tmp_mrc, tmp
     def two_written() -> bool:  # as the panel's Stop between two levels
         return len(list(tmp_path.glob("cell_k*"))) == 2
 
-    written = write_levels(source.geometry, lambda k: labels, [2, 3, 4], tmp_path, fmt="nii", stem="cell",
-                           tag="_flat", should_stop=two_written)
+    written = write_levels(
+        source.geometry,
+        lambda k: labels,
+        [2, 3, 4],
+        tmp_path,
+        fmt="nii",
+        stem="cell",
+        tag="_flat",
+        should_stop=two_written,
+    )
 
     assert [p.name for p in written] == ["cell_k2_flat.nii", "cell_k3_flat.nii"]  # stopped before k = 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cell_k2_flat.nii", "cell_k3_flat.nii", "volume.mrc"]
@@ -407,7 +434,7 @@ def test_empty_file_is_refused(tmp_path):
 
 def test_truncated_mrc_is_refused(tmp_mrc):
     path = tmp_mrc(name="cut.mrc")
-    path.write_bytes(path.read_bytes()[:1024 + 100])
+    path.write_bytes(path.read_bytes()[: 1024 + 100])
 
     with pytest.raises(UserError, match=r"cut\.mrc is truncated: its header describes 8x7x6 voxels"):
         read_volume(path)

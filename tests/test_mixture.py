@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_hypseg._errors import UserError
-from napari_hypseg.segmentation.channels import DENOISE_FROM_SIGMA, choose_intensity, noise_sigma, normalise
+from napari_hypseg.segmentation.channels import DENOISE_FROM_SIGMA, choose_intensity, noise_sigma
 from napari_hypseg.segmentation.fusion import FusionConfig, embedding_channels, fused_features
 from napari_hypseg.segmentation.metrics import dice_scores
 from napari_hypseg.segmentation.mixture import mixture_labels, mixture_levels, potts_mean_field
@@ -14,7 +14,7 @@ from napari_hypseg.segmentation.mixture import mixture_labels, mixture_levels, p
 
 def _two_region_volume(noise: float, seed: int = 0, shape=(24, 24, 24)):
     truth = np.zeros(shape, dtype=np.uint8)
-    truth[:, :, shape[2] // 2:] = 1
+    truth[:, :, shape[2] // 2 :] = 1
     rng = np.random.default_rng(seed)
     return truth.astype(np.float32) + rng.normal(scale=noise, size=shape).astype(np.float32), truth
 

@@ -19,12 +19,15 @@ from napari_hypseg.model import (
 SMALL = dict(channels=(4, 8), kernel_size=3, hidden=16)  # m = 5: fast, same code paths
 
 
-@pytest.mark.parametrize("config", [
-    ModelConfig(),
-    ModelConfig(manifold="euclidean"),
-    ModelConfig(gyroplane=False),
-    ModelConfig(latent_dim=3, **SMALL),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(),
+        ModelConfig(manifold="euclidean"),
+        ModelConfig(gyroplane=False),
+        ModelConfig(latent_dim=3, **SMALL),
+    ],
+)
 def test_shapes_and_manifold(config):
     torch.manual_seed(0)
     model = HyperbolicVAE(config)

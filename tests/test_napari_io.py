@@ -262,9 +262,7 @@ def test_save_labels_layer_lands_on_source_grid(make_napari_viewer, tmp_mrc, tmp
     (image,) = viewer.open(tmp_mrc(voxel_size=(2.0, 1.5, 1.0), origin=(10.0, 20.0, 30.0)), plugin=PLUGIN)
     labels = (np.asarray(image.data) % 4).astype(np.int32)
     # What a segmentation widget does: same transform and metadata as the image.
-    layer = viewer.add_labels(
-        labels, name="seg", scale=image.scale, translate=image.translate, metadata=image.metadata
-    )
+    layer = viewer.add_labels(labels, name="seg", scale=image.scale, translate=image.translate, metadata=image.metadata)
     target = tmp_path / f"seg{suffix}"
 
     viewer.layers.selection = {layer}
@@ -328,8 +326,9 @@ def test_save_image_layer(make_napari_viewer, tmp_mrc, tmp_path):
 
 @pytest.mark.gui
 @pytest.mark.parametrize(("source_kind", "suffix"), [("mrc", ".mrc"), ("mrc", ".nii"), ("nifti", ".nii")])
-def test_exported_level_is_the_file_save_layers_writes(make_napari_viewer, tmp_mrc, tmp_nifti, tmp_path,
-                                                       source_kind, suffix):
+def test_exported_level_is_the_file_save_layers_writes(
+    make_napari_viewer, tmp_mrc, tmp_nifti, tmp_path, source_kind, suffix
+):
     from napari_hypseg._napari._export import export_level
     from napari_hypseg._napari._layers import SourceInfo
 
@@ -353,8 +352,9 @@ def test_export_of_a_layer_without_a_file_uses_its_transform_and_name(make_napar
     from napari_hypseg._napari._layers import SourceInfo
 
     viewer = make_napari_viewer()
-    image = viewer.add_image(np.ones((4, 5, 6), np.float32), name="drawn cell", scale=(4.0, 2.0, 1.0),
-                             translate=(8.0, 0.0, -1.0))
+    image = viewer.add_image(
+        np.ones((4, 5, 6), np.float32), name="drawn cell", scale=(4.0, 2.0, 1.0), translate=(8.0, 0.0, -1.0)
+    )
     source = SourceInfo.from_layer(image)
     labels = {k: (np.arange(120).reshape(4, 5, 6) % k).astype(np.uint8) for k in (2, 3)}
 

@@ -36,8 +36,12 @@ def test_suite_scores_ours_and_baselines_and_reports_the_bar(one_torch_thread):
     case = phantom_case(irregular=False, n_train=1, n_test=1, size=24)
     rows = {
         OURS: (default_pipeline(TrainConfig(steps=1), device="cpu"), [0]),
-        FUSED: (default_pipeline(TrainConfig(steps=2, device="cpu"), fusion=FusionConfig(embedding_weight=0.5),
-                                 device="cpu"), [0]),
+        FUSED: (
+            default_pipeline(
+                TrainConfig(steps=2, device="cpu"), fusion=FusionConfig(embedding_weight=0.5), device="cpu"
+            ),
+            [0],
+        ),
     }
     result = run_case(case, rows, seeds=[0, 1], log=lambda s: None)
     assert set(result.scores) == {b.name for b in BASELINES} | {OURS, FUSED}
@@ -62,8 +66,17 @@ def test_a_transductive_case_trains_on_each_volume():
     case = Case("toy", "synthetic", [CaseVolume(image, {1: (2, truth, ("bg", "cube"))})], None)
     trained = []
     # a torch.device, as `hypseg bench --suite` passes it
-    rows = {FUSED: (default_pipeline(TrainConfig(steps=1, device="cpu"), fusion=FusionConfig(embedding_weight=0.5),
-                                     device=resolve_device("cpu"), log=trained.append), [0])}
+    rows = {
+        FUSED: (
+            default_pipeline(
+                TrainConfig(steps=1, device="cpu"),
+                fusion=FusionConfig(embedding_weight=0.5),
+                device=resolve_device("cpu"),
+                log=trained.append,
+            ),
+            [0],
+        )
+    }
     result = run_case(case, rows, seeds=[0], log=lambda s: None)
     assert len(trained) == 1 and "trained 1 steps" in trained[0]
     assert result.mean_sd(FUSED, 1)[0] > 0.5

@@ -54,9 +54,12 @@ def good(data_dir):
 def small_model(data_dir, good):
     """A trained 7-voxel-patch model file (segmenting with it is fast)."""
     path = data_dir / "small.pt"
-    Trainer(read_volume(good).data, model_config=SMALL,
-            train_config=TrainConfig(steps=4, batch_size=2, device="cpu", preview_every=0),
-            checkpoint_path=path).fit()
+    Trainer(
+        read_volume(good).data,
+        model_config=SMALL,
+        train_config=TrainConfig(steps=4, batch_size=2, device="cpu", preview_every=0),
+        checkpoint_path=path,
+    ).fit()
     return path
 
 
@@ -79,8 +82,14 @@ def _one_line_error(capsys, command: str, *, after_work: bool = False) -> str:
 
 def _cli_process(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "napari_hypseg.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "napari_hypseg.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -123,14 +132,21 @@ def _can_mount() -> bool:
 needs_mount = pytest.mark.skipif(not _can_mount(), reason="needs unshare -rm and tmpfs mounts")
 
 
-def _cli_on_tmpfs(mount: Path, options: str, args: list[str], *, python: list[str] | None = None) -> subprocess.CompletedProcess:
+def _cli_on_tmpfs(
+    mount: Path, options: str, args: list[str], *, python: list[str] | None = None
+) -> subprocess.CompletedProcess:
     """Run hypseg (or ``python ...``) in a private mount namespace where ``mount`` is a fresh tmpfs with ``options``."""
     mount.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     script = 'mount -t tmpfs -o "$1" none "$2" && shift 2 && exec "$@"'
     command = python if python is not None else ["-m", "napari_hypseg.cli", *args]
-    return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", options, str(mount), sys.executable, *command],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, "sh", options, str(mount), sys.executable, *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _single_error_line(stderr: str, command: str) -> str:
@@ -148,22 +164,34 @@ def test_train_out_that_is_an_input_or_a_volume_name_is_refused(good, tmp_path, 
     assert main(["train", str(good), "--out", str(good), *FAST]) == 2
     assert "one of the input volumes" in _one_line_error(capsys, "train")
     assert good.read_bytes() == before
-    for name in ("model.mrc", "model.rec", "model.map", "model.st", "model.ali", "model.mrcs", "model.nii", "model.nii.gz"):
+    for name in (
+        "model.mrc",
+        "model.rec",
+        "model.map",
+        "model.st",
+        "model.ali",
+        "model.mrcs",
+        "model.nii",
+        "model.nii.gz",
+    ):
         assert main(["train", str(good), "--out", str(tmp_path / name), *FAST]) == 2
         assert "volume suffix" in _one_line_error(capsys, "train")
         assert not (tmp_path / name).exists()
 
 
-@pytest.mark.parametrize("option,value,message", [
-    ("--latent-dim", "0", "--latent-dim must be >= 1"),
-    ("--steps", "-5", "--steps must be >= 0"),
-    ("--batch-size", "0", "--batch-size must be >= 1"),
-    ("--lr", "-1", "--lr must be a positive number"),
-    ("--lr", "nan", "--lr must be a positive number"),
-    ("--max-minutes", "0", "--max-minutes must be a positive number"),
-    ("--device", "tpu", "--device must be auto, cpu or cuda"),
-    ("--checkpoint-minutes", "-1", "--checkpoint-minutes must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--latent-dim", "0", "--latent-dim must be >= 1"),
+        ("--steps", "-5", "--steps must be >= 0"),
+        ("--batch-size", "0", "--batch-size must be >= 1"),
+        ("--lr", "-1", "--lr must be a positive number"),
+        ("--lr", "nan", "--lr must be a positive number"),
+        ("--max-minutes", "0", "--max-minutes must be a positive number"),
+        ("--device", "tpu", "--device must be auto, cpu or cuda"),
+        ("--checkpoint-minutes", "-1", "--checkpoint-minutes must be >= 0"),
+    ],
+)
 def test_invalid_training_options_are_one_line_before_any_work(good, tmp_path, capsys, option, value, message):
     args = ["train", str(good), "--out", str(tmp_path / "m.pt"), "--steps", "3", "--device", "cpu", option, value]
     assert main(args) == 2
@@ -188,7 +216,9 @@ def test_train_out_that_is_a_folder_or_under_a_file_is_refused_before_training(g
 @needs_mount
 @pytest.mark.parametrize("options,message", [("ro,size=1m", "read-only"), ("size=64k", "only")])
 def test_train_out_on_a_read_only_or_full_file_system_is_refused_before_training(good, tmp_path, options, message):
-    result = _cli_on_tmpfs(tmp_path / "mnt", options, ["train", str(good), "--out", str(tmp_path / "mnt" / "m.pt"), *FAST])
+    result = _cli_on_tmpfs(
+        tmp_path / "mnt", options, ["train", str(good), "--out", str(tmp_path / "mnt" / "m.pt"), *FAST]
+    )
     assert result.returncode == 2
     assert message in _single_error_line(result.stderr, "train")
     assert "training on" not in result.stderr  # refused before the first step
@@ -199,14 +229,36 @@ def test_diverging_learning_rate_is_an_error_and_keeps_the_previous_model(good, 
     assert main(["train", str(good), "--out", str(model), *FAST]) == 0
     before = model.read_bytes()
     capsys.readouterr()
-    assert main(["train", str(good), "--out", str(model), "--lr", "1e6", "--steps", "40", "--batch-size", "2", "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(good),
+                "--out",
+                str(model),
+                "--lr",
+                "1e6",
+                "--steps",
+                "40",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "diverged" in _one_line_error(capsys, "train", after_work=True)
     assert model.read_bytes() == before
 
 
 def test_diverging_library_run_reports_nonfinite_and_saves_nothing(good, tmp_path):
-    trainer = Trainer(read_volume(good).data, model_config=SMALL, checkpoint_path=tmp_path / "m.pt",
-                      train_config=TrainConfig(steps=40, batch_size=2, lr=1e6, device="cpu", preview_every=0))
+    trainer = Trainer(
+        read_volume(good).data,
+        model_config=SMALL,
+        checkpoint_path=tmp_path / "m.pt",
+        train_config=TrainConfig(steps=40, batch_size=2, lr=1e6, device="cpu", preview_every=0),
+    )
     events = list(trainer.run())
     assert events[-1].kind == "nonfinite" and "diverged" in events[-1].message
     assert not (tmp_path / "m.pt").exists()
@@ -232,14 +284,37 @@ def test_resume_with_contradicting_architecture_is_refused(good, tmp_path, capsy
         assert main(["train", str(good), "--out", str(model), "--resume", str(model), *FAST, *extra]) == 2
         assert "contradicts the model being resumed" in _one_line_error(capsys, "train")
     # options that agree with the checkpoint are fine
-    assert main(["train", str(good), "--out", str(model), "--resume", str(model), "--latent-dim", "2",
-                 "--steps", "4", "--batch-size", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(good),
+                "--out",
+                str(model),
+                "--resume",
+                str(model),
+                "--latent-dim",
+                "2",
+                "--steps",
+                "4",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
 
 
 def test_library_resume_with_another_model_config_is_refused(good, tmp_path):
     volume = read_volume(good).data
-    Trainer(volume, model_config=SMALL, checkpoint_path=tmp_path / "a.pt",
-            train_config=TrainConfig(steps=2, batch_size=2, device="cpu", preview_every=0)).fit()
+    Trainer(
+        volume,
+        model_config=SMALL,
+        checkpoint_path=tmp_path / "a.pt",
+        train_config=TrainConfig(steps=2, batch_size=2, device="cpu", preview_every=0),
+    ).fit()
     with pytest.raises(UserError, match="differs from the one asked for"):
         Trainer(volume, model_config=ModelConfig(), resume=tmp_path / "a.pt", train_config=TrainConfig(device="cpu"))
 
@@ -250,8 +325,20 @@ def test_library_resume_with_another_model_config_is_refused(good, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_training_exits_130_and_keeps_a_resumable_model(good, tmp_path, signum):
     model = tmp_path / "m.pt"
-    proc = _cli_process("train", str(good), "--out", str(model), "--steps", "100000", "--batch-size", "2",
-                        "--device", "cpu", "--checkpoint-every", "1")
+    proc = _cli_process(
+        "train",
+        str(good),
+        "--out",
+        str(model),
+        "--steps",
+        "100000",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        "1",
+    )
     _wait_for(model.exists, proc)  # a periodic checkpoint: training is under way
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
@@ -259,14 +346,43 @@ def test_interrupted_training_exits_130_and_keeps_a_resumable_model(good, tmp_pa
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
     assert read_checkpoint(model)["step"] > 0
     assert _leftover_temporaries(tmp_path) == []
-    assert main(["train", str(good), "--out", str(model), "--resume", str(model), "--steps",
-                 str(read_checkpoint(model)["step"] + 1), "--batch-size", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(good),
+                "--out",
+                str(model),
+                "--resume",
+                str(model),
+                "--steps",
+                str(read_checkpoint(model)["step"] + 1),
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
 
 
 def test_killed_training_keeps_its_last_periodic_checkpoint(good, tmp_path):
     model = tmp_path / "m.pt"
-    proc = _cli_process("train", str(good), "--out", str(model), "--steps", "100000", "--batch-size", "2",
-                        "--device", "cpu", "--checkpoint-every", "1")
+    proc = _cli_process(
+        "train",
+        str(good),
+        "--out",
+        str(model),
+        "--steps",
+        "100000",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        "1",
+    )
     _wait_for(model.exists, proc)
     proc.kill()  # SIGKILL: no handler runs
     proc.communicate(timeout=60)
@@ -277,11 +393,40 @@ def test_killed_training_keeps_its_last_periodic_checkpoint(good, tmp_path):
 def test_interrupted_segmentation_exits_130_and_leaves_the_earlier_result_whole(tmp_path, small_model, signum):
     volume = _write(tmp_path / "big.mrc", make_phantom(48, seed=1).image)
     out = tmp_path / "seg"
-    assert main(["segment", str(volume), "--model", str(small_model), "--out-dir", str(out), "--device", "cpu",
-                 "--clusters", "2"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(volume),
+                "--model",
+                str(small_model),
+                "--out-dir",
+                str(out),
+                "--device",
+                "cpu",
+                "--clusters",
+                "2",
+            ]
+        )
+        == 0
+    )
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    proc = _cli_process("segment", str(volume), "--model", str(small_model), "--out-dir", str(out), "--device", "cpu",
-                        "--clusters", "2-12", "--mode", "flat", "--window", "3")
+    proc = _cli_process(
+        "segment",
+        str(volume),
+        "--model",
+        str(small_model),
+        "--out-dir",
+        str(out),
+        "--device",
+        "cpu",
+        "--clusters",
+        "2-12",
+        "--mode",
+        "flat",
+        "--window",
+        "3",
+    )
     _stderr_line_containing(proc, "embed")
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
@@ -295,8 +440,23 @@ def test_interrupted_segmentation_exits_130_and_leaves_the_earlier_result_whole(
 def test_an_output_name_taken_by_a_folder_is_refused_before_work(tmp_path, small_model, good, capsys):
     out = tmp_path / "seg"
     (out / "good_k3.mrc").mkdir(parents=True)
-    assert main(["segment", str(good), "--model", str(small_model), "--out-dir", str(out), "--device", "cpu",
-                 "--clusters", "2,3"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                str(good),
+                "--model",
+                str(small_model),
+                "--out-dir",
+                str(out),
+                "--device",
+                "cpu",
+                "--clusters",
+                "2,3",
+            ]
+        )
+        == 2
+    )
     assert "good_k3.mrc: a folder has that name" in _one_line_error(capsys, "segment")
     assert sorted(p.name for p in out.iterdir()) == ["good_k3.mrc"]
 
@@ -311,8 +471,21 @@ def test_inputs_with_the_same_name_get_distinct_outputs(tmp_path, small_model, g
     write_image(tmp_path / "d2" / "tomo.nii.gz", read_volume(good).data)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "seg"
-    code = main(["segment", "d*/tomo.*", "d1/tomo.mrc", "--model", str(small_model), "--out-dir", str(out),
-                 "--device", "cpu", "--clusters", "2,3,4"])
+    code = main(
+        [
+            "segment",
+            "d*/tomo.*",
+            "d1/tomo.mrc",
+            "--model",
+            str(small_model),
+            "--out-dir",
+            str(out),
+            "--device",
+            "cpu",
+            "--clusters",
+            "2,3,4",
+        ]
+    )
     assert code == 0
     assert "hypseg: warning: d1/tomo.mrc is given more than once" in capsys.readouterr().err
     labels = sorted(p.name for p in out.iterdir() if "_k" in p.name and not p.name.endswith("_stats.csv"))
@@ -330,8 +503,23 @@ def test_an_output_name_clash_that_cannot_be_resolved_is_refused(tmp_path):
 
 def test_manifest_lists_a_complete_result(tmp_path, small_model, good):
     out = tmp_path / "seg"
-    assert main(["segment", str(good), "--model", str(small_model), "--out-dir", str(out), "--device", "cpu",
-                 "--clusters", "2,3"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(good),
+                "--model",
+                str(small_model),
+                "--out-dir",
+                str(out),
+                "--device",
+                "cpu",
+                "--clusters",
+                "2,3",
+            ]
+        )
+        == 0
+    )
     import json
 
     manifest = json.loads((out / "good_manifest.json").read_text())
@@ -344,25 +532,51 @@ def test_output_that_would_overwrite_an_input_is_refused(tmp_path, small_model, 
     shutil.copy(good, tmp_path / "cell.mrc")
     shutil.copy(good, tmp_path / "cell_k2.mrc")  # e.g. a label file from before, given as input again
     before = (tmp_path / "cell_k2.mrc").read_bytes()
-    assert main(["segment", str(tmp_path / "cell.mrc"), str(tmp_path / "cell_k2.mrc"), "--model", str(small_model),
-                 "--out-dir", str(tmp_path), "--device", "cpu", "--clusters", "2"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "cell.mrc"),
+                str(tmp_path / "cell_k2.mrc"),
+                "--model",
+                str(small_model),
+                "--out-dir",
+                str(tmp_path),
+                "--device",
+                "cpu",
+                "--clusters",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert (tmp_path / "cell_k2.mrc").read_bytes() == before
 
 
-@pytest.mark.parametrize("option,value,message", [
-    ("--bin", "0", "--bin must be >= 1"),
-    ("--bin", "-2", "--bin must be >= 1"),
-    ("--bin", "64", "--bin 64 is larger than the volume"),
-    ("--bin", "4", "smaller than the model's 7-voxel patch; use a bin of at most 3"),
-    ("--window", "1", "--window values must be at least 3"),
-    ("--stride", "0", "--stride must be >= 1"),
-    ("--device", "tpu", "unknown device 'tpu'"),
-    ("--clusters", "1", "--clusters values must be between 2 and 64"),
-    ("--clusters", "2,65", "--clusters values must be between 2 and 64"),
-])
-def test_invalid_segment_options_are_one_line_before_any_work(tmp_path, small_model, good, capsys, option, value, message):
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--bin", "0", "--bin must be >= 1"),
+        ("--bin", "-2", "--bin must be >= 1"),
+        ("--bin", "64", "--bin 64 is larger than the volume"),
+        ("--bin", "4", "smaller than the model's 7-voxel patch; use a bin of at most 3"),
+        ("--window", "1", "--window values must be at least 3"),
+        ("--stride", "0", "--stride must be >= 1"),
+        ("--device", "tpu", "unknown device 'tpu'"),
+        ("--clusters", "1", "--clusters values must be between 2 and 64"),
+        ("--clusters", "2,65", "--clusters values must be between 2 and 64"),
+    ],
+)
+def test_invalid_segment_options_are_one_line_before_any_work(
+    tmp_path, small_model, good, capsys, option, value, message
+):
     out = tmp_path / "seg"
-    assert main(["segment", str(good), "--model", str(small_model), "--out-dir", str(out), "--device", "cpu", option, value]) == 2
+    assert (
+        main(
+            ["segment", str(good), "--model", str(small_model), "--out-dir", str(out), "--device", "cpu", option, value]
+        )
+        == 2
+    )
     assert message in _one_line_error(capsys, "segment")
     assert not out.exists()
 
@@ -376,9 +590,23 @@ def test_out_dir_that_is_a_file_is_refused_before_work(tmp_path, small_model, go
 
 @needs_mount
 @pytest.mark.parametrize("options,message", [("ro,size=1m", "read-only"), ("size=64k", "only")])
-def test_segment_to_a_read_only_or_full_file_system_is_refused_before_work(tmp_path, small_model, good, options, message):
-    result = _cli_on_tmpfs(tmp_path / "mnt", options, ["segment", str(good), "--model", str(small_model),
-                                                        "--out-dir", str(tmp_path / "mnt" / "seg"), "--device", "cpu"])
+def test_segment_to_a_read_only_or_full_file_system_is_refused_before_work(
+    tmp_path, small_model, good, options, message
+):
+    result = _cli_on_tmpfs(
+        tmp_path / "mnt",
+        options,
+        [
+            "segment",
+            str(good),
+            "--model",
+            str(small_model),
+            "--out-dir",
+            str(tmp_path / "mnt" / "seg"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.returncode == 2
     assert message in _single_error_line(result.stderr, "segment")
     assert "embed" not in result.stderr
@@ -404,7 +632,18 @@ def test_write_on_a_read_only_file_system_reports_the_first_error_only(tmp_path)
 def test_disk_filling_up_during_the_writes_is_one_line_and_withdraws_the_manifest(tmp_path, small_model, good):
     """A file-size limit makes the embedding's write fail as a full disk does, after the label files were replaced."""
     out = tmp_path / "seg"
-    args = ["segment", str(good), "--model", str(small_model), "--out-dir", str(out), "--device", "cpu", "--clusters", "2"]
+    args = [
+        "segment",
+        str(good),
+        "--model",
+        str(small_model),
+        "--out-dir",
+        str(out),
+        "--device",
+        "cpu",
+        "--clusters",
+        "2",
+    ]
     assert main(args) == 0  # a complete earlier result
     assert (out / "good_manifest.json").exists()
 
@@ -415,8 +654,9 @@ def test_disk_filling_up_during_the_writes_is_one_line_and_withdraws_the_manifes
         "sys.argv = ['hypseg', *sys.argv[1:]]; runpy.run_module('napari_hypseg.cli', run_name='__main__')"
     )
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-c", launcher, *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", launcher, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, err
     assert "stopped short (the disk is full" in _single_error_line(err, "segment")
@@ -426,8 +666,25 @@ def test_disk_filling_up_during_the_writes_is_one_line_and_withdraws_the_manifes
 
 
 def test_window_that_multiplies_the_work_warns_with_its_cost(tmp_path, small_model, good, capsys):
-    assert main(["segment", str(good), "--model", str(small_model), "--out-dir", str(tmp_path / "seg"),
-                 "--device", "cpu", "--window", "3", "--clusters", "2"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(good),
+                "--model",
+                str(small_model),
+                "--out-dir",
+                str(tmp_path / "seg"),
+                "--device",
+                "cpu",
+                "--window",
+                "3",
+                "--clusters",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "hypseg: warning: window 3 resamples the volume by 2.3 per axis: 13x the voxels" in capsys.readouterr().err
 
 
@@ -445,20 +702,25 @@ def _shape_mismatch(payload):
     payload["state_dict"] = HyperbolicVAE(ModelConfig(channels=(4, 8, 16), kernel_size=3, hidden=16)).state_dict()
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda p: p.pop("state_dict"), "'state_dict' is missing"),
-    (lambda p: p["state_dict"].pop(next(iter(p["state_dict"]))), "do not fit"),
-    (_shape_mismatch, "do not fit"),
-    (lambda p: p["model_config"].update(manifold="lorentz"), "manifold must be"),
-    (lambda p: p["model_config"].update(kernel_size=4), "kernel_size must be odd"),
-    (lambda p: p["model_config"].update(latent_dim="2"), "latent_dim must be"),
-    (lambda p: p.update(format_version="1"), "format_version is '1'"),
-    (lambda p: p["model_config"].update(hidden=10**9), "parameters; at most"),
-    (lambda p: p["model_config"].update(kernel_size=99), "295-voxel patch; at most 129"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda p: p.pop("state_dict"), "'state_dict' is missing"),
+        (lambda p: p["state_dict"].pop(next(iter(p["state_dict"]))), "do not fit"),
+        (_shape_mismatch, "do not fit"),
+        (lambda p: p["model_config"].update(manifold="lorentz"), "manifold must be"),
+        (lambda p: p["model_config"].update(kernel_size=4), "kernel_size must be odd"),
+        (lambda p: p["model_config"].update(latent_dim="2"), "latent_dim must be"),
+        (lambda p: p.update(format_version="1"), "format_version is '1'"),
+        (lambda p: p["model_config"].update(hidden=10**9), "parameters; at most"),
+        (lambda p: p["model_config"].update(kernel_size=99), "295-voxel patch; at most 129"),
+    ],
+)
 def test_damaged_or_foreign_model_files_are_one_line(tmp_path, small_model, good, capsys, change, message):
     model = _damaged(tmp_path / "bad.pt", small_model, change)
-    assert main(["segment", str(good), "--model", str(model), "--out-dir", str(tmp_path / "seg"), "--device", "cpu"]) == 2
+    assert (
+        main(["segment", str(good), "--model", str(model), "--out-dir", str(tmp_path / "seg"), "--device", "cpu"]) == 2
+    )
     assert message in _one_line_error(capsys, "segment")
     with pytest.raises(UserError) as exc:
         load_model(model)
@@ -471,7 +733,21 @@ def test_segment_refuses_the_volumes_that_train_refuses(tmp_path, small_model, c
         path = _write(tmp_path / "thin.mrc", np.random.default_rng(0).normal(size=shape))
         assert main(["train", str(path), "--out", str(tmp_path / "m.pt"), *FAST]) == 2
         assert "smaller than the model's" in _one_line_error(capsys, "train")
-        assert main(["segment", str(path), "--model", str(small_model), "--out-dir", str(tmp_path / "seg"), "--device", "cpu"]) == 2
+        assert (
+            main(
+                [
+                    "segment",
+                    str(path),
+                    "--model",
+                    str(small_model),
+                    "--out-dir",
+                    str(tmp_path / "seg"),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 2
+        )
         assert "smaller than the model's 7-voxel patch" in _one_line_error(capsys, "segment")
 
 

@@ -75,8 +75,17 @@ def test_csv_round_trip(tmp_path):
     with open(path, newline="", encoding="utf-8") as handle:
         table = list(csv.reader(handle))
     assert table[0] == [
-        "cluster", "voxels", "volume (Å³)", "mean_intensity", "sd_intensity",
-        "z_min", "y_min", "x_min", "z_max", "y_max", "x_max",
+        "cluster",
+        "voxels",
+        "volume (Å³)",
+        "mean_intensity",
+        "sd_intensity",
+        "z_min",
+        "y_min",
+        "x_min",
+        "z_max",
+        "y_max",
+        "x_max",
     ]
     assert table[1] == ["1", "2", "8", "2", "1", "0", "0", "0", "0", "0", "1"]
     assert table[2][:5] == ["2", "3", "12", "5", "0"]

@@ -255,15 +255,20 @@ def test_intensity_kmeans_finds_the_cell_but_not_the_aggregates(phantoms, capsys
                 p = phantoms[(irregular, seed)]
                 image = ndi.gaussian_filter(p.image, smooth) if smooth else p.image
                 values = image.reshape(-1, 1).astype(np.float64)
-                scores.append([
-                    _mean_dice(kmeans2(values, K[level], minit="++", seed=seed)[1], p.levels[level], K[level])
-                    for level in (1, 2, 3)
-                ])
+                scores.append(
+                    [
+                        _mean_dice(kmeans2(values, K[level], minit="++", seed=seed)[1], p.levels[level], K[level])
+                        for level in (1, 2, 3)
+                    ]
+                )
             rows[(irregular, name)] = np.mean(scores, axis=0)
     with capsys.disabled():
         for (irregular, name), dice in rows.items():
-            print(f"\n  k-means on {name:6s} {'irregular' if irregular else 'regular  '}: Dice L1/L2/L3 = "
-                  + " / ".join(f"{d:.3f}" for d in dice), end="")
+            print(
+                f"\n  k-means on {name:6s} {'irregular' if irregular else 'regular  '}: Dice L1/L2/L3 = "
+                + " / ".join(f"{d:.3f}" for d in dice),
+                end="",
+            )
         print()
     for irregular in (False, True):
         raw, smooth = rows[(irregular, "raw")], rows[(irregular, "gauss1")]

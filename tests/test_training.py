@@ -12,8 +12,14 @@ from napari_hypseg.model import ModelConfig, load_model
 from napari_hypseg.training import SamplerConfig, TrainConfig, Trainer, TripletSampler
 
 SMALL = ModelConfig(channels=(4, 8), kernel_size=3, hidden=16)  # m = 5
-FAST = TrainConfig(steps=6, batch_size=4, log_every=2, preview_every=3, preview_points=64,
-                   sampler=SamplerConfig(anchor_min=6, anchor_max=14, child_min=3, child_gap=2))
+FAST = TrainConfig(
+    steps=6,
+    batch_size=4,
+    log_every=2,
+    preview_every=3,
+    preview_points=64,
+    sampler=SamplerConfig(anchor_min=6, anchor_max=14, child_min=3, child_gap=2),
+)
 
 
 def _volume(shape=(20, 24, 22), seed=0):
@@ -39,7 +45,9 @@ def test_boxes_are_nested_disjoint_and_inside():
         assert (start >= 0).all() and (start + edge <= shape).all()
     # positive nested inside its anchor and smaller
     assert (p_s >= a_s).all() and (p_s + p_e <= a_s + a_e).all()
-    assert (p_e.min(1).values <= a_e.min(1).values - FAST.sampler.child_gap).all() | (p_e.min(1).values == FAST.sampler.child_min).all()
+    assert (p_e.min(1).values <= a_e.min(1).values - FAST.sampler.child_gap).all() | (
+        p_e.min(1).values == FAST.sampler.child_min
+    ).all()
     # negative: same size as the positive, disjoint from the anchor along some axis
     assert torch.equal(n_e, p_e)
     disjoint = ((n_s + n_e <= a_s) | (n_s >= a_s + a_e)).any(1)
@@ -128,8 +136,12 @@ def test_training_is_deterministic_on_cpu():
 
 def test_cancel_from_another_thread_stops_quickly_and_keeps_model(tmp_path):
     vol = _volume()
-    trainer = Trainer(vol, model_config=SMALL, train_config=FAST.with_(steps=100_000, preview_every=0),
-                      checkpoint_path=tmp_path / "m.pt")
+    trainer = Trainer(
+        vol,
+        model_config=SMALL,
+        train_config=FAST.with_(steps=100_000, preview_every=0),
+        checkpoint_path=tmp_path / "m.pt",
+    )
     timer = threading.Timer(0.5, trainer.cancel)
     t0 = time.perf_counter()
     timer.start()
@@ -142,18 +154,25 @@ def test_cancel_from_another_thread_stops_quickly_and_keeps_model(tmp_path):
 
 
 def test_time_budget_stops_run():
-    trainer = Trainer(_volume(), model_config=SMALL,
-                      train_config=FAST.with_(steps=100_000, max_minutes=0.01, preview_every=0))
+    trainer = Trainer(
+        _volume(), model_config=SMALL, train_config=FAST.with_(steps=100_000, max_minutes=0.01, preview_every=0)
+    )
     events = list(trainer.run())
     assert events[-1].kind == "time_budget" and trainer.step < 100_000
 
 
 def test_resume_continues_from_checkpoint(tmp_path):
     vol = _volume()
-    first = Trainer(vol, model_config=SMALL, train_config=FAST.with_(preview_every=0), checkpoint_path=tmp_path / "a.pt")
+    first = Trainer(
+        vol, model_config=SMALL, train_config=FAST.with_(preview_every=0), checkpoint_path=tmp_path / "a.pt"
+    )
     first.fit()
-    resumed = Trainer(vol, train_config=FAST.with_(steps=10, preview_every=0), resume=tmp_path / "a.pt",
-                      checkpoint_path=tmp_path / "b.pt")
+    resumed = Trainer(
+        vol,
+        train_config=FAST.with_(steps=10, preview_every=0),
+        resume=tmp_path / "a.pt",
+        checkpoint_path=tmp_path / "b.pt",
+    )
     assert resumed.step == 6 and resumed.model.config == SMALL
     assert resumed.optimizer.state  # Adam moments restored
     resumed.fit()
@@ -163,8 +182,12 @@ def test_resume_continues_from_checkpoint(tmp_path):
 
 def test_nonfinite_training_is_stopped_and_weights_restored(tmp_path):
     vol = _volume()
-    trainer = Trainer(vol, model_config=SMALL, train_config=FAST.with_(steps=50, log_every=1, preview_every=0),
-                      checkpoint_path=tmp_path / "m.pt")
+    trainer = Trainer(
+        vol,
+        model_config=SMALL,
+        train_config=FAST.with_(steps=50, log_every=1, preview_every=0),
+        checkpoint_path=tmp_path / "m.pt",
+    )
     original_step = trainer.optimizer.step
 
     def poisoned_step(*args, **kwargs):  # a real optimizer step that then corrupts one weight
@@ -181,12 +204,15 @@ def test_nonfinite_training_is_stopped_and_weights_restored(tmp_path):
     assert not (tmp_path / "m.pt").exists()
 
 
-@pytest.mark.parametrize("bad,match", [
-    (np.zeros((30, 30)), "3D"),
-    (np.zeros((30, 30, 3)), "smaller than"),
-    (np.full((20, 20, 20), 7.0), "constant"),
-    (np.where(np.eye(20, dtype=bool)[None].repeat(20, 0), np.nan, 1.0), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((30, 30)), "3D"),
+        (np.zeros((30, 30, 3)), "smaller than"),
+        (np.full((20, 20, 20), 7.0), "constant"),
+        (np.where(np.eye(20, dtype=bool)[None].repeat(20, 0), np.nan, 1.0), "NaN"),
+    ],
+)
 def test_untrainable_volumes_are_refused(bad, match):
     with pytest.raises(UserError, match=match):
         Trainer(bad, model_config=SMALL, train_config=FAST)

@@ -226,9 +226,7 @@ def test_train_segment_slide_select_export(make_napari_viewer, qtbot, phantom_mr
     worker = clusters.export.export_all(tmp_path / "out")
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         pass
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        {f"cell_k{k}.mrc" for k in range(2, 5)}
-    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted({f"cell_k{k}.mrc" for k in range(2, 5)})
     assert clusters.export.status.text().startswith("Saved 3 files")
 
     # the statistics table follows the level; its CSV holds the same rows
@@ -538,7 +536,9 @@ def test_file_dialogs_start_in_the_source_folder(make_napari_viewer, qtbot, phan
     assert dialog_filter("nifti") == "NIfTI (*.nii.gz *.nii);;MRC (*.mrc *.rec *.map)"
 
 
-def test_layers_segment_menu_segments_the_selected_image(make_napari_viewer, qtbot, phantom_image, tmp_path, menu_action):
+def test_layers_segment_menu_segments_the_selected_image(
+    make_napari_viewer, qtbot, phantom_image, tmp_path, menu_action
+):
     viewer = make_napari_viewer()
     viewer.add_image(phantom_image, name="cell")
     other = viewer.add_image(phantom_image[:, ::-1].copy(), name="other")

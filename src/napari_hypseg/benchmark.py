@@ -37,7 +37,10 @@ PUBLISHED = {
     "Hsu et al. 2021, + triplet": {"regular": (0.945, 0.534, 0.222)},
     "k-means (Tursynbek & Niethammer 2023)": {"regular": (0.808, 0.326, 0.149), "irregular": (0.771, 0.299, 0.118)},
     "BM4D + k-means (ibid.)": {"regular": (0.949, 0.529, 0.335), "irregular": (0.950, 0.533, 0.324)},
-    "diffusion features (ibid., best published)": {"regular": (0.986, 0.577, 0.397), "irregular": (0.967, 0.565, 0.382)},
+    "diffusion features (ibid., best published)": {
+        "regular": (0.986, 0.577, 0.397),
+        "irregular": (0.967, 0.565, 0.382),
+    },
 }
 
 
@@ -121,7 +124,9 @@ def segment_levels(points: np.ndarray, metric: str, mode: str, seed: int, device
 
     shape = points.shape[:-1]
     if mode == "nested":
-        hierarchy = build_hierarchy(points, k_min=2, k_max=max(LEVEL_K.values()), mode="nested", metric=metric, seed=seed)
+        hierarchy = build_hierarchy(
+            points, k_min=2, k_max=max(LEVEL_K.values()), mode="nested", metric=metric, seed=seed
+        )
         return {level: hierarchy.labels(k) for level, k in LEVEL_K.items()}
     flat = points.reshape(-1, points.shape[-1])
     return {
@@ -168,8 +173,11 @@ def run_method(
             model, result.train_s = trained[key]
         else:
             t0 = time.perf_counter()
-            trainer = Trainer(list(train), model_config=method.model,
-                              train_config=train_config.with_(triplet=method.triplet, preview_every=0, seed=seed))
+            trainer = Trainer(
+                list(train),
+                model_config=method.model,
+                train_config=train_config.with_(triplet=method.triplet, preview_every=0, seed=seed),
+            )
             model = trainer.fit()
             result.train_s = time.perf_counter() - t0
             if trained is not None:
@@ -181,8 +189,11 @@ def run_method(
         for level in LEVEL_K:
             result.dice[level].append(dice_scores(labels[level], phantom.levels[level]).mean)
     result.segment_s = time.perf_counter() - t0
-    log(f"{method.name}: " + " / ".join(f"{result.mean_sd(l)[0]:.3f}" for l in LEVEL_K)
-        + f"  (train {result.train_s:.0f} s, segment {result.segment_s:.0f} s)")
+    log(
+        f"{method.name}: "
+        + " / ".join(f"{result.mean_sd(level)[0]:.3f}" for level in LEVEL_K)
+        + f"  (train {result.train_s:.0f} s, segment {result.segment_s:.0f} s)"
+    )
     return result
 
 
@@ -193,7 +204,7 @@ def markdown_table(results: Sequence[MethodResult], variant: str) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        cells = [f"{m:.3f} ± {s:.3f}" for m, s in (r.mean_sd(l) for l in LEVEL_K)]
+        cells = [f"{m:.3f} ± {s:.3f}" for m, s in (r.mean_sd(level) for level in LEVEL_K)]
         lines.append(f"| {r.name} | " + " | ".join(cells) + " | measured here |")
     for name, rows in PUBLISHED.items():
         if variant in rows:

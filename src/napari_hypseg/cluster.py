@@ -10,8 +10,16 @@ auto`` on the workers then embeds on it).
 from __future__ import annotations
 
 
-def slurm_cluster(*, queue: str | None = None, cores: int = 8, memory: str = "32GB", gpus: int = 0,
-                  walltime: str = "02:00:00", account: str | None = None, **kwargs):
+def slurm_cluster(
+    *,
+    queue: str | None = None,
+    cores: int = 8,
+    memory: str = "32GB",
+    gpus: int = 0,
+    walltime: str = "02:00:00",
+    account: str | None = None,
+    **kwargs,
+):
     """A ``dask_jobqueue.SLURMCluster`` whose jobs each run ``max(gpus, 1)`` single-threaded workers.
 
     Call ``.scale(jobs=N)`` (or ``.adapt``) on it and pass ``cluster.scheduler_address``
@@ -25,9 +33,18 @@ def slurm_cluster(*, queue: str | None = None, cores: int = 8, memory: str = "32
         extra.append(f"--gres=gpu:{gpus}")
     return SLURMCluster(
         # dask threads = cores // processes, so "cores" is the worker count; SLURM still reserves job_cpu cores
-        queue=queue, account=account, cores=processes, processes=processes, job_cpu=cores, memory=memory,
-        walltime=walltime, job_extra_directives=extra,
+        queue=queue,
+        account=account,
+        cores=processes,
+        processes=processes,
+        job_cpu=cores,
+        memory=memory,
+        walltime=walltime,
+        job_extra_directives=extra,
         # torch's threads per worker: the job's cores shared among its workers
-        job_script_prologue=[f"export OMP_NUM_THREADS={max(1, cores // processes)}", *kwargs.pop("job_script_prologue", [])],
+        job_script_prologue=[
+            f"export OMP_NUM_THREADS={max(1, cores // processes)}",
+            *kwargs.pop("job_script_prologue", []),
+        ],
         **kwargs,
     )

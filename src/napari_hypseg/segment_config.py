@@ -98,8 +98,9 @@ class SegmentConfig:
                 raise SettingError(name, f"must be a whole number, got {getattr(self, name)!r}")
         if not MIN_CLUSTERS <= self.k_min <= self.k_max <= MAX_CLUSTERS:
             raise SettingError(
-                "k_max", f"must be at least k_min and at most {MAX_CLUSTERS} (k_min at least {MIN_CLUSTERS}), "
-                f"got k_min={self.k_min}, k_max={self.k_max}"
+                "k_max",
+                f"must be at least k_min and at most {MAX_CLUSTERS} (k_min at least {MIN_CLUSTERS}), "
+                f"got k_min={self.k_min}, k_max={self.k_max}",
             )
         for name in ("stride", "binning"):
             value = getattr(self, name)

@@ -43,8 +43,8 @@ from ..segment_modes import DEFAULT_MODE
 from ._export import ExportPanel
 from ._jobs import JobCancelled, JobFailed, SegmentJob, SegmentProgress, stop_when_destroyed
 from ._layers import add_labels_copy, unique_layer_name
-from ._session import TRAIN_WIDGET, Result, get_session, open_widget, unwrap_viewer
 from ._qtutil import Throttle
+from ._session import TRAIN_WIDGET, Result, get_session, open_widget, unwrap_viewer
 from ._stats_panel import StatsPanel
 
 if TYPE_CHECKING:
@@ -226,8 +226,13 @@ class ClustersWidget(QWidget):
             return
         base = self.session.result
         # the real voxels, not just the shape: the mixture mode fuses the embedding with the intensities
-        job = SegmentJob(base.data, base.model, base.config.with_(mode=mode), embedding=base.segmentation.embedding,
-                         shape=base.source.shape)
+        job = SegmentJob(
+            base.data,
+            base.model,
+            base.config.with_(mode=mode),
+            embedding=base.segmentation.embedding,
+            shape=base.source.shape,
+        )
         worker = thread_worker(job.run, start_thread=False)()
         self._recluster = _Recluster(job, worker, base, stop_when_destroyed(self, job.cancel))
         worker.yielded.connect(self._on_recluster_progress)

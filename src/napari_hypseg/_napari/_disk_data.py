@@ -28,7 +28,6 @@ DENSITY_BINS = 200
 _CHUNK = 4_000_000
 
 
-
 @dataclass
 class DiskPoints:
     """Points of one embedding on the unit disk, and the voxels they belong to.
@@ -149,7 +148,9 @@ def density_image(xy: np.ndarray, bounds: Bounds = FULL_DISK, bins: int = DENSIT
     return np.log1p(counts.reshape(bins, bins)).astype(np.float32)
 
 
-def rasterize(xy: np.ndarray, colors: np.ndarray, size: int, bounds: Bounds = FULL_DISK, *, point: int = 2) -> np.ndarray:
+def rasterize(
+    xy: np.ndarray, colors: np.ndarray, size: int, bounds: Bounds = FULL_DISK, *, point: int = 2
+) -> np.ndarray:
     """Draw points as ``point``-pixel squares into a ``(size, size, 4)`` RGBA image over ``bounds``.
 
     One image instead of one marker per point: the canvas then redraws in

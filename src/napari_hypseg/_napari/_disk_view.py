@@ -71,7 +71,9 @@ def _dock_of(widget: QWidget | None) -> QDockWidget | None:
 
 def _docked_beside(dock: QDockWidget, window: QMainWindow, other: QDockWidget | None) -> bool:
     return (
-        other is not None and other.isVisible() and not other.isFloating()
+        other is not None
+        and other.isVisible()
+        and not other.isFloating()
         and window.dockWidgetArea(other) == window.dockWidgetArea(dock)
     )
 
@@ -160,7 +162,9 @@ class DiskView(QWidget):
         elif self.session.preview is not None:
             self._on_preview(self.session.preview)
         else:
-            self._set_info("Start training in “1. Train & embed”: the disk fills with voxel embeddings as the model learns.")
+            self._set_info(
+                "Start training in “1. Train & embed”: the disk fills with voxel embeddings as the model learns."
+            )
 
     # -- UI ------------------------------------------------------------------
     def _build_ui(self) -> None:
@@ -177,12 +181,21 @@ class DiskView(QWidget):
         ax.set_axis_off()
         extent = _disk_data.FULL_DISK
         self._density = ax.imshow(
-            np.zeros((2, 2)), extent=extent, origin="lower", cmap="gray", alpha=0.6,
-            interpolation="bilinear", visible=False, zorder=1,
+            np.zeros((2, 2)),
+            extent=extent,
+            origin="lower",
+            cmap="gray",
+            alpha=0.6,
+            interpolation="bilinear",
+            visible=False,
+            zorder=1,
         )
         self._image = ax.imshow(
-            np.zeros((RASTER, RASTER, 4), dtype=np.float32), extent=extent, origin="lower",
-            interpolation="nearest", zorder=2,
+            np.zeros((RASTER, RASTER, 4), dtype=np.float32),
+            extent=extent,
+            origin="lower",
+            interpolation="nearest",
+            zorder=2,
         )
         # under the points: an embedding collapsed onto the rim (early training) must stay visible
         self._circle = Circle((0, 0), 1.0, fill=False, lw=1.2, zorder=1.5)
@@ -192,12 +205,25 @@ class DiskView(QWidget):
             ring = Circle((0, 0), float(np.tanh(d / 2.0)), fill=False, lw=0.6, ls=(0, (2, 3)), zorder=1.4)
             ax.add_patch(ring)
             label = ax.text(
-                0.0, float(np.tanh(d / 2.0)), f" {d:g}", fontsize=7, va="bottom", ha="left", zorder=1.4,
+                0.0,
+                float(np.tanh(d / 2.0)),
+                f" {d:g}",
+                fontsize=7,
+                va="bottom",
+                ha="left",
+                zorder=1.4,
                 clip_on=True,
             )
             self._rings.append((ring, label))
         self.scale_hint = ax.text(
-            0.01, 0.01, SCALE_HINT, transform=ax.transAxes, fontsize=7, va="bottom", ha="left", zorder=6,
+            0.01,
+            0.01,
+            SCALE_HINT,
+            transform=ax.transAxes,
+            fontsize=7,
+            va="bottom",
+            ha="left",
+            zorder=6,
         )
         (self._marker,) = ax.plot([], [], marker="o", ms=11, mfc="none", mew=2.2, color="#ff3b30", zorder=5)
         (self._outline,) = ax.plot([], [], lw=1.0, ls="--", color=SELECTION_COLOR, zorder=4)
@@ -236,7 +262,10 @@ class DiskView(QWidget):
 
         self._lasso = LassoSelector(ax, self._on_lasso, useblit=False, props={"color": SELECTION_COLOR, "lw": 1})
         self._rectangle = RectangleSelector(
-            ax, self._on_rectangle, useblit=False, interactive=False,
+            ax,
+            self._on_rectangle,
+            useblit=False,
+            interactive=False,
             props={"edgecolor": SELECTION_COLOR, "facecolor": "none", "lw": 1},
         )
         self._set_selector("lasso")
@@ -453,7 +482,9 @@ class DiskView(QWidget):
         shown = len(self.points.xy)
         total = self.points.n_total
         what = f"all {total:,} voxels" if shown == total else f"{shown:,} of {total:,} voxels (shading: all)"
-        self._set_info(f"{what} · k = {self.session.k} clusters ({self.session.mode}) · colours as in “hypseg clusters”")
+        self._set_info(
+            f"{what} · k = {self.session.k} clusters ({self.session.mode}) · colours as in “hypseg clusters”"
+        )
         self._redraw.request()
 
     def _label_lut(self, max_id: int) -> np.ndarray:

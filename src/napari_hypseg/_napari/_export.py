@@ -80,8 +80,14 @@ def export_levels(
 ) -> list[Path]:
     """Write every level ``k`` in ``ks`` as ``<folder>/<stem>_k<k>[_<mode>].<suffix>``; returns the files written."""
     return write_levels(
-        source.geometry, labels_of, ks, folder, fmt=DEFAULT_FORMAT[fmt], stem=stem or file_stem(source),
-        tag=mode_tag(mode), should_stop=should_stop,
+        source.geometry,
+        labels_of,
+        ks,
+        folder,
+        fmt=DEFAULT_FORMAT[fmt],
+        stem=stem or file_stem(source),
+        tag=mode_tag(mode),
+        should_stop=should_stop,
     )
 
 
@@ -170,8 +176,14 @@ class ExportPanel(QWidget):
         ks = self.session.k_values
         return self._start(
             thread_worker(_run_safely, start_thread=False)(
-                export_levels, folder, result.segmentation.labels, ks, result.source, self.fmt,
-                mode=self.session.mode, should_stop=self._stop.is_set,
+                export_levels,
+                folder,
+                result.segmentation.labels,
+                ks,
+                result.source,
+                self.fmt,
+                mode=self.session.mode,
+                should_stop=self._stop.is_set,
             ),
             f"Saving {len(ks)} levels to {folder}…",
         )

@@ -116,8 +116,12 @@ class TrainJob:
 
     def run(self) -> Iterator[TrainEvent | JobFailed]:
         try:
-            trainer = Trainer([_as_array(self._data)], model_config=self.model_config, train_config=self.train_config,
-                              voxel_size=self.voxel_size)
+            trainer = Trainer(
+                [_as_array(self._data)],
+                model_config=self.model_config,
+                train_config=self.train_config,
+                voxel_size=self.voxel_size,
+            )
             with self._lock:
                 self.trainer = trainer
                 if self._cancelled:
@@ -137,12 +141,15 @@ class SegmentProgress:
 
 
 def stop_when_destroyed(owner, stop: Callable[[], None]) -> Callable[[], None]:
-    """Call ``stop`` if the Qt object ``owner`` (a dock widget) is destroyed first; returns the function that forgets it.
+    """Call ``stop`` if the Qt object ``owner`` (a dock widget) is destroyed first.
+
+    Returns the function that forgets it.
 
     Call that function when the job ends. ``stop`` must not refer to
     ``owner``: PyQt does not call a bound method of an object being destroyed,
     and a closure over the widget would keep it (and its viewer) alive.
     """
+
     def on_destroyed(*_) -> None:
         stop()
 
@@ -199,18 +206,29 @@ class SegmentJob:
 
         if self.embedding is not None:
             return cluster_embedding(
-                self.embedding, self.model, self.config,
+                self.embedding,
+                self.model,
+                self.config,
                 volume=None if self._data is None else _as_array(self._data),
-                shape=self.shape if self._data is None else None, progress=report,
+                shape=self.shape if self._data is None else None,
+                progress=report,
             )
         if self.resample is not None:
             source, target = self.resample
-            return segment_at_voxel_size(_as_array(self._data), self.model, self.config, voxel_size=source,
-                                         target=target, progress=report, should_stop=self._stop.is_set)
+            return segment_at_voxel_size(
+                _as_array(self._data),
+                self.model,
+                self.config,
+                voxel_size=source,
+                target=target,
+                progress=report,
+                should_stop=self._stop.is_set,
+            )
         return segment(_as_array(self._data), self.model, self.config, progress=report, should_stop=self._stop.is_set)
 
     def run(self) -> Generator[SegmentProgress, None, Any]:
-        """Yield :class:`SegmentProgress`; return the :class:`Segmentation`, or :class:`JobCancelled` / :class:`JobFailed`."""
+        """Yield :class:`SegmentProgress`; return the :class:`Segmentation`,
+        or :class:`JobCancelled` / :class:`JobFailed`."""
         try:
             return (yield from _relay(self._compute, self._stop))
         except EmbeddingCancelled:

@@ -72,7 +72,9 @@ def read_ome_zarr_layers(path: str | list[str]) -> list[LayerData]:
 
     root = Path(path[0] if isinstance(path, list) else path)
     layers: list[LayerData] = []
-    sources = ([(root, "image")] if omezarr.is_ome_zarr(root) else []) + [(p, "labels") for p in omezarr.label_paths(root)]
+    sources = ([(root, "image")] if omezarr.is_ome_zarr(root) else []) + [
+        (p, "labels") for p in omezarr.label_paths(root)
+    ]
     for source, kind in sources:
         data, meta = omezarr.read_multiscale(source)
         # napari takes a list only as a multiscale pyramid; a single level is passed as the array itself

@@ -68,9 +68,7 @@ def _labels_kwargs(image_kwargs: dict[str, Any], name: str, class_names, **extra
 
 def _labelled_layers(volume, *, title: str) -> list[LayerData]:
     """An image layer (voxel size as scale) and its ground-truth labels layer on the same grid."""
-    image_kwargs = _image_kwargs(
-        volume.image, volume.voxel_size, title, unit=volume.unit, source=volume.source
-    )
+    image_kwargs = _image_kwargs(volume.image, volume.voxel_size, title, unit=volume.unit, source=volume.source)
     labels_kwargs = _labels_kwargs(image_kwargs, f"{title} ground truth", volume.class_names, opacity=0.4)
     return [(volume.image, image_kwargs, "image"), (volume.labels, labels_kwargs, "labels")]
 

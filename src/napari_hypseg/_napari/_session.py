@@ -205,7 +205,11 @@ class HypsegSession(QObject):
         if viewer is None or labels is None:
             return
         layer = upsert_labels(
-            viewer, CLUSTERS_LAYER, labels, self.result.source, layer=self.clusters_layer,
+            viewer,
+            CLUSTERS_LAYER,
+            labels,
+            self.result.source,
+            layer=self.clusters_layer,
             metadata={"hypseg_k": self.k, "hypseg_mode": self.mode},
         )
         self._clusters_layer = weakref.ref(layer)

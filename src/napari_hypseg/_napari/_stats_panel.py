@@ -161,7 +161,9 @@ class StatsPanel(QWidget):
                 if j == 0 and colors is not None:
                     r, g, b, _ = (int(255 * c) for c in colors[i])
                     item.setBackground(QColor(r, g, b))
-                    item.setForeground(QColor(0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else QColor(255, 255, 255))
+                    item.setForeground(
+                        QColor(0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else QColor(255, 255, 255)
+                    )
                 self.table.setItem(i, j, item)
 
     # -- CSV -------------------------------------------------------------------------

@@ -80,8 +80,12 @@ class TrainSettings(QWidget):
         self.device_label = QLabel()
         self.device.currentTextChanged.connect(self._show_device)
 
-        self.k_max = _spin(segmentation.k_min, MAX_CLUSTERS, segmentation.k_max,
-                           f"Largest number of clusters; the Clusters slider goes from {segmentation.k_min} to this")
+        self.k_max = _spin(
+            segmentation.k_min,
+            MAX_CLUSTERS,
+            segmentation.k_max,
+            f"Largest number of clusters; the Clusters slider goes from {segmentation.k_min} to this",
+        )
 
         main = QFormLayout()
         main.addRow("Steps", self.steps)
@@ -105,10 +109,13 @@ class TrainSettings(QWidget):
         self.triplet = QCheckBox("hierarchical triplet loss")
         self.triplet.setChecked(train.triplet)
         self.seed = _spin(0, 2**31 - 1, train.seed, "Random seed (same seed, same result on CPU)")
-        self.stride = _spin(1, MAX_FACTOR, segmentation.stride,
-                            "Embed every n-th voxel and interpolate: a fast preview of a big volume")
+        self.stride = _spin(
+            1, MAX_FACTOR, segmentation.stride, "Embed every n-th voxel and interpolate: a fast preview of a big volume"
+        )
         self.binning = _spin(
-            1, MAX_FACTOR, segmentation.binning,
+            1,
+            MAX_FACTOR,
+            segmentation.binning,
             "Average n×n×n voxels before embedding (n = 2: 8× less work and memory for big tomograms); "
             "labels are upsampled back to the full grid",
         )

@@ -45,8 +45,8 @@ from ..training import TrainEvent
 from ._export import default_folder
 from ._jobs import JobCancelled, JobFailed, SegmentJob, SegmentProgress, TrainJob, explain, stop_when_destroyed, warm_up
 from ._layers import SourceInfo, check_image_layer, warm_up_labels_display
-from ._session import CLUSTERS_WIDGET, DISK_WIDGET, Result, get_session, open_widget, unwrap_viewer
 from ._qtutil import Throttle, is_alive
+from ._session import CLUSTERS_WIDGET, DISK_WIDGET, Result, get_session, open_widget, unwrap_viewer
 from ._train_settings import TrainSettings
 
 if TYPE_CHECKING:
@@ -94,7 +94,9 @@ def limit_text(event: TrainEvent, max_minutes: float | None) -> str:
         return f"{event.total_steps} steps end the run in {format_seconds(left)}"
     reached = ""
     if event.steps_per_s > 0:
-        reached = f" (≈ step {min(event.total_steps, int(event.step + event.steps_per_s * left))} of {event.total_steps})"
+        reached = (
+            f" (≈ step {min(event.total_steps, int(event.step + event.steps_per_s * left))} of {event.total_steps})"
+        )
     return f"the {max_minutes:g} min budget ends the run in {format_seconds(left)}{reached}"
 
 
@@ -398,7 +400,10 @@ class TrainWidget(QWidget):
         self.resample.setVisible(sizes is not None)
         if sizes is not None:
             text = voxel_size_warning(*sizes)
-            self.voxel_note.setText(f"{text[0].upper()}{text[1:]}. Tick “{self.resample.text()}” to segment it at the model's scale.")
+            self.voxel_note.setText(
+                f"{text[0].upper()}{text[1:]}. Tick “{self.resample.text()}” to segment it at the model's scale."
+            )
+
     def _fail(self, message: str) -> None:
         self._set_status(message, error=True)
         show_error(message)
@@ -418,15 +423,20 @@ class TrainWidget(QWidget):
             model_config, train_config = self.settings.configs()
             if min(layer.level_shapes[0]) < model_config.patch_size:
                 raise UserError(
-                    f"“{layer.name}” (shape {tuple(int(n) for n in layer.level_shapes[0])}) is smaller than the model's "
+                    f"“{layer.name}” (shape {tuple(int(n) for n in layer.level_shapes[0])}) "
+                    "is smaller than the model's "
                     f"{model_config.patch_size}³ patch along some axis; open a larger volume"
                 )
         except UserError as exc:
             self._fail(str(exc))
             return False
         source = SourceInfo.from_layer(layer)
-        job = TrainJob(layer.data[0] if layer.multiscale else layer.data, model_config, train_config,
-                       voxel_size=tuple(float(v) for v in layer.scale))
+        job = TrainJob(
+            layer.data[0] if layer.multiscale else layer.data,
+            model_config,
+            train_config,
+            voxel_size=tuple(float(v) for v in layer.scale),
+        )
         worker = thread_worker(job.run, start_thread=False)()
         self._last_event = None
         self._begin("train", job, worker, source, progress(total=train_config.steps, desc="hypseg: training"))
@@ -531,7 +541,8 @@ class TrainWidget(QWidget):
         messages = {
             "done": f"Finished {last.step} steps in {format_seconds(last.elapsed_s)}.",
             "time_budget": f"Time budget reached after {last.step} steps; the model is kept.",
-            "cancelled": f"Cancelled at step {last.step}; the model so far is kept: Segment it, Save it, or Start again.",
+            "cancelled": f"Cancelled at step {last.step}; the model so far is kept: "
+            "Segment it, Save it, or Start again.",
             "nonfinite": last.message,
         }
         self._set_status(messages.get(last.kind, last.message), error=last.kind == "nonfinite")
@@ -570,7 +581,9 @@ class TrainWidget(QWidget):
         worker.yielded.connect(self._on_segment_progress)
         worker.returned.connect(self._on_segment_returned)
         worker.finished.connect(self._on_segment_finished)
-        self._set_status(f"Segmenting “{source.name}” (embedding every voxel, then clustering k = {config.k_min}…{config.k_max})…")
+        self._set_status(
+            f"Segmenting “{source.name}” (embedding every voxel, then clustering k = {config.k_min}…{config.k_max})…"
+        )
         self._set_bar(0, "embedding")
         worker.start()
         return True
@@ -615,7 +628,9 @@ class TrainWidget(QWidget):
             job = running.job
             self.session.set_result(Result(result, job.config, job.model, running.source, job._data))
             ks = self.session.k_values
-            self._set_status(f"Segmented “{running.source.name}”: levels k = {ks[0]}…{ks[-1]} ready. Use “{CLUSTERS_WIDGET}”.")
+            self._set_status(
+                f"Segmented “{running.source.name}”: levels k = {ks[0]}…{ks[-1]} ready. Use “{CLUSTERS_WIDGET}”."
+            )
             self._set_readout("")
             open_widget(self.viewer, CLUSTERS_WIDGET)
 
@@ -654,14 +669,18 @@ class TrainWidget(QWidget):
             if "newer" in str(exc):  # a model from a newer napari-hypseg: its own message says what to do
                 self._fail(str(exc))
             else:
-                self._fail(f"“{path.name}” is not a napari-hypseg model: it looks like {describe_file(path)}; {MODEL_FILE}.")
+                self._fail(
+                    f"“{path.name}” is not a napari-hypseg model: it looks like {describe_file(path)}; {MODEL_FILE}."
+                )
             return False
         except Exception as exc:  # a model file whose weights do not fit its config, out of memory...
             self._fail(explain(exc, "loading the model"))
             return False
         self.trainer = None
         config = model.config
-        self.session.set_model(model, f"loaded from {Path(path).name} ({config.patch_size}³ patches, d = {config.latent_dim})")
+        self.session.set_model(
+            model, f"loaded from {Path(path).name} ({config.patch_size}³ patches, d = {config.latent_dim})"
+        )
         self._set_status("Model loaded: pick an image and press Segment.")
         return True
 
@@ -680,6 +699,8 @@ class TrainWidget(QWidget):
             self.save_model(path if Path(path).suffix else f"{path}.pt")
 
     def _load_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load hypseg model", str(Path(self._default_model_path()).parent), MODEL_FILTER)
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load hypseg model", str(Path(self._default_model_path()).parent), MODEL_FILTER
+        )
         if path:
             self.load_model(path)

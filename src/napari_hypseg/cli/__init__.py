@@ -33,6 +33,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+
 SUBCOMMANDS = ("info", "sample", "train", "segment", "run", "demo", "bench")
 
 

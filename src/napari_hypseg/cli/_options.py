@@ -24,8 +24,9 @@ def add_device_and_seed(group, defaults) -> None:
     ``hypseg run`` and ``demo`` pass one value to both configs; their defaults
     agree (tests/test_cli.py checks it).
     """
-    group.add_argument("--device", default=defaults.device,
-                       help=f"one of {', '.join(DEVICE_CHOICES)} (auto: CUDA if present) or cuda:N (default %(default)s)")
+    group.add_argument(
+        "--device",
+        default=defaults.device,
+        help=f"one of {', '.join(DEVICE_CHOICES)} (auto: CUDA if present) or cuda:N (default %(default)s)",
+    )
     group.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
-
-

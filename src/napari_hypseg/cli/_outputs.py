@@ -63,7 +63,8 @@ def output_suffix_for(path: Path, fmt: str | None) -> str:
 def output_names(stem: str, ks, suffix: str) -> list[str]:
     """The names :func:`write_levels` gives one volume's outputs."""
     return (
-        [f"{level_name(stem, k)}{suffix}" for k in ks] + [f"{level_name(stem, k)}{STATS_SUFFIX}" for k in ks]
+        [f"{level_name(stem, k)}{suffix}" for k in ks]
+        + [f"{level_name(stem, k)}{STATS_SUFFIX}" for k in ks]
         + [f"{stem}{EMBEDDING_SUFFIX}", f"{stem}{MANIFEST_SUFFIX}"]
     )
 

@@ -17,7 +17,9 @@ def _clock(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "--:--"
     seconds = int(seconds)
-    return f"{seconds // 60:d}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600:d}h{seconds % 3600 // 60:02d}"
+    return (
+        f"{seconds // 60:d}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600:d}h{seconds % 3600 // 60:02d}"
+    )
 
 
 def _columns(stream) -> int | None:
@@ -64,8 +66,13 @@ class ProgressLine:
             # The detail of a training step carries the trainer's own rate and ETA (which know
             # its time limit), so the bar shows the elapsed time only, not tqdm's estimate.
             self._bar = tqdm(
-                total=total, desc=self.label, file=self.stream, leave=True, ncols=_columns(self.stream),
-                mininterval=REDRAW_S, miniters=1,
+                total=total,
+                desc=self.label,
+                file=self.stream,
+                leave=True,
+                ncols=_columns(self.stream),
+                mininterval=REDRAW_S,
+                miniters=1,
                 bar_format="{desc}: {percentage:3.0f}%|{bar:" + str(self.width) + "}| {elapsed}{postfix}",
             )
         bar = self._bar

@@ -22,24 +22,42 @@ if TYPE_CHECKING:
 def add_training_args(parser: argparse.ArgumentParser, *, default_steps: int | None = None) -> None:
     defaults = TrainConfig()
     group = parser.add_argument_group("training")
-    group.add_argument("--steps", type=int, default=default_steps or defaults.steps, help="optimisation steps (default %(default)s)")
+    group.add_argument(
+        "--steps", type=int, default=default_steps or defaults.steps, help="optimisation steps (default %(default)s)"
+    )
     group.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall-clock time")
     add_device_and_seed(group, defaults)
-    group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="triplets per step (default %(default)s)")
+    group.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="triplets per step (default %(default)s)"
+    )
     group.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (default %(default)s)")
     # None = not given, so that --resume can tell a conflicting request from the default
-    group.add_argument("--latent-dim", type=int, default=None, help=f"latent dimension d (default {ModelConfig().latent_dim})")
+    group.add_argument(
+        "--latent-dim", type=int, default=None, help=f"latent dimension d (default {ModelConfig().latent_dim})"
+    )
     group.add_argument("--euclidean", action="store_true", help="Euclidean latent space (ablation)")
     group.add_argument("--no-gyroplane", action="store_true", help="decoder without the gyroplane layer (ablation)")
     group.add_argument("--no-triplet", action="store_true", help="train on the ELBO alone (ablation)")
-    group.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, metavar="STEPS",
-                       help="also save the model every STEPS steps (default %(default)s = off)")
-    group.add_argument("--checkpoint-minutes", type=float, default=defaults.checkpoint_minutes, metavar="MIN",
-                       help="save the model at least every MIN minutes, so a killed run keeps its progress "
-                       "(default %(default)s; 0 = off)")
+    group.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=defaults.checkpoint_every,
+        metavar="STEPS",
+        help="also save the model every STEPS steps (default %(default)s = off)",
+    )
+    group.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=defaults.checkpoint_minutes,
+        metavar="MIN",
+        help="save the model at least every MIN minutes, so a killed run keeps its progress "
+        "(default %(default)s; 0 = off)",
+    )
 
 
-def configs_from_args(args: argparse.Namespace, *, resume_config: ModelConfig | None = None) -> tuple[ModelConfig | None, TrainConfig]:
+def configs_from_args(
+    args: argparse.Namespace, *, resume_config: ModelConfig | None = None
+) -> tuple[ModelConfig | None, TrainConfig]:
     """Configs from the options; with ``resume_config`` (the checkpoint's) the model config is None.
 
     Every value is checked here, before any file is read, and reported with
@@ -111,7 +129,9 @@ def train_with_progress(
     quiet: bool = False,
     voxel_size=None,
 ) -> Trainer:
-    """Train with a progress line; Ctrl-C or SIGTERM stops cleanly, writes the checkpoint, then raises :class:`Interrupted`.
+    """Train with a progress line.
+
+    Ctrl-C or SIGTERM stops cleanly, writes the checkpoint, then raises :class:`Interrupted`.
 
     A diverged run raises :class:`UserError` and does not overwrite ``out``.
     ``voxel_size`` (z, y, x) of the volumes is recorded in the model file.
@@ -119,8 +139,12 @@ def train_with_progress(
     from ..training.trainer import Trainer
 
     trainer = Trainer(
-        volumes, model_config=model_config, train_config=train_config.with_(preview_every=0),
-        checkpoint_path=out, resume=resume, voxel_size=voxel_size,
+        volumes,
+        model_config=model_config,
+        train_config=train_config.with_(preview_every=0),
+        checkpoint_path=out,
+        resume=resume,
+        voxel_size=voxel_size,
     )
     bar = None if quiet else ProgressLine("train")
     last = None

@@ -24,25 +24,44 @@ def register(subparsers) -> None:
         description="Train every ablation on the training phantoms, segment the test phantoms at k = 2/4/8 and "
         "print mean ± sd Dice per level beside the published numbers; update docs/benchmarks.md.",
     )
-    parser.add_argument("--suite", action="store_true",
-                        help="the quality suite: phantoms, real cryo-ET and real MRI, our default beside the "
-                             "strongest simple baselines (k-means, Gaussian mixture, TV, filter bank)")
-    parser.add_argument("--quick", action="store_true",
-                        help="with --suite: fewer phantoms, one seed, no embedding-fused row unless --fused")
-    parser.add_argument("--fused", action="store_true",
-                        help="with --suite --quick: also the row with the hyperbolic embedding fused in (trains a model "
-                             "per case; always in the full suite)")
-    parser.add_argument("--seeds", type=int, default=None, help="with --suite: seeds per case (default 1 quick, 2 full)")
+    parser.add_argument(
+        "--suite",
+        action="store_true",
+        help="the quality suite: phantoms, real cryo-ET and real MRI, our default beside the "
+        "strongest simple baselines (k-means, Gaussian mixture, TV, filter bank)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="with --suite: fewer phantoms, one seed, no embedding-fused row unless --fused",
+    )
+    parser.add_argument(
+        "--fused",
+        action="store_true",
+        help="with --suite --quick: also the row with the hyperbolic embedding fused in (trains a model "
+        "per case; always in the full suite)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="with --suite: seeds per case (default 1 quick, 2 full)"
+    )
     parser.add_argument("--irregular", action="store_true", help="the irregular (perturbed boundaries) variant")
     parser.add_argument("--n-train", type=int, default=80, help="training phantoms (default %(default)s, as the paper)")
     parser.add_argument("--n-test", type=int, default=20, help="test phantoms (default %(default)s, as the paper)")
     parser.add_argument("--size", type=int, default=50, help="phantom edge (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help=f"training steps per model (default {TrainConfig().steps}; --suite --quick: {QUICK_STEPS})")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"training steps per model (default {TrainConfig().steps}; --suite --quick: {QUICK_STEPS})",
+    )
     parser.add_argument("--methods", default=None, help="comma-separated substrings selecting rows (default: all)")
     add_device_and_seed(parser, TrainConfig())
-    parser.add_argument("--report", type=Path, default=Path("docs/benchmarks.md"),
-                        help="markdown file whose bench section is replaced (default %(default)s; 'none' to skip)")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=Path("docs/benchmarks.md"),
+        help="markdown file whose bench section is replaced (default %(default)s; 'none' to skip)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -77,14 +96,27 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     variant = "irregular" if args.irregular else "regular"
     t0 = time.perf_counter()
-    print(f"device: {describe_device(device)}; {variant} phantoms {args.size}^3, "
-          f"{args.n_train} train / {args.n_test} test; {args.steps} steps per model", file=sys.stderr)
-    train, test = benchmark.make_split(args.n_train, args.n_test, size=args.size, irregular=args.irregular, seed=args.seed)
+    print(
+        f"device: {describe_device(device)}; {variant} phantoms {args.size}^3, "
+        f"{args.n_train} train / {args.n_test} test; {args.steps} steps per model",
+        file=sys.stderr,
+    )
+    train, test = benchmark.make_split(
+        args.n_train, args.n_test, size=args.size, irregular=args.irregular, seed=args.seed
+    )
     config = TrainConfig(steps=args.steps, device=str(device), seed=args.seed)
     trained: dict = {}
     results = [
-        benchmark.run_method(m, train, test, train_config=config, device=device, seed=args.seed,
-                             log=lambda s: print(s, file=sys.stderr), trained=trained)
+        benchmark.run_method(
+            m,
+            train,
+            test,
+            train_config=config,
+            device=device,
+            seed=args.seed,
+            log=lambda s: print(s, file=sys.stderr),
+            trained=trained,
+        )
         for m in methods
     ]
     wall = time.perf_counter() - t0
@@ -116,14 +148,18 @@ def run_suite(args: argparse.Namespace) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.perf_counter()
     seeds = [args.seed + i for i in range(n_seeds)]
-    log(f"quality suite ({'quick' if args.quick else 'full'}) on {describe_device(device)}: "
-        f"{steps} training steps per model, seeds {seeds}")
+    log(
+        f"quality suite ({'quick' if args.quick else 'full'}) on {describe_device(device)}: "
+        f"{steps} training steps per model, seeds {seeds}"
+    )
     train_config = TrainConfig(steps=steps, seed=args.seed)
     rows = {OURS: (default_pipeline(train_config, device=device, log=log), seeds)}
     if args.fused or not args.quick:
         # the fused row trains a model per case and seed: one seed keeps the full run within its budget
-        rows[FUSED] = (default_pipeline(train_config, fusion=FusionConfig(embedding_weight=0.5), device=device,
-                                        log=log), seeds[:1])
+        rows[FUSED] = (
+            default_pipeline(train_config, fusion=FusionConfig(embedding_weight=0.5), device=device, log=log),
+            seeds[:1],
+        )
     results = []
     for case in suite_cases(quick=args.quick, log=log):
         log(f"{case.name}: {len(case.volumes)} volume(s)")
@@ -131,8 +167,10 @@ def run_suite(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     fused_flag = " --fused" if args.fused and args.quick else ""
     command = f"hypseg bench --suite{' --quick' if args.quick else ''}{fused_flag} --steps {steps} --seeds {n_seeds}"
-    header = (f"`{command}` on {describe_device(device)}, wall time {wall / 60:.1f} min. Mean ± sd of the "
-              f"Hungarian-matched mean Dice over volumes × seeds; the best baseline is chosen per case and level.")
+    header = (
+        f"`{command}` on {describe_device(device)}, wall time {wall / 60:.1f} min. Mean ± sd of the "
+        f"Hungarian-matched mean Dice over volumes × seeds; the best baseline is chosen per case and level."
+    )
     text = markdown(results, header)
     print(text)
     if str(args.report).lower() != "none":

@@ -39,8 +39,9 @@ def register(subparsers) -> None:
     add_segment_args(parser)
     add_training_args(parser)
     # fused 17³ + 9³ windows scored best on the phantom (docs/benchmarks.md)
-    parser.set_defaults(out_dir=Path("hypseg-demo"), clusters=",".join(str(k) for k in LEVEL_K.values()), window="17,9",
-                        func=run)
+    parser.set_defaults(
+        out_dir=Path("hypseg-demo"), clusters=",".join(str(k) for k in LEVEL_K.values()), window="17,9", func=run
+    )
     for action in parser._actions:  # --out-dir is optional here, with a default folder
         if action.dest == "out_dir":
             action.required = False
@@ -60,16 +61,27 @@ def run(args: argparse.Namespace) -> int:
     phantom = make_phantom(args.size, irregular=args.irregular, seed=args.seed)
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    geometry = Volume(phantom.image, affine=np.diag([*phantom.voxel_size, 1.0]), format="mrc", source=out / "phantom.mrc")
+    geometry = Volume(
+        phantom.image, affine=np.diag([*phantom.voxel_size, 1.0]), format="mrc", source=out / "phantom.mrc"
+    )
     write_image(out / "phantom.mrc", phantom.image, like=geometry)
     for level, labels in phantom.levels.items():
         write_labels(out / f"phantom_truth_level{level}.mrc", labels, like=geometry)
     print(f"phantom {phantom.image.shape} written to {out}", file=sys.stderr)
 
-    trainer = train_with_progress([phantom.image], model_config, train_config, out=out / "phantom_model.pt",
-                                  voxel_size=geometry.spacing)
-    _, result = segment_volume(geometry, trainer.model, config, ks, out, fmt=args.format,
-                               resample_to_model=args.resample_to_model, label="segment")
+    trainer = train_with_progress(
+        [phantom.image], model_config, train_config, out=out / "phantom_model.pt", voxel_size=geometry.spacing
+    )
+    _, result = segment_volume(
+        geometry,
+        trainer.model,
+        config,
+        ks,
+        out,
+        fmt=args.format,
+        resample_to_model=args.resample_to_model,
+        label="segment",
+    )
 
     variant = "irregular" if args.irregular else "regular"
     references = {name: PUBLISHED[row][variant] for name, row in REFERENCES.items()}
@@ -84,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
         row = f"{level:>5} {k:>3} {score:7.3f}" + "".join(f" {ref[level - 1]:20.3f}" for ref in references.values())
         print(row)
         save_disk_plot(
-            embedding, labels.ravel(), out / f"phantom_disk_k{k}.png",
+            embedding,
+            labels.ravel(),
+            out / f"phantom_disk_k{k}.png",
             title=f"Poincaré disk, k = {k} (level {level}, Dice {score:.3f})",
         )
     unscored = [f"level {level} (k = {k})" for level, k in LEVEL_K.items() if level not in scored]

@@ -72,7 +72,9 @@ def _mrc_rows(volume: Volume, size: str) -> list[tuple[str, str]]:
     standard = order == [1, 2, 3]
     orientation = f"mapc/mapr/maps = {', '.join(map(str, order))}"
     orientation += (
-        " (standard: columns x, rows y, sections z)" if standard else " (non-standard; transposed to z, y, x on reading)"
+        " (standard: columns x, rows y, sections z)"
+        if standard
+        else " (non-standard; transposed to z, y, x on reading)"
     )
     kind = "image stack" if meta.get("space_group") == 0 else "volume"
     rows = [

@@ -33,9 +33,18 @@ def run(args: argparse.Namespace) -> int:
     volume = read_volume(args.volume)
     model_path = args.out_dir / f"{stem}_model.pt"
     trainer = train_with_progress([volume.data], model_config, train_config, out=model_path, voxel_size=volume.spacing)
-    written, _ = segment_volume(volume, trainer.model, config, ks, args.out_dir, fmt=args.format,
-                                resample_to_model=args.resample_to_model, label=args.volume.name, stem=stem,
-                                model_path=model_path)
+    written, _ = segment_volume(
+        volume,
+        trainer.model,
+        config,
+        ks,
+        args.out_dir,
+        fmt=args.format,
+        resample_to_model=args.resample_to_model,
+        label=args.volume.name,
+        stem=stem,
+        model_path=model_path,
+    )
     for path in written:
         print(path)
     print(model_path)

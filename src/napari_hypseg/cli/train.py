@@ -39,10 +39,14 @@ def run(args: argparse.Namespace) -> int:
     spacing = read[0].spacing  # recorded in the model file; segmenting at another voxel size warns
     for path, volume in zip(args.volumes[1:], read[1:]):
         if voxel_size_differs(volume.spacing, spacing):
-            warnings.warn(f"{path.name}: voxel size {format_voxel_size(volume.spacing)} differs from "
-                          f"{args.volumes[0].name}'s {format_voxel_size(spacing)}; the model records the latter",
-                          UserWarning, stacklevel=2)
-    trainer = train_with_progress([v.data for v in read], model_config, train_config, out=args.out, resume=args.resume,
-                                  voxel_size=spacing)
+            warnings.warn(
+                f"{path.name}: voxel size {format_voxel_size(volume.spacing)} differs from "
+                f"{args.volumes[0].name}'s {format_voxel_size(spacing)}; the model records the latter",
+                UserWarning,
+                stacklevel=2,
+            )
+    trainer = train_with_progress(
+        [v.data for v in read], model_config, train_config, out=args.out, resume=args.resume, voxel_size=spacing
+    )
     print(f"wrote {args.out} (step {trainer.step})")
     return 0

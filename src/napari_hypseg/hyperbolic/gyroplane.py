@@ -145,9 +145,7 @@ class GyroplaneLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim < 2 or x.shape[1] != self.in_dim:
-            raise ValueError(
-                f"GyroplaneLayer expects input of shape (B, {self.in_dim}, ...), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"GyroplaneLayer expects input of shape (B, {self.in_dim}, ...), got {tuple(x.shape)}")
         p, a = self.gyroplanes()
         # Encoder outputs from expmap0 can round onto the boundary in float32.
         return gyroplane_distance(project(x, dim=1), p, a, dim=1)

@@ -93,9 +93,7 @@ def log_sinhc(r2: torch.Tensor) -> torch.Tensor:
     # Each branch is fed harmless values where it is not selected, so that
     # torch.where does not mix a NaN/inf gradient from the discarded branch in.
     x = torch.where(small, r2, torch.zeros_like(r2))
-    series = x * (
-        1 / 6 + x * (-1 / 180 + x * (1 / 2835 + x * (-1 / 37800 + x * (1 / 467775))))
-    )
+    series = x * (1 / 6 + x * (-1 / 180 + x * (1 / 2835 + x * (-1 / 37800 + x * (1 / 467775)))))
     r = torch.where(small, torch.ones_like(r2), r2).sqrt()
     # log sinh r = r + log(1 - e^{-2r}) - log 2, which never overflows.
     closed = r + torch.log(-torch.expm1(-2.0 * r)) - math.log(2.0) - torch.log(r)

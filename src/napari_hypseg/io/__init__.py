@@ -301,9 +301,7 @@ def _warn_non_finite(data: np.ndarray, name: str) -> None:
     summary = value_summary(data, max_bytes=_NAN_CHECK_BYTES)
     if summary.non_finite:
         where = (
-            f"in {summary.slices_read} of {summary.slices_total} slices checked"
-            if summary.sampled
-            else "in the volume"
+            f"in {summary.slices_read} of {summary.slices_total} slices checked" if summary.sampled else "in the volume"
         )
         warnings.warn(
             f"{name} has {summary.non_finite} NaN or infinite voxels {where}; napari can show it, "
@@ -311,4 +309,3 @@ def _warn_non_finite(data: np.ndarray, name: str) -> None:
             UserWarning,
             stacklevel=3,
         )
-

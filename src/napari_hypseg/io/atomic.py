@@ -84,8 +84,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
                 # Windows refuses to replace a file that is memory-mapped, which
                 # is the case for a volume still shown in napari.
                 raise UserError(
-                    f"cannot replace {final}: it is in use (close the layer that shows it, "
-                    "or save under another name)"
+                    f"cannot replace {final}: it is in use (close the layer that shows it, or save under another name)"
                 ) from exc
             raise UserError(f"cannot write {final}: {_reason(exc)}") from exc
         except OSError as exc:
@@ -102,7 +101,16 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
 
 
 # failures the user fixes by choosing another place or freeing space
-_USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG, errno.EISDIR, errno.ENOTDIR}
+_USER_ERRNOS = {
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EISDIR,
+    errno.ENOTDIR,
+}
 
 
 def _reason(exc: OSError) -> str:
@@ -125,7 +133,9 @@ def _temporary_name(final: Path) -> Path:
 TMP_MARK = ".tmp"
 
 
-def check_writable(final: str | os.PathLike, *, need_bytes: int = 0, what: str = "output", shown: Path | None = None) -> Path:
+def check_writable(
+    final: str | os.PathLike, *, need_bytes: int = 0, what: str = "output", shown: Path | None = None
+) -> Path:
     """Raise :class:`UserError` unless ``final`` can be written now, before any long job starts.
 
     ``final`` is a file path; missing parent folders count as writable when

@@ -263,9 +263,7 @@ def _check_readable(path: Path) -> None:
     if size == 0:
         raise UserError(f"{path.name} is empty (0 bytes)")
     if size < HEADER_BYTES:
-        raise UserError(
-            f"{path.name} is not an MRC file: {size} bytes, shorter than the 1024-byte MRC header"
-        )
+        raise UserError(f"{path.name} is not an MRC file: {size} bytes, shorter than the 1024-byte MRC header")
 
 
 def _sniff_header(path: Path) -> None:

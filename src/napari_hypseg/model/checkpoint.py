@@ -83,9 +83,7 @@ def check_model_size(config: ModelConfig) -> int:
     Counted on torch's "meta" device, which allocates no memory.
     """
     if config.patch_size > MAX_PATCH_SIZE:
-        raise UserError(
-            f"the model asks for a {config.patch_size}-voxel patch; at most {MAX_PATCH_SIZE} is supported"
-        )
+        raise UserError(f"the model asks for a {config.patch_size}-voxel patch; at most {MAX_PATCH_SIZE} is supported")
     with torch.device("meta"):
         n = sum(p.numel() for p in HyperbolicVAE(config).parameters())
     if n > MAX_PARAMETERS:

@@ -64,8 +64,9 @@ def cluster_features(points: np.ndarray, k: int, model: str, *, seed: int = 0) -
     if model == "kmeans":
         est = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(sample)
     elif model == "gmm":
-        est = GaussianMixture(n_components=k, covariance_type="full", n_init=2, reg_covar=1e-6,
-                              random_state=seed).fit(sample)
+        est = GaussianMixture(n_components=k, covariance_type="full", n_init=2, reg_covar=1e-6, random_state=seed).fit(
+            sample
+        )
     else:
         raise ValueError(f"model must be 'kmeans' or 'gmm', got {model!r}")
     return est.predict(points).astype(np.int32)

@@ -44,28 +44,43 @@ def phantom_case(*, irregular: bool, n_train: int, n_test: int, size: int = 50, 
     seeds = phantom_seeds(seed, 120)
     train = [make_phantom(size, irregular=irregular, seed=s).image for s in seeds[:n_train]]
     volumes = []
-    for s in seeds[100:100 + n_test]:
+    for s in seeds[100 : 100 + n_test]:
         p = make_phantom(size, irregular=irregular, seed=s)
-        volumes.append(CaseVolume(p.image, {
-            level: (k, p.levels[level], tuple(PHANTOM_CLASSES[level])) for level, k in PHANTOM_LEVEL_K.items()
-        }))
+        volumes.append(
+            CaseVolume(
+                p.image,
+                {level: (k, p.levels[level], tuple(PHANTOM_CLASSES[level])) for level, k in PHANTOM_LEVEL_K.items()},
+            )
+        )
     variant = "irregular" if irregular else "regular"
-    return Case(f"phantom ({variant})", "synthetic", volumes, train,
-                source=f"recreated {variant} phantoms {size}³, {n_train} train / {n_test} test")
+    return Case(
+        f"phantom ({variant})",
+        "synthetic",
+        volumes,
+        train,
+        source=f"recreated {variant} phantoms {size}³, {n_train} train / {n_test} test",
+    )
 
 
 def real_case(loader, kind: str) -> Case:
     """A real volume with one level of ground truth (k = its number of classes)."""
     lv = loader()
-    return Case(lv.name, kind, [CaseVolume(lv.image, {1: (lv.n_classes, lv.labels, tuple(lv.class_names))})],
-                None, source=lv.source)
+    return Case(
+        lv.name,
+        kind,
+        [CaseVolume(lv.image, {1: (lv.n_classes, lv.labels, tuple(lv.class_names))})],
+        None,
+        source=lv.source,
+    )
 
 
 def suite_cases(*, quick: bool, log=print) -> list[Case]:
     """Every case; a real one whose package is missing is skipped with its install hint."""
     n_train, n_test = (2, 2) if quick else (8, 6)
-    cases = [phantom_case(irregular=False, n_train=n_train, n_test=n_test),
-             phantom_case(irregular=True, n_train=n_train, n_test=n_test)]
+    cases = [
+        phantom_case(irregular=False, n_train=n_train, n_test=n_test),
+        phantom_case(irregular=True, n_train=n_train, n_test=n_test),
+    ]
     for loader, kind in ((load_hiv_tomogram, "cryo-ET"), (load_mni_t1, "MRI")):
         try:
             cases.append(real_case(loader, kind))

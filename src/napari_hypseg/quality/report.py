@@ -27,15 +27,23 @@ def summary_table(results: list[CaseResult]) -> str:
             best = r.best_baseline(level)
             gap = r.mean_sd(OURS, level)[0] - r.mean_sd(best, level)[0]
             n_small = len(r.small_classes(level))
-            small = f"{r.small_found(OURS, level):.1f} / {r.small_found(best, level):.1f} of {n_small}" if n_small else "—"
-            lines.append(f"| {r.case.name} | {level} ({k}) | {_ms(r, OURS, level)} | {best} | "
-                         f"{_ms(r, best, level)} | {gap:+.3f} {'✓' if gap >= 0 else '✗'} | {small} |")
+            small = (
+                f"{r.small_found(OURS, level):.1f} / {r.small_found(best, level):.1f} of {n_small}" if n_small else "—"
+            )
+            lines.append(
+                f"| {r.case.name} | {level} ({k}) | {_ms(r, OURS, level)} | {best} | "
+                f"{_ms(r, best, level)} | {gap:+.3f} {'✓' if gap >= 0 else '✗'} | {small} |"
+            )
     return "\n".join(lines)
 
 
 def details(result: CaseResult) -> str:
     levels = result.levels()
-    head = "| method | " + " | ".join(f"level {lv} (k={result.case.volumes[0].levels[lv][0]})" for lv in levels) + " | seconds |"
+    head = (
+        "| method | "
+        + " | ".join(f"level {lv} (k={result.case.volumes[0].levels[lv][0]})" for lv in levels)
+        + " | seconds |"
+    )
     lines = [f"**{result.case.name}** — {result.case.source}", "", head, "|" + " --- |" * (len(levels) + 2)]
     for method in result.scores:
         cells = " | ".join(_ms(result, method, lv) for lv in levels)
@@ -44,8 +52,10 @@ def details(result: CaseResult) -> str:
     lines.append("")
     for lv in levels:
         best = result.best_baseline(lv)
-        lines.append(f"- level {lv} per-class Dice — ours: {_classes(result, OURS, lv)}; "
-                     f"best baseline ({best}): {_classes(result, best, lv)}")
+        lines.append(
+            f"- level {lv} per-class Dice — ours: {_classes(result, OURS, lv)}; "
+            f"best baseline ({best}): {_classes(result, best, lv)}"
+        )
     return "\n".join(lines)
 
 

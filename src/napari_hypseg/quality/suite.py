@@ -107,8 +107,10 @@ def run_case(case: Case, ours: dict[str, tuple[OursFn, list[int]]] | OursFn, *, 
                 for level, (k, gt, _) in vol.levels.items():
                     result.add(baseline.name, level, _score(labels[k], gt))
         result.seconds[baseline.name] = time.perf_counter() - t0
-        log(f"  {case.name} | {baseline.name}: " + " / ".join(
-            f"{result.mean_sd(baseline.name, lv)[0]:.3f}" for lv in result.levels()))
+        log(
+            f"  {case.name} | {baseline.name}: "
+            + " / ".join(f"{result.mean_sd(baseline.name, lv)[0]:.3f}" for lv in result.levels())
+        )
     ks = sorted({k for vol in case.volumes for k, _, _ in vol.levels.values()})
     images = [vol.image for vol in case.volumes]
     for name, (fn, row_seeds) in ours.items():
@@ -119,8 +121,11 @@ def run_case(case: Case, ours: dict[str, tuple[OursFn, list[int]]] | OursFn, *, 
                 for level, (k, gt, _) in vol.levels.items():
                     result.add(name, level, _score(lab[k], gt))
         result.seconds[name] = time.perf_counter() - t0
-        log(f"  {case.name} | {name}: " + " / ".join(f"{result.mean_sd(name, lv)[0]:.3f}" for lv in result.levels())
-            + f" ({result.seconds[name]:.0f} s)")
+        log(
+            f"  {case.name} | {name}: "
+            + " / ".join(f"{result.mean_sd(name, lv)[0]:.3f}" for lv in result.levels())
+            + f" ({result.seconds[name]:.0f} s)"
+        )
     return result
 
 
@@ -140,7 +145,9 @@ def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> 
 
     def train(volumes, seed):
         t0 = time.perf_counter()
-        trainer = Trainer(list(volumes), train_config=train_config.with_(seed=seed, preview_every=0, device=str(device)))
+        trainer = Trainer(
+            list(volumes), train_config=train_config.with_(seed=seed, preview_every=0, device=str(device))
+        )
         model = trainer.fit()
         log(f"    trained {trainer.step} steps in {time.perf_counter() - t0:.0f} s")
         return model
@@ -150,8 +157,9 @@ def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> 
             out = []
             for image in test_volumes:
                 features, kind = fused_features(image, None, latent_dim=None, config=fusion)
-                levels = mixture_levels(features, image.shape, range(min(ks), max(ks) + 1), seed=seed,
-                                        beta=spatial_beta(kind))
+                levels = mixture_levels(
+                    features, image.shape, range(min(ks), max(ks) + 1), seed=seed, beta=spatial_beta(kind)
+                )
                 out.append({k: levels[k] for k in ks})
             return out
         shared = train(train_volumes, seed) if train_volumes is not None else None

@@ -30,7 +30,11 @@ def check_binning(shape, factor, *, min_size: int = 1) -> None:
         raise UserError(f"the bin factor {factor} is larger than the volume ({'x'.join(map(str, shape))} voxels)")
     binned = binned_shape(shape, factor)
     if min(binned) < min_size:
-        largest = max(f for f in range(1, factor + 1) if min(binned_shape(shape, f)) >= min_size) if min(shape) >= min_size else None
+        largest = (
+            max(f for f in range(1, factor + 1) if min(binned_shape(shape, f)) >= min_size)
+            if min(shape) >= min_size
+            else None
+        )
         hint = f"; use a bin of at most {largest}" if largest and largest > 1 else "; it is too small to bin"
         raise UserError(
             f"binning by {factor} shrinks the volume ({'x'.join(map(str, shape))}) to "
@@ -56,7 +60,11 @@ def bin_volume(volume: np.ndarray, factor: int) -> np.ndarray:
         # zero-pad partial blocks and divide by how many real voxels each block holds
         pad = [(0, f - n) for f, n in zip(full, slab.shape)]
         sums = np.pad(slab, pad).reshape(factor, shape[1], factor, shape[2], factor).sum(axis=(0, 2, 4))
-        counts = np.pad(np.ones(slab.shape, np.float32), pad).reshape(factor, shape[1], factor, shape[2], factor).sum(axis=(0, 2, 4))
+        counts = (
+            np.pad(np.ones(slab.shape, np.float32), pad)
+            .reshape(factor, shape[1], factor, shape[2], factor)
+            .sum(axis=(0, 2, 4))
+        )
         out[i] = sums / counts
     return out
 

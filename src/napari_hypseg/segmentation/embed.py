@@ -187,7 +187,9 @@ def _check_out(out, shape) -> None:
         kind = getattr(out, "dtype", type(out).__name__)
         raise UserError(f"`out` must be a float32 numpy array (e.g. numpy.lib.format.open_memmap), got {kind}")
     if tuple(out.shape) != tuple(shape):
-        raise UserError(f"`out` must have shape {tuple(shape)} (the volume's shape + latent dimension), got {out.shape}")
+        raise UserError(
+            f"`out` must have shape {tuple(shape)} (the volume's shape + latent dimension), got {out.shape}"
+        )
     if not out.flags.writeable:
         raise UserError("`out` is read-only")
 
@@ -201,7 +203,8 @@ def _warn_resampling(shape, windows, m: int, d: int) -> None:
             warnings.warn(
                 f"window {w} resamples the volume by {m / w:.1f} per axis: {factor:.0f}x the voxels "
                 f"(about {gigabytes:.1f} GB and {factor:.0f}x the time of the default window {m})",
-                UserWarning, stacklevel=3,
+                UserWarning,
+                stacklevel=3,
             )
 
 
@@ -216,7 +219,8 @@ def _check_intensities(volume: np.ndarray, model: HyperbolicVAE) -> None:
             f"the volume's intensities (1st-99th percentile {lo:.4g} to {hi:.4g}) are far from the model's "
             f"training range ({lo_m:.4g} to {hi_m:.4g}); its embeddings will crowd at the ball's rim or at one "
             "point: rescale the volume to the training data's range, or train on it",
-            UserWarning, stacklevel=3,
+            UserWarning,
+            stacklevel=3,
         )
 
 
@@ -229,7 +233,8 @@ def _check_embedding(embedding: np.ndarray) -> None:
         warnings.warn(
             "every voxel got the same embedding: the labels will carry no information "
             "(the model sees this volume as uniform)",
-            UserWarning, stacklevel=3,
+            UserWarning,
+            stacklevel=3,
         )
 
 

@@ -66,7 +66,10 @@ def embedding_channels(embedding: np.ndarray, *, latent_dim: int | None, compone
 
 
 def fused_features(
-    volume: np.ndarray, embedding: np.ndarray | None, *, latent_dim: int | None,
+    volume: np.ndarray,
+    embedding: np.ndarray | None,
+    *,
+    latent_dim: int | None,
     config: FusionConfig = FusionConfig(),
 ) -> tuple[np.ndarray, str]:
     """(N, C) features for the mixture, and the intensity channel used ("raw" or "denoised").
@@ -80,7 +83,9 @@ def fused_features(
     if embedding is not None and tuple(embedding.shape[:-1]) != shape:
         raise UserError(f"embedding shape {tuple(embedding.shape)} does not match the volume {shape}")
     if embedding is not None and config.embedding_weight > 0:
-        blocks.append(config.embedding_weight * embedding_channels(
-            embedding, latent_dim=latent_dim, components=config.embedding_components))
+        blocks.append(
+            config.embedding_weight
+            * embedding_channels(embedding, latent_dim=latent_dim, components=config.embedding_components)
+        )
     kind = channels.choose_intensity(volume) if config.intensity == "auto" else config.intensity
     return np.concatenate([intensity_channel(volume, kind)[:, None], *blocks], axis=1), kind

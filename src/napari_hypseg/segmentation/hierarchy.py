@@ -40,7 +40,7 @@ are then labelled in batches in a single pass over the embedding.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -121,16 +121,12 @@ class Hierarchy:
 
     def __repr__(self) -> str:
         ks = self._k_values
-        return (
-            f"Hierarchy(mode={self._mode!r}, metric={self._metric!r}, shape={self._shape}, "
-            f"k={ks[0]}..{ks[-1]})"
-        )
+        return f"Hierarchy(mode={self._mode!r}, metric={self._metric!r}, shape={self._shape}, k={ks[0]}..{ks[-1]})"
 
     def _check_k(self, k: int) -> int:
         if k not in self._centroids:
             raise UserError(
-                f"level k={k} was not computed; available levels are "
-                f"{self._k_values[0]}..{self._k_values[-1]}"
+                f"level k={k} was not computed; available levels are {self._k_values[0]}..{self._k_values[-1]}"
             )
         return int(k)
 
@@ -157,10 +153,21 @@ class Hierarchy:
         ix = np.ix_(*index)
         shape = tuple(len(i) for i in index)
         if self._mode in PER_LEVEL_MODES:
-            return Hierarchy(mode=self._mode, metric=self._metric, shape=shape, centroids=self._centroids,
-                             flat_labels={k: v[ix] for k, v in self._flat.items()})
-        return Hierarchy(mode=self._mode, metric=self._metric, shape=shape, centroids=self._centroids,
-                         fine=self._fine[ix], split_parent=self._split_parent)
+            return Hierarchy(
+                mode=self._mode,
+                metric=self._metric,
+                shape=shape,
+                centroids=self._centroids,
+                flat_labels={k: v[ix] for k, v in self._flat.items()},
+            )
+        return Hierarchy(
+            mode=self._mode,
+            metric=self._metric,
+            shape=shape,
+            centroids=self._centroids,
+            fine=self._fine[ix],
+            split_parent=self._split_parent,
+        )
 
     def _lut(self, k: int) -> np.ndarray:
         """(k_max + 1,) table from finest ids to their ancestors at level k."""
@@ -250,8 +257,7 @@ def _build_nested(pts: engine.Points, ks, *, metric, seed, fit_kw, progress, tot
         gain, members, f = proposals[j]
         if f is None:
             raise UserError(
-                f"cannot split the volume into {k + 1} clusters: too few distinct embeddings "
-                f"(lower k_max or fit_size)"
+                f"cannot split the volume into {k + 1} clusters: too few distinct embeddings (lower k_max or fit_size)"
             )
         counts = torch.bincount(f.labels, minlength=2)
         keep = 0 if counts[0] >= counts[1] else 1
@@ -358,17 +364,24 @@ def build_hierarchy(
     if mode not in MODES:
         raise UserError(f"mode must be one of {MODES}, got {mode!r}")
     if embedding.ndim < 2:
-        raise UserError(
-            f"expected an embedding of shape (..., d) such as (Z, Y, X, d), got {tuple(embedding.shape)}"
-        )
+        raise UserError(f"expected an embedding of shape (..., d) such as (Z, Y, X, d), got {tuple(embedding.shape)}")
     if not (1 <= k_min <= k_max <= 65535):
         raise UserError(f"need 1 <= k_min <= k_max <= 65535, got k_min={k_min}, k_max={k_max}")
     shape = tuple(int(s) for s in embedding.shape[:-1])
     n = int(np.prod(shape))
     x = embedding.reshape(n, embedding.shape[-1])
     engine.check_fit_arguments(
-        x, k_max, metric=metric, n_init=n_init, max_iter=max_iter, tol=tol, fit_size=fit_size,
-        batch_size=batch_size, name="embedding", rows="voxels", k_name="k_max",
+        x,
+        k_max,
+        metric=metric,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        fit_size=fit_size,
+        batch_size=batch_size,
+        name="embedding",
+        rows="voxels",
+        k_name="k_max",
     )
 
     device, dtype = engine.placement(x, device)
@@ -376,8 +389,13 @@ def build_hierarchy(
     total = len(ks) + 1
     fit_kw = {"n_init": n_init, "max_iter": max_iter, "tol": tol}
     _, pts = engine.fit_sample(
-        x, fit_size, np.random.default_rng(_seq(seed, 0)), device=device, dtype=dtype,
-        metric=metric, name="embedding",
+        x,
+        fit_size,
+        np.random.default_rng(_seq(seed, 0)),
+        device=device,
+        dtype=dtype,
+        metric=metric,
+        name="embedding",
     )
     label_dtype = np.uint8 if k_max <= 255 else np.uint16
 
@@ -396,20 +414,24 @@ def build_hierarchy(
                     lab[members[side == 1]] = new
             fine[s:e] = (lab + 1).cpu().numpy()
         hierarchy = Hierarchy(
-            mode=mode, metric=metric, shape=shape,
+            mode=mode,
+            metric=metric,
+            shape=shape,
             centroids={k: c.cpu().numpy() for k, c in levels.items()},
-            fine=fine.reshape(shape), split_parent=split_parent,
+            fine=fine.reshape(shape),
+            split_parent=split_parent,
         )
     else:
-        levels = _build_flat(pts, ks, metric=metric, seed=seed, fit_kw=fit_kw,
-                             progress=progress, total=total)
+        levels = _build_flat(pts, ks, metric=metric, seed=seed, fit_kw=fit_kw, progress=progress, total=total)
         flat = {k: np.empty(n, dtype=label_dtype) for k in ks}
         for s, e in engine.batches(n, batch_size):
             pb = engine.load(x, s, e, device=device, dtype=dtype, metric=metric, name="embedding")
             for k in ks:
                 flat[k][s:e] = (engine.nearest_labels(pb, levels[k], metric) + 1).cpu().numpy()
         hierarchy = Hierarchy(
-            mode=mode, metric=metric, shape=shape,
+            mode=mode,
+            metric=metric,
+            shape=shape,
             centroids={k: c.cpu().numpy() for k, c in levels.items()},
             flat_labels={k: a.reshape(shape) for k, a in flat.items()},
         )

@@ -221,7 +221,13 @@ def poincare_kmeans(
     assignment; memory O(fit_size (k + d)) plus one batch.
     """
     engine.check_fit_arguments(
-        x, k, metric=metric, n_init=n_init, max_iter=max_iter, tol=tol, fit_size=fit_size,
+        x,
+        k,
+        metric=metric,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        fit_size=fit_size,
         batch_size=batch_size,
     )
     device, dtype = engine.placement(x, device)
@@ -275,9 +281,7 @@ def assign_clusters(
     if centroids.shape[0] < 1:
         raise UserError("assign_clusters needs at least one centroid, got 0")
     if x.shape[1] != centroids.shape[1]:
-        raise UserError(
-            f"points have dimension {x.shape[1]} but centroids have {centroids.shape[1]}"
-        )
+        raise UserError(f"points have dimension {x.shape[1]} but centroids have {centroids.shape[1]}")
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
     device, dtype = engine.placement(x, device)

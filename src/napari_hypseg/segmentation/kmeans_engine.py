@@ -255,7 +255,7 @@ class Points:
     gap: torch.Tensor | None
 
     @classmethod
-    def make(cls, x: torch.Tensor, metric: str) -> "Points":
+    def make(cls, x: torch.Tensor, metric: str) -> Points:
         sq = x.square().sum(1, keepdim=True)
         xa = torch.cat([x, sq, torch.ones_like(sq)], dim=1)
         return cls(x, xa, _gap(sq[:, 0]) if metric == "poincare" else None)
@@ -263,11 +263,11 @@ class Points:
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def subset(self, index: torch.Tensor) -> "Points":
+    def subset(self, index: torch.Tensor) -> Points:
         gap = None if self.gap is None else self.gap[index]
         return Points(self.x[index], self.xa[index], gap)
 
-    def double(self) -> "Points":
+    def double(self) -> Points:
         """float64 copy (the final Fréchet polish: float32 stalls near the rim)."""
         if self.x.dtype == torch.float64:
             return self
@@ -295,9 +295,7 @@ def _exact_u(p: Points, c: torch.Tensor, labels: torch.Tensor, metric: str) -> t
     return sq / (p.gap * _gap(c.square().sum(1)).index_select(0, labels))
 
 
-def _nearest(
-    p: Points, c: torch.Tensor, metric: str, *, exact: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _nearest(p: Points, c: torch.Tensor, metric: str, *, exact: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid of each point among ``c`` (k, d).
 
     Returns labels (n,) int64 and the proxy ``u`` (n,) to the chosen
@@ -374,7 +372,7 @@ def cluster_means(
     max_norm = 1.0 - 8.0 * torch.finfo(dtype).eps
     y = init.clone()
     steps = 0
-    for steps in range(1, max_iter + 1):
+    for steps in range(1, max_iter + 1):  # noqa: B007 - the count is returned after the loop
         alpha = w * _lou_weight(_exact_u(p, y, labels, metric)) / p.gap
         sums = torch.zeros(k, d + 2, dtype=dtype, device=device)
         sums.index_add_(0, labels, alpha[:, None] * p.xa)
@@ -489,7 +487,7 @@ def _lloyd(
     k, n = c.shape[0], len(p)
     prev = None
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is returned after the loop
         labels, u = _nearest(p, c, metric, exact=False)
         labels, u, c = _repair_empty(p, labels, u, c, k)
         if prev is not None and torch.equal(labels, prev):
@@ -622,9 +620,7 @@ def _fill_empty_full(x, labels, inertia, c, metric, device):
     return lab.cpu().numpy(), float(_u_to_d2(u, metric).sum())
 
 
-def fit_sample(
-    x, fit_size: int, rng: np.random.Generator, *, device, dtype, metric: str, name: str = "x"
-):
+def fit_sample(x, fit_size: int, rng: np.random.Generator, *, device, dtype, metric: str, name: str = "x"):
     """(indices or None, prepared points) of the seeded fitting subsample."""
     idx = _subsample(x.shape[0], fit_size, rng)
     if idx is None:
@@ -632,5 +628,3 @@ def fit_sample(
     else:
         sample = x[torch.as_tensor(idx, device=x.device) if isinstance(x, torch.Tensor) else idx]
     return idx, load(sample, 0, sample.shape[0], device=device, dtype=dtype, metric=metric, name=name)
-
-

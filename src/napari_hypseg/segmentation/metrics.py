@@ -202,9 +202,7 @@ def hausdorff95(pred_mask, gt_mask, spacing=(1.0, 1.0, 1.0)) -> float:
     # Crop to the union's bounding box plus a one-voxel margin: every surface
     # voxel lies inside, so the distance transforms are unchanged.
     coords = np.nonzero(a | b)
-    box = tuple(
-        slice(max(int(c.min()) - 1, 0), min(int(c.max()) + 2, n)) for c, n in zip(coords, a.shape)
-    )
+    box = tuple(slice(max(int(c.min()) - 1, 0), min(int(c.max()) + 2, n)) for c, n in zip(coords, a.shape))
     a, b = a[box], b[box]
     sa, sb = _surface(a), _surface(b)
     d_ab = ndimage.distance_transform_edt(~sb, sampling=spacing)[sa]

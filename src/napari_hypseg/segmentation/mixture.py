@@ -65,7 +65,10 @@ def fit_mixture(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int = FI
     best = None
     for i, init in enumerate(INITIALISATIONS):
         mixture = GaussianMixture(
-            n_components=k, covariance_type="full", init_params=init, reg_covar=REG_COVAR,
+            n_components=k,
+            covariance_type="full",
+            init_params=init,
+            reg_covar=REG_COVAR,
             random_state=int(np.random.SeedSequence(seed, spawn_key=(1, k, i)).generate_state(1)[0]),
         ).fit(sample)
         if best is None or mixture.lower_bound_ > best.lower_bound_:
@@ -77,11 +80,13 @@ def posteriors(mixture, points: np.ndarray) -> np.ndarray:
     """(N, k) float32 posterior of every point, scored in batches."""
     out = np.empty((len(points), mixture.n_components), dtype=np.float32)
     for s in range(0, len(points), _BATCH):
-        out[s:s + _BATCH] = mixture.predict_proba(points[s:s + _BATCH])
+        out[s : s + _BATCH] = mixture.predict_proba(points[s : s + _BATCH])
     return out
 
 
-def potts_mean_field(post: np.ndarray, *, beta: float = SPATIAL_BETA, iterations: int = SPATIAL_ITERATIONS) -> np.ndarray:
+def potts_mean_field(
+    post: np.ndarray, *, beta: float = SPATIAL_BETA, iterations: int = SPATIAL_ITERATIONS
+) -> np.ndarray:
     """Mean-field Potts smoothing of per-voxel posteriors ``(Z, Y, X, k)``; returns new posteriors.
 
     q ← softmax(log p + beta · mean_{3×3×3}(q)), ``iterations`` times, with
@@ -104,8 +109,13 @@ def potts_mean_field(post: np.ndarray, *, beta: float = SPATIAL_BETA, iterations
 
 
 def mixture_labels(
-    points: np.ndarray, shape: tuple[int, ...], k: int, *, seed: int = 0,
-    beta: float = SPATIAL_BETA, fit_size: int = FIT_SIZE,
+    points: np.ndarray,
+    shape: tuple[int, ...],
+    k: int,
+    *,
+    seed: int = 0,
+    beta: float = SPATIAL_BETA,
+    fit_size: int = FIT_SIZE,
 ) -> tuple[np.ndarray, float]:
     """Labels 0..k-1 (int64, ``shape``) of a k-component mixture with the Potts prior, and the mean confidence.
 
@@ -130,8 +140,14 @@ def mean_confidence(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int 
 
 
 def mixture_levels(
-    points: np.ndarray, shape: tuple[int, ...], ks, *, seed: int = 0, beta: float = SPATIAL_BETA,
-    fit_size: int = FIT_SIZE, progress: Callable[[int, int], None] | None = None,
+    points: np.ndarray,
+    shape: tuple[int, ...],
+    ks,
+    *,
+    seed: int = 0,
+    beta: float = SPATIAL_BETA,
+    fit_size: int = FIT_SIZE,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, np.ndarray]:
     """Labels (1..k, uint8/uint16, ``shape``) for every k in ``ks``, ids matched level to level.
 

@@ -154,7 +154,11 @@ def _with_settings(config: SegmentConfig | None, settings: dict[str, Any]) -> Se
 
 def _embed(on_grid, model, config: SegmentConfig, progress, should_stop) -> np.ndarray:
     return embed(
-        on_grid, model, window=config.window, stride=config.stride, device=config.device,
+        on_grid,
+        model,
+        window=config.window,
+        stride=config.stride,
+        device=config.device,
         progress=(lambda done, total: progress("embed", done, total)) if progress else None,
         should_stop=should_stop,
     )
@@ -166,7 +170,12 @@ def _cluster(embedding, model, config: SegmentConfig, on_grid, shape, progress) 
         return _segment_mixture(on_grid, embedding, model, config, shape=shape, progress=progress)
     points, metric = clustering_space(embedding, model)
     hierarchy = build_hierarchy(
-        points, k_min=config.k_min, k_max=config.k_max, mode=config.mode, metric=metric, seed=config.seed,
+        points,
+        k_min=config.k_min,
+        k_max=config.k_max,
+        mode=config.mode,
+        metric=metric,
+        seed=config.seed,
         device=None if config.device == "auto" else config.device,
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
@@ -181,20 +190,31 @@ def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, 
     if progress:
         progress("features", 0, 1)
     features, intensity = fused_features(
-        np.asarray(volume, dtype=np.float32), embedding, latent_dim=latent_dim, config=config.fusion,
+        np.asarray(volume, dtype=np.float32),
+        embedding,
+        latent_dim=latent_dim,
+        config=config.fusion,
     )
     if progress:
         progress("features", 1, 1)
     levels = mixture_levels(
-        features, grid, config.levels, seed=config.seed, beta=spatial_beta(intensity),
+        features,
+        grid,
+        config.levels,
+        seed=config.seed,
+        beta=spatial_beta(intensity),
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
     hierarchy = Hierarchy(
-        mode="mixture", metric="mixture", shape=grid,
-        centroids={k: np.zeros((k, 0), np.float32) for k in levels}, flat_labels=levels,
+        mode="mixture",
+        metric="mixture",
+        shape=grid,
+        centroids={k: np.zeros((k, 0), np.float32) for k in levels},
+        flat_labels=levels,
     )
-    return Segmentation(embedding=embedding, hierarchy=hierarchy, binning=config.binning, shape=shape,
-                        intensity=intensity)
+    return Segmentation(
+        embedding=embedding, hierarchy=hierarchy, binning=config.binning, shape=shape, intensity=intensity
+    )
 
 
 def _check_embedding_shape(embedding, grid, d: int) -> None:

@@ -20,7 +20,9 @@ from .._errors import UserError
 TOLERANCE = 0.2
 
 
-def voxel_size_differs(volume: Sequence[float] | None, model: Sequence[float] | None, tolerance: float = TOLERANCE) -> bool:
+def voxel_size_differs(
+    volume: Sequence[float] | None, model: Sequence[float] | None, tolerance: float = TOLERANCE
+) -> bool:
     """Whether ``volume``'s voxel size differs from ``model``'s by more than ``tolerance`` on some axis
     (False if either is unknown)."""
     if volume is None or model is None:
@@ -57,7 +59,9 @@ def resample_volume(data: np.ndarray, factors: Sequence[float]) -> np.ndarray:
     """``data`` zoomed by ``factors`` (new voxels per old voxel, per axis) with linear interpolation, float32."""
     from scipy.ndimage import zoom
 
-    return zoom(np.asarray(data, dtype=np.float32), tuple(float(f) for f in factors), order=1, grid_mode=True, mode="nearest")
+    return zoom(
+        np.asarray(data, dtype=np.float32), tuple(float(f) for f in factors), order=1, grid_mode=True, mode="nearest"
+    )
 
 
 def segment_at_voxel_size(
@@ -83,6 +87,9 @@ def segment_at_voxel_size(
     grid = binned_shape(tuple(volume.shape), config.binning)
     index = nearest_index(grid, result.embedding.shape[:3])
     return Segmentation(
-        embedding=result.embedding[np.ix_(*index)], hierarchy=result.hierarchy.take(index),
-        binning=config.binning, shape=tuple(volume.shape), intensity=result.intensity,
+        embedding=result.embedding[np.ix_(*index)],
+        hierarchy=result.hierarchy.take(index),
+        binning=config.binning,
+        shape=tuple(volume.shape),
+        intensity=result.intensity,
     )

@@ -28,8 +28,17 @@ from ..io.atomic import atomic_path
 _SLAB_VOXELS = 16 * 2**20
 
 CSV_COLUMNS = (
-    "cluster", "voxels", "volume", "mean_intensity", "sd_intensity",
-    "z_min", "y_min", "x_min", "z_max", "y_max", "x_max",
+    "cluster",
+    "voxels",
+    "volume",
+    "mean_intensity",
+    "sd_intensity",
+    "z_min",
+    "y_min",
+    "x_min",
+    "z_max",
+    "y_max",
+    "x_max",
 )
 
 
@@ -62,8 +71,13 @@ class ClusterStats:
 
     def as_csv_row(self) -> list:
         return [
-            self.cluster, self.voxels, f"{self.volume:.6g}", f"{self.mean:.6g}", f"{self.sd:.6g}",
-            *self.bbox_min, *self.bbox_max,
+            self.cluster,
+            self.voxels,
+            f"{self.volume:.6g}",
+            f"{self.mean:.6g}",
+            f"{self.sd:.6g}",
+            *self.bbox_min,
+            *self.bbox_max,
         ]
 
 

@@ -178,4 +178,3 @@ def _check_count(n) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise UserError(f"the number of volumes must be a positive integer, got {n!r}")
     return int(n)
-

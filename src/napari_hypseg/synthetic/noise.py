@@ -74,4 +74,3 @@ def _standardise(a: np.ndarray) -> np.ndarray:
     if std > 0:
         a /= np.float32(std)
     return a
-

@@ -68,9 +68,7 @@ class Phantom:
     image: np.ndarray
     levels: dict[int, np.ndarray]
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    class_names: dict[int, list[str]] = field(
-        default_factory=lambda: {k: list(v) for k, v in CLASS_NAMES.items()}
-    )
+    class_names: dict[int, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in CLASS_NAMES.items()})
     seed: int = 0
     irregular: bool = False
     noise: float = 0.25
@@ -202,4 +200,3 @@ def check_noise(noise) -> None:
         raise UserError(f"noise must be a number >= 0, got {noise!r}")
     if not (math.isfinite(noise) and noise >= 0):
         raise UserError(f"noise must be a finite number >= 0, got {noise!r}")
-

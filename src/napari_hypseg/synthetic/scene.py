@@ -115,7 +115,9 @@ def draw_scene(rng: np.random.Generator, shape: tuple[int, int, int], irregular:
         first = all(c != cls for c, *_ in organelles)
         for attempt in range(_SHRINK_STEPS if first else 1):
             obj = _organelle(rng, cls, max(_MIN_ORGANELLE[cls] * _SHRINK, size * _SHRINK**attempt), irregular)
-            candidates = centre_candidates(cell_d, cell_box, shape, obj, cell, cytoplasm(cell_box), _ORGANELLE_GAP, cell_depth)
+            candidates = centre_candidates(
+                cell_d, cell_box, shape, obj, cell, cytoplasm(cell_box), _ORGANELLE_GAP, cell_depth
+            )
             spot = place(rng, obj, shape, candidates, cytoplasm, [o[1] for o in organelles], gap=_ORGANELLE_GAP)
             if spot is not None:
                 break

@@ -59,7 +59,7 @@ class Shape:
         if self.kind != "cube":
             return 1.0
         # Irregular cubes are rounded (a 4-norm ball): corners at 3**(1/4).
-        return 3.0 ** 0.25 if self.waves is not None else math.sqrt(3.0)
+        return 3.0**0.25 if self.waves is not None else math.sqrt(3.0)
 
     @property
     def reach(self) -> float:
@@ -244,4 +244,3 @@ def place(rng, obj: Shape, shape, candidates, free, siblings=(), *, gap: float, 
         if body.any() and np.mean(free(box)[body]) >= fit:
             return box, d
     return None
-

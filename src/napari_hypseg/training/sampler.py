@@ -105,7 +105,9 @@ class TripletSampler:
         child = _uniform(n, float(c.child_min), child_hi + 1.0, self.gen, self.device).floor()
         child = torch.minimum(child, child_hi)
         c_edge = torch.minimum(child[:, None], a_edge)
-        p_start = a_start + (_uniform(n * 3, 0.0, 1.0, self.gen, self.device).reshape(n, 3) * (a_edge - c_edge + 1)).floor()
+        p_start = (
+            a_start + (_uniform(n * 3, 0.0, 1.0, self.gen, self.device).reshape(n, 3) * (a_edge - c_edge + 1)).floor()
+        )
 
         n_start = self._negative_starts(a_start, a_edge, c_edge, shape)
         return (a_start, a_edge), (p_start, c_edge), (n_start, c_edge)
@@ -196,7 +198,10 @@ class TripletSampler:
         boxes = torch.cat([p_s[keep], n_s[keep]]), torch.cat([p_e[keep], n_e[keep]])
         children = self.normalize(self._read(volume, *boxes))
         return (
-            anchors[keep], children[:n], children[n:],
-            torch.stack([a_s[keep], a_e[keep]], 1), torch.stack([p_s[keep], p_e[keep]], 1),
+            anchors[keep],
+            children[:n],
+            children[n:],
+            torch.stack([a_s[keep], a_e[keep]], 1),
+            torch.stack([p_s[keep], p_e[keep]], 1),
             torch.stack([n_s[keep], n_e[keep]], 1),
         )

@@ -22,9 +22,16 @@ import torch
 from .._device import resolve_device
 from .._errors import UserError
 from .._validation import check_volume, robust_range
-from ..model import HyperbolicVAE, ModelConfig, hierarchical_triplet_loss, negative_elbo
 from ..io.atomic import check_writable
-from ..model.checkpoint import build_model, check_model_size, check_voxel_size, estimated_checkpoint_bytes, read_checkpoint, save_checkpoint
+from ..model import HyperbolicVAE, ModelConfig, hierarchical_triplet_loss, negative_elbo
+from ..model.checkpoint import (
+    build_model,
+    check_model_size,
+    check_voxel_size,
+    estimated_checkpoint_bytes,
+    read_checkpoint,
+    save_checkpoint,
+)
 from ..model.dense import encode_block
 from .config import TrainConfig
 from .events import Preview, TrainEvent
@@ -48,7 +55,9 @@ def _as_tensor(data: np.ndarray, device: torch.device) -> torch.Tensor:
         return torch.as_tensor(array).to(device)
 
 
-def preview_coords(shape: Sequence[int], n_points: int, patch_size: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def preview_coords(
+    shape: Sequence[int], n_points: int, patch_size: int
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """A fixed box of voxels to embed for live previews: the central z-slice, cropped to ~n_points."""
     z = shape[0] // 2
     side = max(1, int(math.sqrt(n_points)))
@@ -113,7 +122,9 @@ class Trainer:
         model_config = model_config or ModelConfig()
         check_model_size(model_config)
         for i, data in enumerate(volumes):
-            check_volume(data, min_size=model_config.patch_size, name=f"volume #{i + 1}" if len(volumes) > 1 else "volume")
+            check_volume(
+                data, min_size=model_config.patch_size, name=f"volume #{i + 1}" if len(volumes) > 1 else "volume"
+            )
         if checkpoint_path is not None:
             # before any step: a model lost after an hour because its folder is read-only is the worst outcome
             check_writable(checkpoint_path, need_bytes=estimated_checkpoint_bytes(model_config), what="model file")
@@ -163,7 +174,9 @@ class Trainer:
     def _loss(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         batch = self.sampler.sample(c.batch_size)
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=c.amp and self.device.type == "cuda"):
+        with torch.autocast(
+            device_type=self.device.type, dtype=torch.bfloat16, enabled=c.amp and self.device.type == "cuda"
+        ):
             elbo, parts, loc = negative_elbo(self.model, batch.all_patches(), n_samples=c.n_samples, beta=c.kl_weight)
         loss = elbo
         if c.triplet:
@@ -220,8 +233,12 @@ class Trainer:
         if path is None:
             raise ValueError("no checkpoint path given")
         written = save_checkpoint(
-            path, self.model, step=self.step, optimizer=self.optimizer,
-            train_config=self.config.to_dict(), history=self.history,
+            path,
+            self.model,
+            step=self.step,
+            optimizer=self.optimizer,
+            train_config=self.config.to_dict(),
+            history=self.history,
         )
         self.saved_step = self.step
         return written
@@ -247,7 +264,11 @@ class Trainer:
             rate = (self.step - first_step) / elapsed if elapsed > 0 else 0.0
             eta = (total - self.step) / rate if rate > 0 else float("nan")
             if math.isfinite(deadline):
-                eta = min(eta, max(0.0, deadline - time.perf_counter())) if math.isfinite(eta) else deadline - time.perf_counter()
+                eta = (
+                    min(eta, max(0.0, deadline - time.perf_counter()))
+                    if math.isfinite(eta)
+                    else deadline - time.perf_counter()
+                )
             return elapsed, rate, eta
 
         yield TrainEvent("start", self.step, total, message=f"training on {self.device}")
@@ -293,7 +314,13 @@ class Trainer:
                 sums, n_sum = {}, 0
                 elapsed, rate, eta = timing()
                 yield TrainEvent(
-                    "step", self.step, total, elapsed, rate, eta, dict(losses),
+                    "step",
+                    self.step,
+                    total,
+                    elapsed,
+                    rate,
+                    eta,
+                    dict(losses),
                     message="skipped a step with a non-finite loss" if nonfinite else "",
                 )
                 # only here, right after the health check, so a periodic save never holds a diverged model
@@ -313,7 +340,9 @@ class Trainer:
         if self.checkpoint_path is not None and final_kind != "nonfinite":
             self.save()
         elapsed, rate, eta = timing()
-        yield TrainEvent(final_kind, self.step, total, elapsed, rate, 0.0, message=message or f"finished {self.step} steps")
+        yield TrainEvent(
+            final_kind, self.step, total, elapsed, rate, 0.0, message=message or f"finished {self.step} steps"
+        )
 
     def _checkpoint_due(self, last_step: int, last_time: float) -> bool:
         c = self.config
@@ -330,4 +359,6 @@ class Trainer:
 
 def describe_config(config: ModelConfig) -> str:
     """The architecture options a user can set, in their words: ``latent_dim 2, poincare, gyroplane``."""
-    return f"latent_dim {config.latent_dim}, {config.manifold}" + (", gyroplane" if config.gyroplane and config.hyperbolic else "")
+    return f"latent_dim {config.latent_dim}, {config.manifold}" + (
+        ", gyroplane" if config.gyroplane and config.hyperbolic else ""
+    )
