@@ -99,10 +99,14 @@ def _write_multiscale_labels(target: Path, labels: np.ndarray, scale: Sequence[f
 
     root = zarr.open_group(str(target), mode="w", zarr_format=2)
     datasets = []
-    for i, level in enumerate(_pyramid(np.asarray(labels))):
+    lazy = hasattr(labels, "dask")  # a dask array is stored block by block, never whole in memory
+    for i, level in enumerate(_pyramid(labels if lazy else np.asarray(labels))):
         arr = root.create_array(str(i), shape=level.shape, dtype=level.dtype,
                                 chunks=tuple(min(CHUNK, n) for n in level.shape), fill_value=0)
-        arr[...] = level
+        if lazy:
+            level.rechunk(arr.chunks).store(arr, lock=False)  # one task per zarr chunk: no two write one chunk
+        else:
+            arr[...] = level
         datasets.append({"path": str(i), "coordinateTransformations": [
             {"type": "scale", "scale": [float(s) * 2**i for s in scale]}]})
     root.attrs.update({
@@ -127,7 +131,10 @@ def labels_root(volume: Volume, out_dir: Path, stem: str) -> Path:
 
 
 def write_label_levels(root: Path, levels: dict[int, np.ndarray], scale: Sequence[float], *, prefix: str = "hypseg") -> list[Path]:
-    """Write ``root/labels/<prefix>_k<k>`` for each level (each renamed into place when complete); return their paths."""
+    """Write ``root/labels/<prefix>_k<k>`` for each level (each renamed into place when complete); return their paths.
+
+    A level may be a dask array: it is then stored chunk by chunk by the active scheduler.
+    """
     import zarr  # noqa: PLC0415
 
     root = Path(root)
@@ -142,7 +149,7 @@ def write_label_levels(root: Path, levels: dict[int, np.ndarray], scale: Sequenc
         final = labels_dir / name
         tmp = labels_dir / f".{name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        _write_multiscale_labels(tmp, labels, scale, name, label_colors(int(np.max(labels, initial=0))))
+        _write_multiscale_labels(tmp, labels, scale, name, label_colors(int(labels.max()) if labels.size else 0))
         if final.exists():
             old = labels_dir / f".{name}.old-{os.getpid()}"
             os.replace(final, old)

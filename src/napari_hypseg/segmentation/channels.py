@@ -18,12 +18,14 @@ from scipy import ndimage
 FILTER_BANK_SIGMAS = (0.7, 1.0, 1.6, 3.5)
 #: TV weight in normalised units (scikit-image's default for images in 0..1)
 TV_WEIGHT = 0.1
+#: percentiles of the volume mapped to 0 and 1 by :func:`normalise`
+NORMALISE_PERCENTILES = (1, 99)
 
 
 def normalise(volume: np.ndarray) -> np.ndarray:
     """Float32 copy with the 1st..99th percentiles mapped to 0..1 (constant volumes → zeros)."""
     v = np.asarray(volume, dtype=np.float32)
-    lo, hi = np.percentile(v, [1, 99])
+    lo, hi = np.percentile(v, NORMALISE_PERCENTILES)
     if not hi > lo:
         lo, hi = float(v.min()), float(v.max())
     if not hi > lo:

@@ -6,8 +6,14 @@ Three stages, each a dask graph run by whatever scheduler is given:
 2. unless a clustering is given, one is fitted on a bounded seeded sample
    of all volumes (:func:`.dataset_clustering.fit_dataset_clustering`, in
    this process: the sample is small);
-3. every volume is assigned with it, one task per volume (the Potts prior
-   and the per-volume intensity normalisation need the whole volume).
+3. every volume is assigned with it. To a given clustering of the raw
+   intensity this is blockwise (:func:`assign_blockwise`): the volume's
+   1st/99th percentiles are found exactly in two histogram passes
+   (:func:`intensity_bounds`), and each block is assigned with a halo of the
+   Potts prior's reach, which gives the whole-volume labels exactly; no task
+   holds more than a block and its halo. After a fit here, and for a
+   clustering of the TV-denoised intensity (a whole-volume filter), it is one
+   task per volume.
 
 In-process (``client=None``) the same graphs run with the synchronous
 scheduler, so a cluster changes where the work happens, not the numbers.
@@ -20,8 +26,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..model.vae import HyperbolicVAE
+from . import dataset_clustering as dc
 from .dataset_clustering import DatasetClustering, fit_dataset_clustering
-from .distributed import embed_dask
+from .distributed import embed_dask, merge_thin_chunks
 from .fusion import FusionConfig
 from .mixture import FIT_SIZE
 
@@ -87,33 +94,167 @@ def _compute(collections, client, progress: Progress | None, stage: str):
     return results
 
 
-def _gather_blocks(arrays, client, progress: Progress | None, stage: str) -> list[np.ndarray]:
-    """Compute dask arrays block by block into numpy arrays here, reporting blocks done (all volumes together)."""
+def _run(collection, client):
+    """Compute one dask collection on ``client``, or here with the synchronous scheduler."""
     import dask  # noqa: PLC0415
 
-    out = [np.empty(a.shape, a.dtype) for a in arrays]
-    parts = []
-    for i, a in enumerate(arrays):
-        starts = [np.cumsum((0, *c)) for c in a.chunks]
-        for index, block in np.ndenumerate(a.to_delayed()):
-            parts.append((i, tuple(slice(st[j], st[j + 1]) for st, j in zip(starts, index)), block))
-
-    def place(n, part, value):
-        out[part[0]][part[1]] = value
-        if progress:
-            progress(f"{stage} blocks", n, len(parts))
-
     if client is None:
-        for n, part in enumerate(parts, start=1):
-            place(n, part, dask.compute(part[2], scheduler="sync")[0])
-        return out
-    from distributed import as_completed  # noqa: PLC0415
+        return dask.compute(collection, scheduler="sync")[0]
+    return client.compute(collection).result()
 
-    futures = client.compute([p[2] for p in parts])
+
+def _gather_blocks(groups, client, progress: Progress | None, stage: str, *, into=None, alongside=()) -> list[list]:
+    """Compute groups of dask arrays into arrays here (``into``, default new numpy arrays); return ``into``.
+
+    On a client the blocks arrive one at a time as they finish, reporting blocks
+    done (all groups together); ``alongside`` (delayed objects, e.g. a store into
+    zarr; client only) are computed in the same graph, so the blocks they share
+    are computed once. In-process each group is one synchronous graph (its
+    arrays share their blocks' dependencies), reporting groups done.
+    """
+    import dask.array as da  # noqa: PLC0415
+
+    into = into or [[np.empty(a.shape, a.dtype) for a in group] for group in groups]
+    if client is None:
+        if alongside:
+            raise ValueError("in-process, store everything in one da.store instead")
+        for n, (group, out) in enumerate(zip(groups, into), start=1):
+            da.store([*group], [*out], lock=False, scheduler="sync")
+            if progress:
+                progress(stage, n, len(groups))
+        return into
+    parts = []
+    for group, out in zip(groups, into):
+        for a, target in zip(group, out):
+            starts = [np.cumsum((0, *c)) for c in a.chunks]
+            for index, block in np.ndenumerate(a.to_delayed(optimize_graph=False)):
+                parts.append((target, tuple(slice(st[j], st[j + 1]) for st, j in zip(starts, index)), block))
+    from distributed import as_completed, wait  # noqa: PLC0415
+
+    # not optimised: the blocks keep the keys the alongside graphs refer to, so each is computed once
+    futures = client.compute([p[2] for p in parts], optimize_graph=False)
+    others = client.compute(list(alongside), optimize_graph=False) if alongside else []
     where = {f.key: p for f, p in zip(futures, parts)}
     for n, future in enumerate(as_completed(futures), start=1):
-        place(n, where[future.key], future.result())
-    return out
+        target, region, _ = where[future.key]
+        target[region] = future.result()
+        future.release()  # the worker may forget the block as soon as it is here
+        if progress:
+            progress(f"{stage} blocks", n, len(parts))
+    wait(others)
+    for f in others:
+        f.result()  # raise what a store task raised
+    return into
+
+
+# -- blockwise assignment ---------------------------------------------------
+
+
+def intensity_bounds(volume, client=None) -> tuple[np.float32, np.float32]:
+    """:func:`.dataset_clustering.intensity_bounds` of a dask array: two passes of per-block histograms, summed."""
+    import dask.array as da  # noqa: PLC0415
+
+    if not isinstance(volume, da.Array):
+        return dc.intensity_bounds(np.asarray(volume))
+    spatial = tuple((1,) * len(c) for c in volume.chunks)
+    high = volume.map_blocks(lambda b: dc.high_histogram(b)[None, None, None], new_axis=3,
+                             chunks=(*spatial, (dc._BINS,)), dtype=np.int64, meta=np.empty((0,) * 4, np.int64))
+    high = _run(high.sum(axis=(0, 1, 2)), client)
+    n = int(high.sum())
+    located = dc.locate_ranks(high, dc.needed_ranks(n))
+    prefixes = sorted({p for p, _ in located.values()})
+    low = volume.map_blocks(lambda b: dc.low_histogram(b, prefixes)[None, None, None], new_axis=(3, 4),
+                            chunks=(*spatial, (len(prefixes),), (dc._BINS,)), dtype=np.int64,
+                            meta=np.empty((0,) * 5, np.int64))
+    return dc.bounds_from_histograms(n, located, prefixes, _run(low.sum(axis=(0, 1, 2)), client))
+
+
+def _assign_block(volume, embedding=None, *, clustering, ks, bounds, halo, block_info=None):
+    info = block_info[0]
+    index, count = info["chunk-location"][:3], info["num-chunks"][:3]
+    # map_overlap with boundary="none" gives no halo on the volume's faces, where the Potts
+    # prior mirrors the block itself exactly as it mirrors the whole volume
+    before = [0 if i == 0 else halo for i in index]
+    after = [0 if i == n - 1 else halo for i, n in zip(index, count)]
+    crop = tuple(slice(b, s - a) for b, a, s in zip(before, after, volume.shape[:3]))
+    levels = clustering.assign(volume[..., 0], embedding, ks, bounds=bounds, crop=crop)
+    return np.stack([levels[k] for k in ks], axis=-1)
+
+
+def assign_blockwise(clustering: DatasetClustering, volume, embedding, ks, bounds, *, shared=None):
+    """Lazy ``(Z, Y, X, len(ks))`` labels of ``volume`` (a dask array) with a raw-intensity ``clustering``.
+
+    ``bounds`` are the volume's :func:`intensity_bounds`; ``embedding`` is a
+    dask array with the same spatial chunks (used only if the clustering
+    weighs it). Every block is assigned with ``clustering.halo`` voxels of its
+    neighbours, the reach of the Potts prior, so its labels are those of the
+    whole-volume :meth:`.DatasetClustering.assign` to float rounding.
+    ``shared`` is the clustering as one graph key or scattered future.
+    """
+    import dask  # noqa: PLC0415
+    import dask.array as da  # noqa: PLC0415
+
+    if not clustering.blockwise:
+        raise ValueError("a clustering of the TV-denoised intensity is assigned one volume at a time")
+    ks = [int(k) for k in ks]
+    halo = clustering.halo
+    if min(min(c) for c in volume.chunks) < halo:
+        raise ValueError(f"chunks must be at least the {halo}-voxel halo thick: use merge_thin_chunks")
+    arrays = [volume.astype(np.float32)[..., None]]  # a trailing axis, so both inputs index (z, y, x, channel)
+    if clustering.embedding_weight > 0:
+        if embedding is None:
+            raise ValueError("this clustering uses the embedding; pass it")
+        arrays.append(embedding)
+    dtype = dc.label_dtype(ks)
+    return da.map_overlap(
+        _assign_block, *arrays, depth={0: halo, 1: halo, 2: halo, 3: 0}, boundary="none", trim=False,
+        align_arrays=False, allow_rechunk=False, chunks=(*volume.chunks[:3], (len(ks),)), dtype=dtype,
+        meta=np.empty((0,) * 4, dtype), clustering=dask.delayed(clustering, pure=True) if shared is None else shared,
+        ks=ks, bounds=tuple(float(b) for b in bounds), halo=halo,
+    )
+
+
+def lazy_assignment(volume, model: HyperbolicVAE, ks, clustering: DatasetClustering, *, client=None, payload=None,
+                    shared=None, chunks: int | None = None, device: str = "cpu"):
+    """(labels ``(Z, Y, X, len(ks))``, embedding ``(Z, Y, X, d)``) of one volume as lazy dask arrays.
+
+    Only the volume's intensity bounds are computed now (two histogram
+    passes); the rest runs when the arrays are computed or stored, block by
+    block, so no task holds the whole volume.
+    """
+    import dask.array as da  # noqa: PLC0415
+
+    if not isinstance(volume, da.Array):
+        volume = da.from_array(np.asarray(volume), chunks=chunks or "auto")
+    elif chunks is not None:
+        volume = volume.rechunk(chunks)
+    volume = volume.rechunk(tuple(merge_thin_chunks(c, clustering.halo) for c in volume.chunks))
+    embedding = embed_dask(volume, model, device=device, payload=payload)
+    volume = volume.rechunk(embedding.chunks[:3])  # embed_dask merges chunks thinner than its own halo
+    bounds = intensity_bounds(volume, client)
+    return assign_blockwise(clustering, volume, embedding, ks, bounds, shared=shared), embedding
+
+
+def store_assignment(labels, embedding, labels_target, embedding_target, *, client=None,
+                     progress: Progress | None = None, stage: str = "embed+assign") -> None:
+    """Labels into ``labels_target`` (a zarr array, written where each block is computed) and the embedding
+    into ``embedding_target`` (an array here, e.g. a memory-mapped ``.npy``), in one pass."""
+    import dask.array as da  # noqa: PLC0415
+
+    if not _aligned(labels.chunks, labels_target.chunks):
+        labels = labels.rechunk(labels_target.chunks)  # a zarr chunk written by two tasks at once could lose one
+    if client is None:
+        da.store([labels, embedding], [labels_target, embedding_target], lock=False, scheduler="sync")
+        if progress:
+            progress(stage, 1, 1)
+        return
+    stored = da.store(labels, labels_target, lock=False, compute=False, optimize_graph=False)
+    _gather_blocks([[embedding]], client, progress, stage, into=[[embedding_target]], alongside=[stored])
+
+
+def _aligned(chunks: tuple[tuple[int, ...], ...], grid: tuple[int, ...]) -> bool:
+    """Whether every block boundary falls on the grid (a merged last block may span two grid chunks)."""
+    return all(b % g == 0 for c, g in zip(chunks, grid) for b in np.cumsum(c)[:-1])
 
 
 def segment_dataset(
@@ -134,13 +275,21 @@ def segment_dataset(
 
     payload = model_payload(model, client)  # one copy of the weights per worker, shared by all volumes
     lazy_embeddings = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
-    if clustering is not None:
-        # one pass: each volume's blocks are embedded where they are and gathered on the worker that assigns it
+    if clustering is not None and clustering.blockwise:
+        # one pass, block by block: embedding, then assignment with the Potts prior's halo
         shared = dask.delayed(clustering, pure=True)  # one key: sent to each worker once
+        pairs = [lazy_assignment(v, model, ks, clustering, client=client, payload=payload, shared=shared,
+                                 chunks=chunks, device=device) for v in arrays]
+        gathered = _gather_blocks([list(p) for p in pairs], client, progress, "embed+assign")
+        labels = [{k: g[0][..., i] for i, k in enumerate(ks)} for g in gathered]
+        return clustering, labels, [g[1] for g in gathered]
+    if clustering is not None:
+        # the TV-denoised channel needs the whole volume: each volume's embedding is gathered on the worker that assigns it
+        shared = dask.delayed(clustering, pure=True)
         tasks = [dask.delayed(_assign_keep, pure=True)(shared, v, e, ks) for v, e in zip(arrays, lazy_embeddings)]
         results = _compute(tasks, client, progress, "embed+assign")
         return clustering, [r[0] for r in results], [r[1] for r in results]
-    embeddings = _gather_blocks(lazy_embeddings, client, progress, "embed")
+    embeddings = [g[0] for g in _gather_blocks([[e] for e in lazy_embeddings], client, progress, "embed")]
     values = _compute(arrays, client, None, "read")
     latent_dim = model.config.latent_dim if model.config.hyperbolic else None
     clustering = fit_dataset_clustering(values, embeddings, ks, latent_dim=latent_dim, fusion=fusion,

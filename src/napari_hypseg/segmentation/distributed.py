@@ -108,7 +108,7 @@ def embed_dask(volume, model: HyperbolicVAE, *, chunks: int | None = None, devic
         raise UserError(f"the volume of shape {volume.shape} is smaller than the model's {m}-voxel patch along some axis")
     volume = volume.astype(np.float32)
     # a chunk thinner than the halo cannot supply it, and a face block must hold half + 1 voxels to mirror
-    volume = volume.rechunk(tuple(_at_least(c, half + 1) for c in volume.chunks))
+    volume = volume.rechunk(tuple(merge_thin_chunks(c, half + 1) for c in volume.chunks))
     d = model.config.latent_dim
     return da.map_overlap(
         _embed_block, volume, depth=half, boundary="none", trim=False, align_arrays=False,
@@ -118,7 +118,7 @@ def embed_dask(volume, model: HyperbolicVAE, *, chunks: int | None = None, devic
     )
 
 
-def _at_least(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
+def merge_thin_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
     """Merge chunks thinner than ``minimum`` into their neighbour (the last one backwards)."""
     out: list[int] = []
     for c in chunks:
@@ -127,5 +127,6 @@ def _at_least(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
         else:
             out.append(c)
     if len(out) > 1 and out[-1] < minimum:
-        out[-2] += out.pop()
+        last = out.pop()  # not `out[-2] += out.pop()`: that adds into the first of the remaining two
+        out[-1] += last
     return tuple(out)
