@@ -124,6 +124,7 @@ def _write_big_mrc(path: Path, shape: tuple[int, int, int]) -> None:
     rng = np.random.default_rng(0)
     y, x = np.indices(shape[1:])
     with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+        mrc.voxel_size = 1.0
         for z0 in range(0, shape[0], 16):
             z = np.arange(z0, min(z0 + 16, shape[0]))[:, None, None]
             inside = ((z % 64 - 32) ** 2 + (y % 64 - 32) ** 2 + (x % 64 - 32) ** 2) < 20**2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -107,6 +109,48 @@ def test_distributed_labels_identical_to_in_process(model, cluster):
             np.testing.assert_array_equal(a[k], c[k])
 
 
+# --- blockwise assignment: no task holds the whole volume --------------------
+
+
+@pytest.mark.parametrize("chunks", [5, (9, 4, 7), 64])
+def test_exact_percentiles_block_by_block(chunks):
+    from napari_hypseg.segmentation import dataset_clustering as dc
+    from napari_hypseg.segmentation.dataset import intensity_bounds
+
+    rng = np.random.default_rng(8)
+    volume = rng.normal(loc=-3.0, scale=2.0, size=(17, 13, 11)).astype(np.float32)
+    volume[:5] = 0.0  # a flat region: many equal values around the 1st percentile's neighbours
+    whole = dc.intensity_bounds(volume)
+    assert intensity_bounds(da.from_array(volume, chunks=chunks)) == whole
+    np.testing.assert_allclose(whole, np.percentile(volume, [1, 99]), rtol=1e-6)
+    # a volume whose two percentiles coincide falls back to min..max, as channels.normalise does
+    spiky = np.zeros((10, 10, 10), np.float32)
+    spiky[0, 0, :3] = (-1.0, 5.0, 7.0)
+    assert intensity_bounds(da.from_array(spiky, chunks=4)) == dc.intensity_bounds(spiky) == (-1.0, 7.0)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_blockwise_assignment_equals_the_in_memory_one_on_two_worker_processes(model, cluster, weight):
+    """Labels block by block (a halo of the Potts prior's reach) are the whole-volume labels, voxel for voxel."""
+    from napari_hypseg.segmentation.dataset import lazy_assignment
+    from napari_hypseg.segmentation.distributed import model_payload
+
+    (a, _), (b, _) = _phantom(20, shape=(26, 22, 19)), _phantom(21, shape=(26, 22, 19), offset=(4, 3, 2))
+    ea, eb = embed(a, model, device="cpu"), embed(b, model, device="cpu")
+    saved = fit_dataset_clustering([a, b], [ea, eb], [2, 3], latent_dim=model.config.latent_dim,
+                                   fusion=FusionConfig(intensity="raw", embedding_weight=weight), seed=0,
+                                   sample_size=5000)
+    assert saved.blockwise and saved.halo == 5
+    reference = saved.assign(b, eb, [2, 3])
+    labels, embedding = lazy_assignment(da.from_array(b, chunks=(8, 7, 9)), model, [2, 3], saved, client=cluster,
+                                        payload=model_payload(model, cluster))
+    assert labels.numblocks[:3] == (3, 3, 2)  # 19 = 9 + 10: the 1-voxel last chunk was merged
+    got = cluster.compute(labels).result()
+    for i, k in enumerate((2, 3)):
+        np.testing.assert_array_equal(got[..., i], reference[k])
+    assert np.abs(cluster.compute(embedding).result() - eb).max() <= 1e-5
+
+
 # --- OME-Zarr and the command line ------------------------------------------
 
 from napari_hypseg.cli import main  # noqa: E402
@@ -173,6 +217,17 @@ def test_cli_one_clustering_on_two_workers_then_reuse_and_skip(model_file, tmp_p
     assert main(args) == 0
     assert "skipped" in capsys.readouterr().err
     assert (out2 / "v0_manifest.json").stat().st_mtime_ns == stamp
+    # streamed block by block on two workers: the same labels and embedding as in-process
+    out3 = tmp_path / "out3"
+    assert main([*args[:args.index("--out-dir") + 1], str(out3), *args[args.index("--out-dir") + 2:], "--workers", "2"]) == 0
+    assert "embed+assign blocks" in capsys.readouterr().err
+    for s in range(2):
+        for k in (2, 3):
+            level = f"v{s}_labels.ome.zarr/labels/hypseg_k{k}"
+            np.testing.assert_array_equal(np.asarray(omezarr.read_labels_multiscale(out2 / level)[0][0]),
+                                          np.asarray(omezarr.read_labels_multiscale(out3 / level)[0][0]))
+        np.testing.assert_array_equal(np.load(out2 / f"v{s}_embedding.npy"), np.load(out3 / f"v{s}_embedding.npy"))
+    assert not [p.name for p in out3.iterdir() if p.name.startswith(".")]  # no scratch, no temporary file left
 
 
 def test_napari_reader_opens_ome_zarr_lazily_as_multiscale_image_and_labels(tmp_path):
@@ -237,3 +292,71 @@ def test_ome_zarr_opens_in_a_real_viewer_as_multiscale_layers(make_napari_viewer
     assert kinds == ["Image", "Labels"]
     labels = next(layer for layer in layers if type(layer).__name__ == "Labels")
     assert labels.multiscale and tuple(labels.scale) == (2.0, 1.5, 1.5)
+
+
+# --- the dataset path plans its outputs as single volumes do ------------------
+
+
+def _mrc(path, vol):
+    from napari_hypseg.io import write_image
+    from napari_hypseg.io.volume import Volume
+
+    return write_image(path, vol, like=Volume(vol, format="mrc"))
+
+
+def test_dataset_path_refuses_to_overwrite_an_input_before_any_work(model_file, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    vol, _ = _phantom(30)
+    _mrc(folder / "a.mrc", vol)
+    _mrc(folder / "a_k2.mrc", vol)  # segmenting a.mrc into this folder would replace it
+    code = main(["segment", str(folder / "*.mrc"), "--model", str(model_file), "--out-dir", str(folder),
+                 "--clusters", "2", "--device", "cpu", "--save-clusters", str(tmp_path / "c.npz")])
+    assert code == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert not (tmp_path / "c.npz").exists() and not (folder / "a_embedding.npy").exists()
+    # OME-Zarr output: a labels folder beside an MRC input would replace an OME-Zarr input of that name
+    zfolder = tmp_path / "zin"
+    zfolder.mkdir()
+    _mrc(zfolder / "b.mrc", vol)
+    omezarr.write_image(zfolder / "b_labels.ome.zarr", vol, (1.0, 1.0, 1.0))
+    code = main(["segment", str(zfolder / "b.mrc"), str(zfolder / "b_labels.ome.zarr"), "--model", str(model_file),
+                 "--out-dir", str(zfolder), "--clusters", "2", "--device", "cpu", "--format", "ome-zarr"])
+    assert code == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert not (zfolder / "b_embedding.npy").exists()
+
+
+def test_a_failed_dataset_run_leaves_no_half_written_labels_and_the_rerun_resumes(model, model_file, tmp_path, capsys):
+    """A chunk of the input breaks mid-run: the manifest is gone, each label array is absent or the previous
+    complete one, nothing temporary is left; once repaired, the run completes."""
+    vol, _ = _phantom(31, shape=(70, 22, 20))  # two zarr chunks along z
+    image = omezarr.write_image(tmp_path / "c.ome.zarr", vol, (1.0, 1.0, 1.0))
+    saved = fit_dataset_clustering([vol], [embed(vol, model, device="cpu")], [2, 3], latent_dim=2,
+                                   fusion=FusionConfig(intensity="raw"), seed=0, sample_size=4000)
+    clusters = saved.save(tmp_path / "c.npz")
+    out = tmp_path / "out"
+    base = ["segment", str(image), "--model", str(model_file), "--out-dir", str(out), "--device", "cpu",
+            "--chunk", "12", "--clusters-from", str(clusters)]
+    assert main([*base, "--clusters", "2"]) == 0
+    capsys.readouterr()
+    k2 = image / "labels" / "hypseg_k2"
+    before = np.asarray(omezarr.read_labels_multiscale(k2)[0][0])
+    chunk = image / "0" / "1.0.0"
+    intact = chunk.read_bytes()
+    chunk.write_bytes(b"not a compressed chunk")
+    with pytest.raises(Exception):  # noqa: B017 - whatever the decompressor raises
+        main([*base, "--clusters", "2,3"])
+    capsys.readouterr()
+    assert not (out / "c_manifest.json").exists()
+    np.testing.assert_array_equal(np.asarray(omezarr.read_labels_multiscale(k2)[0][0]), before)
+    assert not (image / "labels" / "hypseg_k3").exists()
+    assert not [p.name for p in (image / "labels").iterdir() if p.name.startswith(".")]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    chunk.write_bytes(intact)
+    assert main([*base, "--clusters", "2,3"]) == 0
+    capsys.readouterr()
+    record = json.loads((out / "c_manifest.json").read_text())
+    assert record["levels"] == [2, 3]
+    np.testing.assert_array_equal(np.asarray(omezarr.read_labels_multiscale(image / "labels" / "hypseg_k3")[0][0]),
+                                  saved.assign(vol, None, [3])[3])

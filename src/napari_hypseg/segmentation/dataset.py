@@ -40,14 +40,14 @@ class PathArray:
 
     def __init__(self, path, shape, dtype):
         self.path, self.shape, self.dtype, self.ndim = str(path), tuple(shape), np.dtype(dtype), len(shape)
-        self._data = None
 
     def __getitem__(self, index):
-        if self._data is None:
-            from ..io import read_volume  # noqa: PLC0415
+        from ..io import read_volume  # noqa: PLC0415
 
-            self._data = read_volume(self.path).data  # a memory map for MRC and uncompressed NIfTI
-        return np.asarray(self._data[index])
+        # opened for each read, not kept: the pages of a kept memory map stay resident, and a worker
+        # reading block after block of a file larger than its memory would grow to the file's size
+        data = read_volume(self.path).data  # a memory map for MRC and uncompressed NIfTI
+        return np.array(data[index])  # a copy: the map is released with `data`
 
     def __getstate__(self):
         return {"path": self.path, "shape": self.shape, "dtype": self.dtype.str}
