@@ -85,7 +85,8 @@ def main() -> None:
         volumes.append((path, image))
     model.set_normalization(*np.percentile(volumes[0][1], [1, 99]))
     ks = [2, 4]
-    clustering = fit_dataset_clustering([v for _, v in volumes[:2]], [embed(v, model, device="cpu") for _, v in volumes[:2]],
+    clustering = fit_dataset_clustering([v for _, v in volumes[:2]],
+                                        [embed(v, model, device="cpu") for _, v in volumes[:2]],
                                         ks, latent_dim=model.config.latent_dim, seed=0, sample_size=20_000)
     print(f"{args.n} volumes of {size}^3, chunk {args.chunk}, model patch {model.patch_size}, "
           f"torch threads {torch.get_num_threads()}")
@@ -108,7 +109,8 @@ def main() -> None:
         results[w] = {"seconds": seconds, "startup_s": start, "volumes_per_hour": args.n / seconds * 3600,
                       "worker_to_worker_bytes": int(sum(sent.values())), "to_client_bytes": int(back)}
         r = results[w]
-        print(f"{w} worker(s): {seconds:.1f} s ({r['volumes_per_hour']:.0f} volumes/hour; cluster start {start:.1f} s), "
+        print(f"{w} worker(s): {seconds:.1f} s ({r['volumes_per_hour']:.0f} volumes/hour; "
+              f"cluster start {start:.1f} s), "
               f"worker-to-worker {r['worker_to_worker_bytes'] / 2**20:.1f} MiB, to this process {back / 2**20:.1f} MiB")
     if len(results) >= 2:
         a, b = sorted(results)[:2]

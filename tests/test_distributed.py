@@ -219,7 +219,8 @@ def test_cli_one_clustering_on_two_workers_then_reuse_and_skip(model_file, tmp_p
     assert (out2 / "v0_manifest.json").stat().st_mtime_ns == stamp
     # streamed block by block on two workers: the same labels and embedding as in-process
     out3 = tmp_path / "out3"
-    assert main([*args[:args.index("--out-dir") + 1], str(out3), *args[args.index("--out-dir") + 2:], "--workers", "2"]) == 0
+    at = args.index("--out-dir") + 1
+    assert main([*args[:at], str(out3), *args[at + 1:], "--workers", "2"]) == 0
     assert "embed+assign blocks" in capsys.readouterr().err
     for s in range(2):
         for k in (2, 3):

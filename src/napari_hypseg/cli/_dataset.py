@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import UserError
-from ..io import read_volume
-from ..io import omezarr
+from ..io import omezarr, read_volume
 from ._outputs import MANIFEST_SUFFIX, parse_clusters, write_levels
 from ._progress import ProgressLine
 
@@ -101,8 +100,8 @@ def _read(path: Path, chunk: int):
 
 
 def _settings(args) -> dict:
-    return {"mode": args.mode, "seed": args.seed, "clusters_from": str(args.clusters_from) if args.clusters_from else None,
-            "format": args.format}
+    return {"mode": args.mode, "seed": args.seed,
+            "clusters_from": str(args.clusters_from) if args.clusters_from else None, "format": args.format}
 
 
 def _complete(out_dir: Path, stem: str, ks, settings, model: Path) -> bool:
@@ -220,14 +219,14 @@ def _stream_ome_zarr(volume, data, model, ks, clustering, *, client, payload, sh
 
 
 def _write_manifest(volume, written: list[Path], emb: Path, ks, manifest: Path, extra: dict) -> list[Path]:
-    from datetime import datetime, timezone  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
 
     from .. import __version__  # noqa: PLC0415
     from ..io.atomic import atomic_path  # noqa: PLC0415
     from ._outputs import MANIFEST_FORMAT  # noqa: PLC0415
 
     record = {"format": MANIFEST_FORMAT, "version": 1, "hypseg_version": __version__,
-              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "created": datetime.now(UTC).isoformat(timespec="seconds"),
               "source": str(volume.source) if volume.source else None, "levels": [int(k) for k in ks],
               "files": {**{str(k): str(p.resolve()) for k, p in zip(ks, written)}, "embedding": emb.name}, **extra}
     with atomic_path(manifest) as tmp:
@@ -272,7 +271,8 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
 
     extra = {"model": str(args.model), "settings": settings}
     # a saved clustering of the raw intensity, written as OME-Zarr: block by block, nothing whole in memory
-    streamed = [i for i, p in enumerate(todo) if clustering is not None and clustering.blockwise and writes_ome_zarr(p, args)]
+    streamed = [i for i, p in enumerate(todo)
+                if clustering is not None and clustering.blockwise and writes_ome_zarr(p, args)]
     with dask_client(args) as client:
         if streamed:
             import dask  # noqa: PLC0415
@@ -298,7 +298,8 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
         bar.close()
     if args.save_clusters:
         print(f"clusters: {clustering.save(args.save_clusters)}")
-    for path, (volume, _), levels, embedding in zip([todo[i] for i in rest], [read[i] for i in rest], labels, embeddings):
+    for i, levels, embedding in zip(rest, labels, embeddings):
+        path, (volume, _) = todo[i], read[i]
         if writes_ome_zarr(path, args):
             written = _write_ome_zarr(volume, levels, embedding, ks, args.out_dir, stems[path], extra)
         else:

@@ -284,7 +284,7 @@ def segment_dataset(
         labels = [{k: g[0][..., i] for i, k in enumerate(ks)} for g in gathered]
         return clustering, labels, [g[1] for g in gathered]
     if clustering is not None:
-        # the TV-denoised channel needs the whole volume: each volume's embedding is gathered on the worker that assigns it
+        # the TV-denoised channel needs the whole volume: a volume's embedding is gathered on the worker assigning it
         shared = dask.delayed(clustering, pure=True)
         tasks = [dask.delayed(_assign_keep, pure=True)(shared, v, e, ks) for v, e in zip(arrays, lazy_embeddings)]
         results = _compute(tasks, client, progress, "embed+assign")

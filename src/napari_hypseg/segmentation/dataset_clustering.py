@@ -40,7 +40,15 @@ from .. import hyperbolic as hyp
 from .._errors import UserError
 from . import channels
 from .fusion import FusionConfig
-from .mixture import FIT_SIZE, SPATIAL_BETA, SPATIAL_ITERATIONS, fit_mixture, match_level_ids, posteriors, potts_mean_field
+from .mixture import (
+    FIT_SIZE,
+    SPATIAL_BETA,
+    SPATIAL_ITERATIONS,
+    fit_mixture,
+    match_level_ids,
+    posteriors,
+    potts_mean_field,
+)
 
 CLUSTERS_FORMAT = "napari-hypseg-clusters"
 CLUSTERS_VERSION = 1
@@ -78,7 +86,7 @@ class DatasetClustering:
             v = normalise_between(volume, intensity_bounds(volume) if bounds is None else bounds)
         else:
             if bounds is not None:
-                raise UserError("the TV-denoised intensity needs the whole volume: it cannot be assigned block by block")
+                raise UserError("the TV-denoised intensity needs the whole volume: it is not assigned block by block")
             v = channels.adaptive_tv(volume)
         return v.reshape(-1)
 
@@ -104,7 +112,8 @@ class DatasetClustering:
 
     # -- assignment -------------------------------------------------------
     def assign(self, volume: np.ndarray, embedding: np.ndarray | None, ks: Sequence[int] | None = None, *,
-               bounds: tuple[float, float] | None = None, crop: tuple[slice, ...] | None = None) -> dict[int, np.ndarray]:
+               bounds: tuple[float, float] | None = None,
+               crop: tuple[slice, ...] | None = None) -> dict[int, np.ndarray]:
         """Labels (1..k, ``volume.shape``) for each level, ids shared by every volume.
 
         For a block of a larger volume: ``bounds`` are the whole volume's

@@ -105,7 +105,8 @@ def embed_dask(volume, model: HyperbolicVAE, *, chunks: int | None = None, devic
     if volume.ndim != 3:
         raise UserError(f"expected a 3D volume, got shape {volume.shape}")
     if min(volume.shape) < m:
-        raise UserError(f"the volume of shape {volume.shape} is smaller than the model's {m}-voxel patch along some axis")
+        raise UserError(f"the volume of shape {volume.shape} is smaller than the model's {m}-voxel patch "
+                        "along some axis")
     volume = volume.astype(np.float32)
     # a chunk thinner than the halo cannot supply it, and a face block must hold half + 1 voxels to mirror
     volume = volume.rechunk(tuple(merge_thin_chunks(c, half + 1) for c in volume.chunks))
