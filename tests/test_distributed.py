@@ -36,6 +36,11 @@ def _phantom(seed: int, shape=(20, 18, 16), offset=(0, 0, 0)):
     return (truth + rng.normal(scale=0.15, size=shape)).astype(np.float32), truth
 
 
+def _leftovers(folder):
+    """Scratch and temporary names (hidden) in a folder, zarr's own metadata files aside."""
+    return [p.name for p in folder.iterdir() if p.name.startswith(".") and p.name not in (".zgroup", ".zattrs")]
+
+
 @pytest.fixture(scope="module")
 def cluster():
     from distributed import Client, LocalCluster
@@ -217,18 +222,46 @@ def test_cli_one_clustering_on_two_workers_then_reuse_and_skip(model_file, tmp_p
     assert main(args) == 0
     assert "skipped" in capsys.readouterr().err
     assert (out2 / "v0_manifest.json").stat().st_mtime_ns == stamp
-    # streamed block by block on two workers: the same labels and embedding as in-process
-    out3 = tmp_path / "out3"
-    at = args.index("--out-dir") + 1
-    assert main([*args[:at], str(out3), *args[at + 1:], "--workers", "2"]) == 0
-    assert "embed+assign blocks" in capsys.readouterr().err
+
+
+
+def test_cli_raw_clustering_streams_ome_zarr_block_by_block_on_two_workers(model_file, tmp_path, capsys):
+    """A raw-intensity clustering fitted here, then volumes streamed with it: in-process and on two workers,
+    the labels of the in-memory fit run, and the same embedding."""
+    from napari_hypseg.io import read_volume, write_image
+    from napari_hypseg.io.volume import Volume
+
+    files = []
+    for s in range(2):
+        vol, _ = _phantom(40 + s, shape=(24, 20, 19), offset=(s, s, 0))
+        path = tmp_path / f"v{s}.mrc"
+        write_image(path, vol, like=Volume(vol, format="mrc"))
+        files.append(str(path))
+    clusters = tmp_path / "raw.npz"
+    common = [*files, "--model", str(model_file), "--clusters", "2,3", "--device", "cpu", "--chunk", "9"]
+    assert main(["segment", *common, "--out-dir", str(tmp_path / "fit"), "--intensity", "raw",
+                 "--save-clusters", str(clusters)]) == 0
+    capsys.readouterr()
+    streamed = {}
+    for name, extra in (("here", []), ("workers", ["--workers", "2"])):
+        out = tmp_path / name
+        assert main(["segment", *common, "--out-dir", str(out), "--clusters-from", str(clusters),
+                     "--format", "ome-zarr", *extra]) == 0
+        assert "embed+assign blocks" in capsys.readouterr().err or not extra  # block progress on workers
+        assert not _leftovers(out)
+        streamed[name] = out
     for s in range(2):
         for k in (2, 3):
-            level = f"v{s}_labels.ome.zarr/labels/hypseg_k{k}"
-            np.testing.assert_array_equal(np.asarray(omezarr.read_labels_multiscale(out2 / level)[0][0]),
-                                          np.asarray(omezarr.read_labels_multiscale(out3 / level)[0][0]))
-        np.testing.assert_array_equal(np.load(out2 / f"v{s}_embedding.npy"), np.load(out3 / f"v{s}_embedding.npy"))
-    assert not [p.name for p in out3.iterdir() if p.name.startswith(".")]  # no scratch, no temporary file left
+            fitted = read_volume(tmp_path / "fit" / f"v{s}_k{k}.mrc").data
+            for out in streamed.values():
+                level = out / f"v{s}_labels.ome.zarr" / "labels" / f"hypseg_k{k}"
+                np.testing.assert_array_equal(np.asarray(omezarr.read_labels_multiscale(level)[0][0]), fitted)
+        here, there = (np.load(out / f"v{s}_embedding.npy") for out in streamed.values())
+        np.testing.assert_array_equal(here, there)
+        assert np.abs(here - np.load(tmp_path / "fit" / f"v{s}_embedding.npy")).max() <= 1e-5
+    code = main(["segment", *common, "--out-dir", str(tmp_path / "x"), "--clusters-from", str(clusters),
+                 "--intensity", "raw"])
+    assert code == 2 and "--intensity" in capsys.readouterr().err
 
 
 def test_napari_reader_opens_ome_zarr_lazily_as_multiscale_image_and_labels(tmp_path):
@@ -352,8 +385,7 @@ def test_a_failed_dataset_run_leaves_no_half_written_labels_and_the_rerun_resume
     assert not (out / "c_manifest.json").exists()
     np.testing.assert_array_equal(np.asarray(omezarr.read_labels_multiscale(k2)[0][0]), before)
     assert not (image / "labels" / "hypseg_k3").exists()
-    assert not [p.name for p in (image / "labels").iterdir() if p.name.startswith(".")]
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert not _leftovers(image / "labels") and not _leftovers(out)
     chunk.write_bytes(intact)
     assert main([*base, "--clusters", "2,3"]) == 0
     capsys.readouterr()

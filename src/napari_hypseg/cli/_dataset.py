@@ -36,7 +36,7 @@ DEFAULT_CHUNK = 48
 
 
 def wants_dataset_path(args: argparse.Namespace, paths: list[Path]) -> bool:
-    return bool(args.workers or args.scheduler or args.clusters_from or args.save_clusters
+    return bool(args.workers or args.scheduler or args.clusters_from or args.save_clusters or args.intensity
                 or args.format == "ome-zarr" or any(omezarr.is_ome_zarr(p) for p in paths))
 
 
@@ -51,6 +51,9 @@ def check_dataset_args(args: argparse.Namespace) -> None:
         raise UserError("give --workers (a local cluster) or --scheduler (an existing one), not both")
     if args.clusters_from is not None and not Path(args.clusters_from).is_file():
         raise UserError(f"--clusters-from {args.clusters_from}: no such file")
+    if args.clusters_from is not None and args.intensity is not None:
+        raise UserError("--intensity chooses the channel of a clustering fitted here; "
+                        "with --clusters-from it is the file's")
 
 
 def worker_env(n_workers: int) -> dict[str, str]:
@@ -239,6 +242,9 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
     from ..segmentation.dataset_clustering import DatasetClustering  # noqa: PLC0415
 
     check_dataset_args(args)
+    from ..segmentation.fusion import FusionConfig  # noqa: PLC0415
+
+    fusion = FusionConfig() if args.intensity is None else FusionConfig(intensity=args.intensity)  # checks it
     ks = parse_clusters(args.clusters)
     chunk = args.chunk or DEFAULT_CHUNK
     clustering = DatasetClustering.load(args.clusters_from) if args.clusters_from else None
@@ -292,7 +298,7 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
         if rest:
             clustering, labels, embeddings = segment_dataset(
                 [read[i][1] for i in rest], model, ks, clustering=clustering, client=client, seed=args.seed,
-                chunks=chunk, device=args.device, progress=report,
+                chunks=chunk, device=args.device, progress=report, fusion=fusion,
             )
     for bar in bars.values():
         bar.close()

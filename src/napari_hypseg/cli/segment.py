@@ -119,6 +119,9 @@ def register(subparsers) -> None:
     scale.add_argument("--workers", type=int, default=None, metavar="N", help="run on a local dask cluster of N worker processes")
     scale.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on an existing dask scheduler, e.g. tcp://host:8786")
     scale.add_argument("--chunk", type=int, default=None, metavar="N", help="blockwise embedding chunk edge (default 48)")
+    scale.add_argument("--intensity", default=None, metavar="CHANNEL",
+                       help="intensity channel of the clustering fitted here: auto (default), raw or denoised; "
+                            "a raw one assigns volumes block by block, a denoised one a volume at a time")
     parser.set_defaults(func=run)
 
 

@@ -22,6 +22,7 @@ scheduler, so a cluster changes where the work happens, not the numbers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -42,11 +43,13 @@ class PathArray:
         self.path, self.shape, self.dtype, self.ndim = str(path), tuple(shape), np.dtype(dtype), len(shape)
 
     def __getitem__(self, index):
-        from ..io import read_volume  # noqa: PLC0415
+        from ..io import MRC_SUFFIXES, full_suffix, read_mrc, read_nifti  # noqa: PLC0415
 
-        # opened for each read, not kept: the pages of a kept memory map stay resident, and a worker
-        # reading block after block of a file larger than its memory would grow to the file's size
-        data = read_volume(self.path).data  # a memory map for MRC and uncompressed NIfTI
+        # read_volume's readers without its NaN check, which copies a sample of up to 256 MB per call
+        # (the client checked the file once). Opened for each read, not kept: the pages of a kept memory
+        # map stay resident, and a worker reading block after block of a large file would grow to its size.
+        reader = read_mrc if full_suffix(Path(self.path)) in MRC_SUFFIXES else read_nifti
+        data = reader(self.path).data  # a memory map for MRC and uncompressed NIfTI
         return np.array(data[index])  # a copy: the map is released with `data`
 
     def __getstate__(self):
