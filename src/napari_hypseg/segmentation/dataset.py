@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._device import resolve_device
+from .._errors import UserError
+from ..model.dense import encode_block
 from ..model.vae import HyperbolicVAE
 from . import dataset_clustering as dc
 from .dataset_clustering import DatasetClustering, fit_dataset_clustering
@@ -172,49 +175,79 @@ def intensity_bounds(volume, client=None) -> tuple[np.float32, np.float32]:
     return dc.bounds_from_histograms(n, located, prefixes, _run(low.sum(axis=(0, 1, 2)), client))
 
 
-def _assign_block(volume, embedding=None, *, clustering, ks, bounds, halo, block_info=None):
+def _segment_block(block, *, payload, clustering, ks, bounds, halo, half, device, block_info=None):
+    """Embedding and labels of one block's core, as float32 channels ``[embedding (d) | labels (len(ks))]``.
+
+    ``block`` carries ``halo + half`` voxels of its neighbours on every side
+    that has one: the labels of the core need the Potts prior's ``halo``, and
+    the embedding of those voxels needs the encoder's ``half`` more. One task
+    does both, so the volume block is read once and nothing waits in memory
+    between two passes.
+    """
+    from .distributed import worker_model  # noqa: PLC0415
+
+    device = resolve_device(device)
     info = block_info[0]
-    index, count = info["chunk-location"][:3], info["num-chunks"][:3]
-    # map_overlap with boundary="none" gives no halo on the volume's faces, where the Potts
-    # prior mirrors the block itself exactly as it mirrors the whole volume
-    before = [0 if i == 0 else halo for i in index]
-    after = [0 if i == n - 1 else halo for i, n in zip(index, count)]
-    crop = tuple(slice(b, s - a) for b, a, s in zip(before, after, volume.shape[:3]))
-    levels = clustering.assign(volume[..., 0], embedding, ks, bounds=bounds, crop=crop)
-    return np.stack([levels[k] for k in ks], axis=-1)
+    index, count = info["chunk-location"], info["num-chunks"]
+    depth = halo + half
+    # map_overlap with boundary="none" gives no halo on the volume's faces, where the encoder and the
+    # Potts prior mirror the block itself exactly as they mirror the whole volume
+    before = [0 if i == 0 else depth for i in index]
+    after = [0 if i == n - 1 else depth for i, n in zip(index, count)]
+    core_lo, core_hi = before, [s - a for s, a in zip(block.shape, after)]
+    lo = [c - (halo if b else 0) for c, b in zip(core_lo, before)]
+    hi = [c + (halo if a else 0) for c, a in zip(core_hi, after)]
+    crop = tuple(slice(c - a, c - a + (e - c)) for a, c, e in zip(lo, core_lo, core_hi))  # the core inside lo..hi
+    weighted = clustering.embedding_weight > 0
+    model = worker_model(payload, device)
+    loc = encode_block(model, block, lo, hi, device=device) if weighted else \
+        encode_block(model, block, core_lo, core_hi, device=device)
+    embedding = np.ascontiguousarray(loc.permute(1, 2, 3, 0).float().cpu().numpy())
+    region = tuple(slice(a, b) for a, b in zip(lo, hi))
+    levels = clustering.assign(block[region], embedding if weighted else None, ks, bounds=bounds, crop=crop)
+    core = embedding[crop] if weighted else embedding
+    out = np.empty((*core.shape[:3], core.shape[-1] + len(ks)), np.float32)
+    out[..., : core.shape[-1]] = core
+    for i, k in enumerate(ks):
+        out[..., core.shape[-1] + i] = levels[k]
+    return out
 
 
-def assign_blockwise(clustering: DatasetClustering, volume, embedding, ks, bounds, *, shared=None):
-    """Lazy ``(Z, Y, X, len(ks))`` labels of ``volume`` (a dask array) with a raw-intensity ``clustering``.
+def segment_blockwise(volume, model: HyperbolicVAE, clustering: DatasetClustering, ks, bounds, *, payload=None,
+                      shared=None, device: str = "cpu"):
+    """(labels ``(Z, Y, X, len(ks))``, embedding ``(Z, Y, X, d)``) of ``volume`` (a dask array), lazily.
 
-    ``bounds`` are the volume's :func:`intensity_bounds`; ``embedding`` is a
-    dask array with the same spatial chunks (used only if the clustering
-    weighs it). Every block is assigned with ``clustering.halo`` voxels of its
-    neighbours, the reach of the Potts prior, so its labels are those of the
-    whole-volume :meth:`.DatasetClustering.assign` to float rounding.
-    ``shared`` is the clustering as one graph key or scattered future.
+    ``bounds`` are the volume's :func:`intensity_bounds`. Every block is
+    embedded and assigned in one task with the Potts prior's halo
+    (``clustering.halo`` voxels) plus the encoder's, so its labels are those
+    of the whole-volume :meth:`.DatasetClustering.assign` and its embedding that
+    of :func:`.embed.embed`, to float rounding. ``payload`` is the model from
+    :func:`.distributed.model_payload`, ``shared`` the clustering as one graph
+    key or scattered future.
     """
     import dask  # noqa: PLC0415
     import dask.array as da  # noqa: PLC0415
 
+    from .distributed import model_payload  # noqa: PLC0415
+
     if not clustering.blockwise:
         raise ValueError("a clustering of the TV-denoised intensity is assigned one volume at a time")
     ks = [int(k) for k in ks]
-    halo = clustering.halo
-    if min(min(c) for c in volume.chunks) < halo:
-        raise ValueError(f"chunks must be at least the {halo}-voxel halo thick: use merge_thin_chunks")
-    arrays = [volume.astype(np.float32)[..., None]]  # a trailing axis, so both inputs index (z, y, x, channel)
-    if clustering.embedding_weight > 0:
-        if embedding is None:
-            raise ValueError("this clustering uses the embedding; pass it")
-        arrays.append(embedding)
-    dtype = dc.label_dtype(ks)
-    return da.map_overlap(
-        _assign_block, *arrays, depth={0: halo, 1: halo, 2: halo, 3: 0}, boundary="none", trim=False,
-        align_arrays=False, allow_rechunk=False, chunks=(*volume.chunks[:3], (len(ks),)), dtype=dtype,
-        meta=np.empty((0,) * 4, dtype), clustering=dask.delayed(clustering, pure=True) if shared is None else shared,
-        ks=ks, bounds=tuple(float(b) for b in bounds), halo=halo,
+    halo, half, d = clustering.halo, model.patch_size // 2, model.config.latent_dim
+    if min(volume.shape) < model.patch_size:
+        raise UserError(f"the volume of shape {volume.shape} is smaller than the model's {model.patch_size}-voxel "
+                        "patch along some axis")
+    # a neighbour must supply the whole halo, and a face block must hold half + 1 voxels to mirror
+    volume = volume.astype(np.float32)
+    volume = volume.rechunk(tuple(merge_thin_chunks(c, max(halo + half, half + 1)) for c in volume.chunks))
+    combined = da.map_overlap(
+        _segment_block, volume, depth=halo + half, boundary="none", trim=False, align_arrays=False,
+        allow_rechunk=False, new_axis=3, chunks=(*volume.chunks, (d + len(ks),)), dtype=np.float32,
+        meta=np.empty((0,) * 4, np.float32), payload=model_payload(model) if payload is None else payload,
+        clustering=dask.delayed(clustering, pure=True) if shared is None else shared, ks=ks,
+        bounds=tuple(float(b) for b in bounds), halo=halo, half=half, device=str(device),
     )
+    return combined[..., d:].astype(dc.label_dtype(ks)), combined[..., :d]
 
 
 def lazy_assignment(volume, model: HyperbolicVAE, ks, clustering: DatasetClustering, *, client=None, payload=None,
@@ -223,7 +256,7 @@ def lazy_assignment(volume, model: HyperbolicVAE, ks, clustering: DatasetCluster
 
     Only the volume's intensity bounds are computed now (two histogram
     passes); the rest runs when the arrays are computed or stored, block by
-    block, so no task holds the whole volume.
+    block (:func:`segment_blockwise`), so no task holds the whole volume.
     """
     import dask.array as da  # noqa: PLC0415
 
@@ -231,11 +264,8 @@ def lazy_assignment(volume, model: HyperbolicVAE, ks, clustering: DatasetCluster
         volume = da.from_array(np.asarray(volume), chunks=chunks or "auto")
     elif chunks is not None:
         volume = volume.rechunk(chunks)
-    volume = volume.rechunk(tuple(merge_thin_chunks(c, clustering.halo) for c in volume.chunks))
-    embedding = embed_dask(volume, model, device=device, payload=payload)
-    volume = volume.rechunk(embedding.chunks[:3])  # embed_dask merges chunks thinner than its own halo
     bounds = intensity_bounds(volume, client)
-    return assign_blockwise(clustering, volume, embedding, ks, bounds, shared=shared), embedding
+    return segment_blockwise(volume, model, clustering, ks, bounds, payload=payload, shared=shared, device=device)
 
 
 def store_assignment(labels, embedding, labels_target, embedding_target, *, client=None,

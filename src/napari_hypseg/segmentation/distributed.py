@@ -56,7 +56,8 @@ def model_payload(model: HyperbolicVAE, client=None):
     return dask.delayed((token, config, state), pure=True, name=f"hypseg-model-{token}")
 
 
-def _worker_model(payload, device: torch.device) -> HyperbolicVAE:
+def worker_model(payload, device: torch.device) -> HyperbolicVAE:
+    """The model of ``payload`` (from :func:`model_payload`), rebuilt once per worker process."""
     token, config, state = payload
     model = _WORKER_MODELS.get(token)
     if model is None:
@@ -71,7 +72,7 @@ def _worker_model(payload, device: torch.device) -> HyperbolicVAE:
 def _embed_block(block: np.ndarray, *, payload, half: int, device: str, block_info=None) -> np.ndarray:
     # "auto" is resolved on the worker: a GPU worker uses its GPU, a CPU worker its cores
     device = resolve_device(device)
-    model = _worker_model(payload, device)
+    model = worker_model(payload, device)
     info = block_info[0]
     index, count = info["chunk-location"], info["num-chunks"]
     # map_overlap with boundary="none" gives no halo on the volume's faces
