@@ -134,12 +134,12 @@ def plan_dataset_outputs(paths: list[Path], stems: dict[Path, str], model_config
     """
     from ..io.atomic import check_writable  # noqa: PLC0415
     from ._outputs import EMBEDDING_SUFFIX  # noqa: PLC0415
-    from .segment import peek_shape, plan_outputs  # noqa: PLC0415
+    from .segment import peek_shape, plan_outputs, segment_config_from_args  # noqa: PLC0415
 
+    ks = parse_clusters(args.clusters)
     files = [p for p in paths if not writes_ome_zarr(p, args)]
     if files:
-        plan_outputs(files, stems, model_config, args)
-    ks = parse_clusters(args.clusters)
+        plan_outputs(files, stems, model_config, segment_config_from_args(args), ks, args.out_dir, args.format)
     inputs = {p.resolve() for p in paths}
     need = 0
     for path in (p for p in paths if writes_ome_zarr(p, args)):
@@ -242,9 +242,9 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
     from ..segmentation.dataset_clustering import DatasetClustering  # noqa: PLC0415
 
     check_dataset_args(args)
-    from ..segmentation.fusion import FusionConfig  # noqa: PLC0415
+    from ..segment_config import FusionConfig  # noqa: PLC0415
 
-    fusion = FusionConfig() if args.intensity is None else FusionConfig(intensity=args.intensity)  # checks it
+    fusion = FusionConfig() if args.intensity is None else FusionConfig(intensity=args.intensity)
     ks = parse_clusters(args.clusters)
     chunk = args.chunk or DEFAULT_CHUNK
     clustering = DatasetClustering.load(args.clusters_from) if args.clusters_from else None

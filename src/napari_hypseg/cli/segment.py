@@ -15,7 +15,7 @@ import numpy as np
 from .._errors import SettingError, UserError
 from ..io import NIFTI_SUFFIXES, read_volume
 from ..io.atomic import check_writable, full_suffix
-from ..segment_config import SegmentConfig
+from ..segment_config import INTENSITY_CHOICES, SegmentConfig
 from ..segment_modes import MODES
 from ._options import add_device_and_seed, as_option_error
 from ._outputs import FORMATS, MANIFEST_SUFFIX, output_names, output_suffix_for, parse_clusters, unique_stems, write_levels
@@ -119,9 +119,9 @@ def register(subparsers) -> None:
     scale.add_argument("--workers", type=int, default=None, metavar="N", help="run on a local dask cluster of N worker processes")
     scale.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on an existing dask scheduler, e.g. tcp://host:8786")
     scale.add_argument("--chunk", type=int, default=None, metavar="N", help="blockwise embedding chunk edge (default 48)")
-    scale.add_argument("--intensity", default=None, metavar="CHANNEL",
-                       help="intensity channel of the clustering fitted here: auto (default), raw or denoised; "
-                            "a raw one assigns volumes block by block, a denoised one a volume at a time")
+    scale.add_argument("--intensity", default=None, choices=INTENSITY_CHOICES,
+                       help="intensity channel of the clustering fitted here (default auto); a raw one assigns "
+                            "volumes block by block, a denoised one a volume at a time")
     parser.set_defaults(func=run)
 
 
