@@ -66,7 +66,11 @@ def lazy_volume(path, shape, dtype, chunks: int):
     """A dask array of the volume file at ``path``, read blockwise where it is computed."""
     import dask.array as da  # noqa: PLC0415
 
-    return da.from_array(PathArray(path, shape, dtype), chunks=chunks, name=f"hypseg-volume-{path}", asarray=False)
+    # inline: every read task carries the (path-sized) PathArray and depends on nothing, so distributed
+    # treats the reads as root tasks and starts no more of them than the workers can consume; behind one
+    # shared key they ran ahead of the block tasks and filled the workers' memory with blocks in waiting
+    return da.from_array(PathArray(path, shape, dtype), chunks=chunks, name=f"hypseg-volume-{path}", asarray=False,
+                         inline_array=True)
 
 
 def _assign(clustering: DatasetClustering, volume: np.ndarray, embedding: np.ndarray, ks) -> dict[int, np.ndarray]:
