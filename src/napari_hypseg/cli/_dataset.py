@@ -7,9 +7,9 @@ default single-volume path (a clustering per volume) is unchanged.
 Outputs are planned as for single volumes before any work (:func:`plan_dataset_outputs`:
 the single-volume :func:`.segment.plan_outputs` for MRC / NIfTI outputs, the
 same checks for OME-Zarr ones). With a saved clustering of the raw intensity
-and OME-Zarr output, a volume is streamed (:func:`_stream_ome_zarr`): labels go
-block by block into a scratch zarr and from it into the label pyramids, the
-embedding block by block into a memory-mapped ``.npy``, so neither this
+and OME-Zarr output, a volume is streamed (:func:`_stream_ome_zarr`): labels and
+embedding go block by block into a scratch zarr, written by the workers, and
+from it into the label pyramids and a memory-mapped ``.npy``, so neither this
 process nor any worker holds the whole volume.
 """
 
@@ -201,19 +201,25 @@ def _stream_ome_zarr(volume, data, model, ks, clustering, *, client, payload, sh
     manifest.unlink(missing_ok=True)  # written last: its presence means complete
     labels, embedding = lazy_assignment(data, model, ks, clustering, client=client, payload=payload, shared=shared,
                                         chunks=chunk, device=device)
-    scratch = out_dir / f".{stem}_labels.scratch-{os.getpid()}.zarr"
+    scratch = out_dir / f".{stem}_scratch-{os.getpid()}.zarr"
     shutil.rmtree(scratch, ignore_errors=True)
     emb = out_dir / f"{stem}{EMBEDDING_SUFFIX}"
     try:
-        # every labels block is written where it is computed; the scratch's chunks are the blocks' grid
-        target = zarr.open_array(str(scratch), mode="w", shape=labels.shape, dtype=labels.dtype, zarr_format=2,
-                                 chunks=(*(c[0] for c in labels.chunks[:3]), len(ks)), fill_value=0)
+        # every block is written where it is computed; the scratch's chunks are the blocks' grid
+        grid = tuple(c[0] for c in labels.chunks[:3])
+        group = zarr.open_group(str(scratch), mode="w", zarr_format=2)
+        label_store = group.create_array("labels", shape=labels.shape, dtype=labels.dtype,
+                                         chunks=(*grid, len(ks)), fill_value=0)
+        embedding_store = group.create_array("embedding", shape=embedding.shape, dtype=embedding.dtype,
+                                             chunks=(*grid, embedding.shape[-1]), fill_value=0)
+        store_assignment(labels, embedding, label_store, embedding_store, client=client, progress=progress)
         with atomic_path(emb) as tmp:
             memmap = np.lib.format.open_memmap(tmp, mode="w+", dtype=embedding.dtype, shape=embedding.shape)
-            store_assignment(labels, embedding, target, memmap, client=client, progress=progress)
+            # chunk by chunk here: the .npy is written by this process alone
+            da.store(da.from_zarr(embedding_store), memmap, lock=False, scheduler="sync")
             memmap.flush()
             del memmap
-        stored = da.from_zarr(target)
+        stored = da.from_zarr(label_store)
         root = omezarr.labels_root(volume, out_dir, stem)
         written = omezarr.write_label_levels(root, {k: stored[..., i] for i, k in enumerate(ks)}, volume.spacing)
     finally:

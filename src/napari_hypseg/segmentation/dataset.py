@@ -113,21 +113,19 @@ def _run(collection, client):
     return client.compute(collection).result()
 
 
-def _gather_blocks(groups, client, progress: Progress | None, stage: str, *, into=None, alongside=()) -> list[list]:
-    """Compute groups of dask arrays into arrays here (``into``, default new numpy arrays); return ``into``.
+def _gather_blocks(groups, client, progress: Progress | None, stage: str) -> list[list[np.ndarray]]:
+    """Compute groups of dask arrays into numpy arrays here.
 
     On a client the blocks arrive one at a time as they finish, reporting blocks
-    done (all groups together); ``alongside`` (delayed objects, e.g. a store into
-    zarr; client only) are computed in the same graph, so the blocks they share
-    are computed once. In-process each group is one synchronous graph (its
-    arrays share their blocks' dependencies), reporting groups done.
+    done (all groups together; the arrays of a group that share blocks, such as
+    labels and embedding, computed once, the graph not optimised so they keep
+    their shared keys). In-process each group is one synchronous graph,
+    reporting groups done.
     """
     import dask.array as da  # noqa: PLC0415
 
-    into = into or [[np.empty(a.shape, a.dtype) for a in group] for group in groups]
+    into = [[np.empty(a.shape, a.dtype) for a in group] for group in groups]
     if client is None:
-        if alongside:
-            raise ValueError("in-process, store everything in one da.store instead")
         for n, (group, out) in enumerate(zip(groups, into), start=1):
             da.store([*group], [*out], lock=False, scheduler="sync")
             if progress:
@@ -139,11 +137,9 @@ def _gather_blocks(groups, client, progress: Progress | None, stage: str, *, int
             starts = [np.cumsum((0, *c)) for c in a.chunks]
             for index, block in np.ndenumerate(a.to_delayed(optimize_graph=False)):
                 parts.append((target, tuple(slice(st[j], st[j + 1]) for st, j in zip(starts, index)), block))
-    from distributed import as_completed, wait  # noqa: PLC0415
+    from distributed import as_completed  # noqa: PLC0415
 
-    # not optimised: the blocks keep the keys the alongside graphs refer to, so each is computed once
     futures = client.compute([p[2] for p in parts], optimize_graph=False)
-    others = client.compute(list(alongside), optimize_graph=False) if alongside else []
     where = {f.key: p for f, p in zip(futures, parts)}
     for n, future in enumerate(as_completed(futures), start=1):
         target, region, _ = where[future.key]
@@ -151,9 +147,6 @@ def _gather_blocks(groups, client, progress: Progress | None, stage: str, *, int
         future.release()  # the worker may forget the block as soon as it is here
         if progress:
             progress(f"{stage} blocks", n, len(parts))
-    wait(others)
-    for f in others:
-        f.result()  # raise what a store task raised
     return into
 
 
@@ -179,41 +172,58 @@ def intensity_bounds(volume, client=None) -> tuple[np.float32, np.float32]:
     return dc.bounds_from_histograms(n, located, prefixes, _run(low.sum(axis=(0, 1, 2)), client))
 
 
-def _segment_block(block, *, payload, clustering, ks, bounds, halo, half, device, block_info=None):
-    """Embedding and labels of one block's core, as float32 channels ``[embedding (d) | labels (len(ks))]``.
+class _Regions:
+    """A lazy volume as one object (one graph key per worker), read region by region inside a block task.
 
-    ``block`` carries ``halo + half`` voxels of its neighbours on every side
-    that has one: the labels of the core need the Potts prior's ``halo``, and
-    the embedding of those voxels needs the encoder's ``half`` more. One task
-    does both, so the volume block is read once and nothing waits in memory
-    between two passes.
+    A block task reads its own block and halo, so it depends on no other
+    block: nothing waits in a worker's memory for a neighbour (with
+    ``map_overlap`` the halo slices of a whole plane of blocks did, and killed
+    640 MiB workers on a 2.5 GiB volume).
+    """
+
+    def __init__(self, array):
+        self.array = array
+
+    def read(self, lo, hi) -> np.ndarray:
+        region = self.array[tuple(slice(a, b) for a, b in zip(lo, hi))]
+        return np.asarray(region.compute(scheduler="sync") if hasattr(region, "dask") else region, np.float32)
+
+
+def _segment_block(*, source, shape, payload, clustering, ks, bounds, halo, half, device, block_info=None):
+    """Embedding and labels of one block, as float32 channels ``[embedding (d) | labels (len(ks))]``.
+
+    The block is read with ``halo + half`` voxels of context on every side
+    inside the volume: its labels need the Potts prior's ``halo``, and the
+    embedding of those voxels the encoder's ``half`` more. On the volume's
+    faces there is no context, and the encoder and the Potts prior mirror the
+    region itself exactly as they mirror the whole volume.
     """
     from .distributed import worker_model  # noqa: PLC0415
 
     device = resolve_device(device)
-    info = block_info[0]
-    index, count = info["chunk-location"], info["num-chunks"]
+    core = block_info[None]["array-location"][:3]
     depth = halo + half
-    # map_overlap with boundary="none" gives no halo on the volume's faces, where the encoder and the
-    # Potts prior mirror the block itself exactly as they mirror the whole volume
-    before = [0 if i == 0 else depth for i in index]
-    after = [0 if i == n - 1 else depth for i, n in zip(index, count)]
-    core_lo, core_hi = before, [s - a for s, a in zip(block.shape, after)]
-    lo = [c - (halo if b else 0) for c, b in zip(core_lo, before)]
-    hi = [c + (halo if a else 0) for c, a in zip(core_hi, after)]
-    crop = tuple(slice(c - a, c - a + (e - c)) for a, c, e in zip(lo, core_lo, core_hi))  # the core inside lo..hi
+    region_lo = [max(0, a - depth) for a, _ in core]
+    region_hi = [min(n, b + depth) for (_, b), n in zip(core, shape)]
+    block = source.read(region_lo, region_hi)
+    core_lo = [a - r for (a, _), r in zip(core, region_lo)]
+    core_hi = [b - r for (_, b), r in zip(core, region_lo)]
+    # the Potts prior's context: halo voxels beyond the core, where the volume goes on
+    lo = [max(0, c - halo) for c in core_lo]
+    hi = [min(n, c + halo) for c, n in zip(core_hi, block.shape)]
+    crop = tuple(slice(c - a, e - a) for a, c, e in zip(lo, core_lo, core_hi))  # the core inside lo..hi
     weighted = clustering.embedding_weight > 0
     model = worker_model(payload, device)
-    loc = encode_block(model, block, lo, hi, device=device) if weighted else \
-        encode_block(model, block, core_lo, core_hi, device=device)
+    loc = encode_block(model, block, *((lo, hi) if weighted else (core_lo, core_hi)), device=device)
     embedding = np.ascontiguousarray(loc.permute(1, 2, 3, 0).float().cpu().numpy())
     region = tuple(slice(a, b) for a, b in zip(lo, hi))
     levels = clustering.assign(block[region], embedding if weighted else None, ks, bounds=bounds, crop=crop)
-    core = embedding[crop] if weighted else embedding
-    out = np.empty((*core.shape[:3], core.shape[-1] + len(ks)), np.float32)
-    out[..., : core.shape[-1]] = core
+    kept = embedding[crop] if weighted else embedding
+    d = kept.shape[-1]
+    out = np.empty((*kept.shape[:3], d + len(ks)), np.float32)
+    out[..., :d] = kept
     for i, k in enumerate(ks):
-        out[..., core.shape[-1] + i] = levels[k]
+        out[..., d + i] = levels[k]
     return out
 
 
@@ -221,11 +231,12 @@ def segment_blockwise(volume, model: HyperbolicVAE, clustering: DatasetClusterin
                       shared=None, device: str = "cpu"):
     """(labels ``(Z, Y, X, len(ks))``, embedding ``(Z, Y, X, d)``) of ``volume`` (a dask array), lazily.
 
-    ``bounds`` are the volume's :func:`intensity_bounds`. Every block is
-    embedded and assigned in one task with the Potts prior's halo
-    (``clustering.halo`` voxels) plus the encoder's, so its labels are those
-    of the whole-volume :meth:`.DatasetClustering.assign` and its embedding that
-    of :func:`.embed.embed`, to float rounding. ``payload`` is the model from
+    ``bounds`` are the volume's :func:`intensity_bounds`. Each block of the
+    volume's chunking is one task that reads the block with the Potts prior's
+    halo (``clustering.halo`` voxels) plus the encoder's, embeds it and assigns
+    it, so its labels are those of the whole-volume
+    :meth:`.DatasetClustering.assign` and its embedding that of
+    :func:`.embed.embed`, to float rounding. ``payload`` is the model from
     :func:`.distributed.model_payload`, ``shared`` the clustering as one graph
     key or scattered future.
     """
@@ -241,13 +252,12 @@ def segment_blockwise(volume, model: HyperbolicVAE, clustering: DatasetClusterin
     if min(volume.shape) < model.patch_size:
         raise UserError(f"the volume of shape {volume.shape} is smaller than the model's {model.patch_size}-voxel "
                         "patch along some axis")
-    # a neighbour must supply the whole halo, and a face block must hold half + 1 voxels to mirror
-    volume = volume.astype(np.float32)
-    volume = volume.rechunk(tuple(merge_thin_chunks(c, max(halo + half, half + 1)) for c in volume.chunks))
-    combined = da.map_overlap(
-        _segment_block, volume, depth=halo + half, boundary="none", trim=False, align_arrays=False,
-        allow_rechunk=False, new_axis=3, chunks=(*volume.chunks, (d + len(ks),)), dtype=np.float32,
-        meta=np.empty((0,) * 4, np.float32), payload=model_payload(model) if payload is None else payload,
+    # a face block reads at least half + 1 voxels, enough for the encoder's mirror
+    chunks = tuple(merge_thin_chunks(c, half + 1) for c in volume.chunks)
+    source = dask.delayed(_Regions(volume), name=f"hypseg-regions-{volume.name}")
+    combined = da.map_blocks(
+        _segment_block, chunks=(*chunks, (d + len(ks),)), dtype=np.float32, meta=np.empty((0,) * 4, np.float32),
+        source=source, shape=tuple(volume.shape), payload=model_payload(model) if payload is None else payload,
         clustering=dask.delayed(clustering, pure=True) if shared is None else shared, ks=ks,
         bounds=tuple(float(b) for b in bounds), halo=halo, half=half, device=str(device),
     )
@@ -272,21 +282,44 @@ def lazy_assignment(volume, model: HyperbolicVAE, ks, clustering: DatasetCluster
     return segment_blockwise(volume, model, clustering, ks, bounds, payload=payload, shared=shared, device=device)
 
 
+def _store_block(labels, embedding, labels_target, embedding_target, region) -> None:
+    labels_target[region] = labels
+    embedding_target[(*region, slice(None))] = embedding
+
+
 def store_assignment(labels, embedding, labels_target, embedding_target, *, client=None,
                      progress: Progress | None = None, stage: str = "embed+assign") -> None:
-    """Labels into ``labels_target`` (a zarr array, written where each block is computed) and the embedding
-    into ``embedding_target`` (an array here, e.g. a memory-mapped ``.npy``), in one pass."""
-    import dask.array as da  # noqa: PLC0415
+    """Labels and embedding into two zarr arrays whose chunks are the blocks, each block written where it is
+    computed, reporting blocks done.
 
-    if not _aligned(labels.chunks, labels_target.chunks):
-        labels = labels.rechunk(labels_target.chunks)  # a zarr chunk written by two tasks at once could lose one
+    Nothing comes back to this process, so a worker holds a block only while
+    it computes and writes it, however slow this process is.
+    """
+    import dask  # noqa: PLC0415
+
+    for array, target in ((labels, labels_target), (embedding, embedding_target)):
+        if not _aligned(array.chunks[:3], target.chunks[:3]):  # two tasks writing one zarr chunk could lose one
+            raise ValueError(f"the blocks {array.chunks} do not fall on the zarr chunks {target.chunks}")
+    starts = [np.cumsum((0, *c)) for c in labels.chunks[:3]]
+    tasks = []
+    for (index, lab), emb in zip(np.ndenumerate(labels.to_delayed(optimize_graph=False)),
+                                 embedding.to_delayed(optimize_graph=False).ravel()):
+        region = tuple(slice(st[j], st[j + 1]) for st, j in zip(starts, index[:3]))
+        tasks.append(dask.delayed(_store_block, pure=True)(lab, emb, labels_target, embedding_target, region))
     if client is None:
-        da.store([labels, embedding], [labels_target, embedding_target], lock=False, scheduler="sync")
-        if progress:
-            progress(stage, 1, 1)
+        for n, task in enumerate(tasks, start=1):
+            dask.compute(task, scheduler="sync")
+            if progress:
+                progress(f"{stage} blocks", n, len(tasks))
         return
-    stored = da.store(labels, labels_target, lock=False, compute=False, optimize_graph=False)
-    _gather_blocks([[embedding]], client, progress, stage, into=[[embedding_target]], alongside=[stored])
+    from distributed import as_completed  # noqa: PLC0415
+
+    futures = client.compute(tasks, optimize_graph=False)
+    for n, future in enumerate(as_completed(futures), start=1):
+        future.result()  # raises what the block raised
+        future.release()
+        if progress:
+            progress(f"{stage} blocks", n, len(tasks))
 
 
 def _aligned(chunks: tuple[tuple[int, ...], ...], grid: tuple[int, ...]) -> bool:
