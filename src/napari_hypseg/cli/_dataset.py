@@ -193,28 +193,31 @@ def _stream_ome_zarr(volume, data, model, ks, clustering, *, client, payload, sh
     import zarr  # noqa: PLC0415
 
     from ..io.atomic import atomic_path  # noqa: PLC0415
-    from ..segmentation.dataset import lazy_assignment, store_assignment  # noqa: PLC0415
+    from ..segmentation.dataset import block_grid, lazy_assignment, store_assignment  # noqa: PLC0415
+    from ..segmentation.dataset_clustering import label_dtype  # noqa: PLC0415
     from ._outputs import EMBEDDING_SUFFIX  # noqa: PLC0415
 
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / f"{stem}{MANIFEST_SUFFIX}"
     manifest.unlink(missing_ok=True)  # written last: its presence means complete
-    labels, embedding = lazy_assignment(data, model, ks, clustering, client=client, payload=payload, shared=shared,
-                                        chunks=chunk, device=device)
+    grid = block_grid(data, model, chunk)
+    edges = tuple(c[0] for c in grid)  # every block boundary falls on this grid: a merged last block spans two
+    d = model.config.latent_dim
+    shape = tuple(data.shape)
     scratch = out_dir / f".{stem}_scratch-{os.getpid()}.zarr"
     shutil.rmtree(scratch, ignore_errors=True)
     emb = out_dir / f"{stem}{EMBEDDING_SUFFIX}"
     try:
-        # every block is written where it is computed; the scratch's chunks are the blocks' grid
-        grid = tuple(c[0] for c in labels.chunks[:3])
         group = zarr.open_group(str(scratch), mode="w", zarr_format=2)
-        label_store = group.create_array("labels", shape=labels.shape, dtype=labels.dtype,
-                                         chunks=(*grid, len(ks)), fill_value=0)
-        embedding_store = group.create_array("embedding", shape=embedding.shape, dtype=embedding.dtype,
-                                             chunks=(*grid, embedding.shape[-1]), fill_value=0)
-        store_assignment(labels, embedding, label_store, embedding_store, client=client, progress=progress)
+        label_store = group.create_array("labels", shape=(*shape, len(ks)), dtype=label_dtype(ks),
+                                         chunks=(*edges, len(ks)), fill_value=0)
+        embedding_store = group.create_array("embedding", shape=(*shape, d), dtype=np.float32,
+                                             chunks=(*edges, d), fill_value=0)
+        markers = lazy_assignment(data, model, ks, clustering, client=client, payload=payload, shared=shared,
+                                  chunks=chunk, device=device, targets=(label_store, embedding_store))
+        store_assignment(markers, client=client, progress=progress)
         with atomic_path(emb) as tmp:
-            memmap = np.lib.format.open_memmap(tmp, mode="w+", dtype=embedding.dtype, shape=embedding.shape)
+            memmap = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(*shape, d))
             # chunk by chunk here: the .npy is written by this process alone
             da.store(da.from_zarr(embedding_store), memmap, lock=False, scheduler="sync")
             memmap.flush()

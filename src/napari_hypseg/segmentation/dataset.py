@@ -189,8 +189,10 @@ class _Regions:
         return np.asarray(region.compute(scheduler="sync") if hasattr(region, "dask") else region, np.float32)
 
 
-def _segment_block(*, source, shape, payload, clustering, ks, bounds, halo, half, device, block_info=None):
-    """Embedding and labels of one block, as float32 channels ``[embedding (d) | labels (len(ks))]``.
+def _segment_block(*, source, shape, starts, payload, clustering, ks, bounds, halo, half, device, targets=None,
+                   block_info=None):
+    """Embedding and labels of one block, as float32 channels ``[embedding (d) | labels (len(ks))]``; with
+    ``targets`` (labels and embedding zarr arrays) written there instead, returning a one-voxel marker.
 
     The block is read with ``halo + half`` voxels of context on every side
     inside the volume: its labels need the Potts prior's ``halo``, and the
@@ -201,7 +203,8 @@ def _segment_block(*, source, shape, payload, clustering, ks, bounds, halo, half
     from .distributed import worker_model  # noqa: PLC0415
 
     device = resolve_device(device)
-    core = block_info[None]["array-location"][:3]
+    index = block_info[None]["chunk-location"][:3]
+    core = [(int(st[i]), int(st[i + 1])) for st, i in zip(starts, index)]
     depth = halo + half
     region_lo = [max(0, a - depth) for a, _ in core]
     region_hi = [min(n, b + depth) for (_, b), n in zip(core, shape)]
@@ -219,6 +222,12 @@ def _segment_block(*, source, shape, payload, clustering, ks, bounds, halo, half
     region = tuple(slice(a, b) for a, b in zip(lo, hi))
     levels = clustering.assign(block[region], embedding if weighted else None, ks, bounds=bounds, crop=crop)
     kept = embedding[crop] if weighted else embedding
+    if targets is not None:
+        # written here, by the task that computed it: nothing of the block waits in memory for another task
+        where = tuple(slice(a, b) for a, b in core)
+        targets[0][where] = np.stack([levels[k] for k in ks], axis=-1)
+        targets[1][where] = kept
+        return np.ones((1, 1, 1), np.uint8)
     d = kept.shape[-1]
     out = np.empty((*kept.shape[:3], d + len(ks)), np.float32)
     out[..., :d] = kept
@@ -228,7 +237,7 @@ def _segment_block(*, source, shape, payload, clustering, ks, bounds, halo, half
 
 
 def segment_blockwise(volume, model: HyperbolicVAE, clustering: DatasetClustering, ks, bounds, *, payload=None,
-                      shared=None, device: str = "cpu"):
+                      shared=None, device: str = "cpu", targets=None):
     """(labels ``(Z, Y, X, len(ks))``, embedding ``(Z, Y, X, d)``) of ``volume`` (a dask array), lazily.
 
     ``bounds`` are the volume's :func:`intensity_bounds`. Each block of the
@@ -238,7 +247,9 @@ def segment_blockwise(volume, model: HyperbolicVAE, clustering: DatasetClusterin
     :meth:`.DatasetClustering.assign` and its embedding that of
     :func:`.embed.embed`, to float rounding. ``payload`` is the model from
     :func:`.distributed.model_payload`, ``shared`` the clustering as one graph
-    key or scattered future.
+    key or scattered future. With ``targets`` (a labels and an embedding zarr
+    array, chunked as the blocks) each task writes its block there and the
+    result is a lazy array of one marker per block, computed for its effect.
     """
     import dask  # noqa: PLC0415
     import dask.array as da  # noqa: PLC0415
@@ -255,17 +266,25 @@ def segment_blockwise(volume, model: HyperbolicVAE, clustering: DatasetClusterin
     # a face block reads at least half + 1 voxels, enough for the encoder's mirror
     chunks = tuple(merge_thin_chunks(c, half + 1) for c in volume.chunks)
     source = dask.delayed(_Regions(volume), name=f"hypseg-regions-{volume.name}")
-    combined = da.map_blocks(
-        _segment_block, chunks=(*chunks, (d + len(ks),)), dtype=np.float32, meta=np.empty((0,) * 4, np.float32),
-        source=source, shape=tuple(volume.shape), payload=model_payload(model) if payload is None else payload,
-        clustering=dask.delayed(clustering, pure=True) if shared is None else shared, ks=ks,
-        bounds=tuple(float(b) for b in bounds), halo=halo, half=half, device=str(device),
-    )
+    starts = tuple(tuple(int(v) for v in np.cumsum((0, *c))) for c in chunks)
+    common = dict(source=source, shape=tuple(volume.shape), starts=starts, ks=ks, halo=halo, half=half,
+                  payload=model_payload(model) if payload is None else payload, device=str(device),
+                  clustering=dask.delayed(clustering, pure=True) if shared is None else shared,
+                  bounds=tuple(float(b) for b in bounds))
+    if targets is not None:
+        for target in targets:
+            if not _aligned(chunks, target.chunks[:3]):  # two tasks writing one zarr chunk could lose one
+                raise ValueError(f"the blocks {chunks} do not fall on the zarr chunks {target.chunks}")
+        markers = tuple((1,) * len(c) for c in chunks)
+        return da.map_blocks(_segment_block, chunks=markers, dtype=np.uint8, meta=np.empty((0,) * 3, np.uint8),
+                             targets=tuple(targets), **common)
+    combined = da.map_blocks(_segment_block, chunks=(*chunks, (d + len(ks),)), dtype=np.float32,
+                             meta=np.empty((0,) * 4, np.float32), **common)
     return combined[..., d:].astype(dc.label_dtype(ks)), combined[..., :d]
 
 
 def lazy_assignment(volume, model: HyperbolicVAE, ks, clustering: DatasetClustering, *, client=None, payload=None,
-                    shared=None, chunks: int | None = None, device: str = "cpu"):
+                    shared=None, chunks: int | None = None, device: str = "cpu", targets=None):
     """(labels ``(Z, Y, X, len(ks))``, embedding ``(Z, Y, X, d)``) of one volume as lazy dask arrays.
 
     Only the volume's intensity bounds are computed now (two histogram
@@ -279,33 +298,22 @@ def lazy_assignment(volume, model: HyperbolicVAE, ks, clustering: DatasetCluster
     elif chunks is not None:
         volume = volume.rechunk(chunks)
     bounds = intensity_bounds(volume, client)
-    return segment_blockwise(volume, model, clustering, ks, bounds, payload=payload, shared=shared, device=device)
+    return segment_blockwise(volume, model, clustering, ks, bounds, payload=payload, shared=shared, device=device,
+                             targets=targets)
 
 
-def _store_block(labels, embedding, labels_target, embedding_target, region) -> None:
-    labels_target[region] = labels
-    embedding_target[(*region, slice(None))] = embedding
+def block_grid(volume, model: HyperbolicVAE, chunks: int | None = None) -> tuple[tuple[int, ...], ...]:
+    """The blocks :func:`segment_blockwise` makes of ``volume`` (for chunking the zarr arrays it writes)."""
+    if chunks is not None:
+        volume = volume.rechunk(chunks)
+    return tuple(merge_thin_chunks(c, model.patch_size // 2 + 1) for c in volume.chunks)
 
 
-def store_assignment(labels, embedding, labels_target, embedding_target, *, client=None,
-                     progress: Progress | None = None, stage: str = "embed+assign") -> None:
-    """Labels and embedding into two zarr arrays whose chunks are the blocks, each block written where it is
-    computed, reporting blocks done.
-
-    Nothing comes back to this process, so a worker holds a block only while
-    it computes and writes it, however slow this process is.
-    """
+def store_assignment(markers, *, client=None, progress: Progress | None = None, stage: str = "embed+assign") -> None:
+    """Compute :func:`segment_blockwise`'s markers (each block writes its own outputs), reporting blocks done."""
     import dask  # noqa: PLC0415
 
-    for array, target in ((labels, labels_target), (embedding, embedding_target)):
-        if not _aligned(array.chunks[:3], target.chunks[:3]):  # two tasks writing one zarr chunk could lose one
-            raise ValueError(f"the blocks {array.chunks} do not fall on the zarr chunks {target.chunks}")
-    starts = [np.cumsum((0, *c)) for c in labels.chunks[:3]]
-    tasks = []
-    for (index, lab), emb in zip(np.ndenumerate(labels.to_delayed(optimize_graph=False)),
-                                 embedding.to_delayed(optimize_graph=False).ravel()):
-        region = tuple(slice(st[j], st[j + 1]) for st, j in zip(starts, index[:3]))
-        tasks.append(dask.delayed(_store_block, pure=True)(lab, emb, labels_target, embedding_target, region))
+    tasks = list(markers.to_delayed().ravel())
     if client is None:
         for n, task in enumerate(tasks, start=1):
             dask.compute(task, scheduler="sync")
@@ -314,7 +322,7 @@ def store_assignment(labels, embedding, labels_target, embedding_target, *, clie
         return
     from distributed import as_completed  # noqa: PLC0415
 
-    futures = client.compute(tasks, optimize_graph=False)
+    futures = client.compute(tasks)
     for n, future in enumerate(as_completed(futures), start=1):
         future.result()  # raises what the block raised
         future.release()
