@@ -27,7 +27,7 @@ Usage::
 
     python benchmarks/bench_distributed.py            # 8 x 40^3
     python benchmarks/bench_distributed.py --quick    # 8 x 24^3
-    python benchmarks/bench_distributed.py --big      # one volume of 4 x 640 MiB on 2 workers of 640 MiB
+    python benchmarks/bench_distributed.py --big      # one volume of 4 x 768 MiB on 2 workers of 768 MiB
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--big", action="store_true", help="one volume of --factor x a worker's --memory-limit")
-    ap.add_argument("--memory-limit", type=int, default=640, metavar="MIB", help="per worker, for --big")
+    ap.add_argument("--memory-limit", type=int, default=768, metavar="MIB", help="per worker, for --big")
     ap.add_argument("--factor", type=float, default=4.0, help="volume bytes / worker memory limit, for --big")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
