@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -30,8 +32,13 @@ def _phantom(seed: int, shape=(20, 18, 16), offset=(0, 0, 0)):
     rng = np.random.default_rng(seed)
     truth = np.zeros(shape, np.uint8)
     z, y, x = offset
-    truth[4 + z:12 + z, 4 + y:12 + y, 3 + x:10 + x] = 1
+    truth[4 + z : 12 + z, 4 + y : 12 + y, 3 + x : 10 + x] = 1
     return (truth + rng.normal(scale=0.15, size=shape)).astype(np.float32), truth
+
+
+def _leftovers(folder):
+    """Scratch and temporary names (hidden) in a folder, zarr's own metadata files aside."""
+    return [p.name for p in folder.iterdir() if p.name.startswith(".") and p.name not in (".zgroup", ".zattrs")]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +75,15 @@ def test_blockwise_embedding_on_two_worker_processes(model, cluster):
 def test_one_clustering_gives_the_same_id_to_the_same_material_in_two_volumes(model, tmp_path):
     (a, ta), (b, tb) = _phantom(2), _phantom(3, offset=(3, 2, 4))
     ea, eb = embed(a, model, device="cpu"), embed(b, model, device="cpu")
-    fitted = fit_dataset_clustering([a, b], [ea, eb], [2, 3], latent_dim=model.config.latent_dim,
-                                    fusion=FusionConfig(intensity="raw"), seed=0, sample_size=4000)
+    fitted = fit_dataset_clustering(
+        [a, b],
+        [ea, eb],
+        [2, 3],
+        latent_dim=model.config.latent_dim,
+        fusion=FusionConfig(intensity="raw"),
+        seed=0,
+        sample_size=4000,
+    )
     path = fitted.save(tmp_path / "clusters.npz")
     loaded = DatasetClustering.load(path)
     la, lb = loaded.assign(a, ea), loaded.assign(b, eb)
@@ -87,8 +101,15 @@ def test_one_clustering_gives_the_same_id_to_the_same_material_in_two_volumes(mo
 
 def test_clusters_file_loads_without_pickle(model, tmp_path):
     a, _ = _phantom(4)
-    fitted = fit_dataset_clustering([a], [embed(a, model, device="cpu")], [2], latent_dim=2,
-                                    fusion=FusionConfig(intensity="auto"), seed=0, sample_size=2000)
+    fitted = fit_dataset_clustering(
+        [a],
+        [embed(a, model, device="cpu")],
+        [2],
+        latent_dim=2,
+        fusion=FusionConfig(intensity="auto"),
+        seed=0,
+        sample_size=2000,
+    )
     path = fitted.save(tmp_path / "c.npz")
     with np.load(path, allow_pickle=False) as data:
         assert {"header", "k2_means", "k2_covariances", "k2_weights", "k2_ids", "embedding_axes"} <= set(data.files)
@@ -105,6 +126,57 @@ def test_distributed_labels_identical_to_in_process(model, cluster):
         for k in (2, 4):
             np.testing.assert_array_equal(a[k], b[k])
             np.testing.assert_array_equal(a[k], c[k])
+
+
+# --- blockwise assignment: no task holds the whole volume --------------------
+
+
+@pytest.mark.parametrize("chunks", [5, (9, 4, 7), 64])
+def test_exact_percentiles_block_by_block(chunks):
+    from napari_hypseg.segmentation import dataset_clustering as dc
+    from napari_hypseg.segmentation.dataset import intensity_bounds
+
+    rng = np.random.default_rng(8)
+    volume = rng.normal(loc=-3.0, scale=2.0, size=(17, 13, 11)).astype(np.float32)
+    volume[:5] = 0.0  # a flat region: many equal values around the 1st percentile's neighbours
+    whole = dc.intensity_bounds(volume)
+    assert intensity_bounds(da.from_array(volume, chunks=chunks)) == whole
+    np.testing.assert_allclose(whole, np.percentile(volume, [1, 99]), rtol=1e-6)
+    # a volume whose two percentiles coincide falls back to min..max, as channels.normalise does
+    spiky = np.zeros((10, 10, 10), np.float32)
+    spiky[0, 0, :3] = (-1.0, 5.0, 7.0)
+    assert intensity_bounds(da.from_array(spiky, chunks=4)) == dc.intensity_bounds(spiky) == (-1.0, 7.0)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_blockwise_assignment_equals_the_in_memory_one_on_two_worker_processes(model, cluster, weight):
+    """Labels block by block (a halo of the Potts prior's reach) are the whole-volume labels, voxel for voxel."""
+    from napari_hypseg.segmentation.dataset import lazy_assignment
+    from napari_hypseg.segmentation.distributed import model_payload
+
+    (a, _), (b, _) = _phantom(20, shape=(26, 22, 19)), _phantom(21, shape=(26, 22, 19), offset=(4, 3, 2))
+    ea, eb = embed(a, model, device="cpu"), embed(b, model, device="cpu")
+    saved = fit_dataset_clustering(
+        [a, b],
+        [ea, eb],
+        [2, 3],
+        latent_dim=model.config.latent_dim,
+        fusion=FusionConfig(intensity="raw", embedding_weight=weight),
+        seed=0,
+        sample_size=5000,
+    )
+    assert saved.blockwise and saved.halo == 5
+    reference = saved.assign(b, eb, [2, 3])
+    labels, embedding = lazy_assignment(
+        da.from_array(b, chunks=(8, 7, 9)), model, [2, 3], saved, client=cluster, payload=model_payload(model, cluster)
+    )
+    # each block reads its own 8-voxel halo (the Potts prior's 5, the encoder's 3); only a face chunk
+    # thinner than the encoder's mirror (4 voxels) is merged into its neighbour
+    assert labels.numblocks[:3] == (3, 3, 2)
+    got = cluster.compute(labels).result()
+    for i, k in enumerate((2, 3)):
+        np.testing.assert_array_equal(got[..., i], reference[k])
+    assert np.abs(cluster.compute(embedding).result() - eb).max() <= 1e-5
 
 
 # --- OME-Zarr and the command line ------------------------------------------
@@ -155,14 +227,51 @@ def test_cli_one_clustering_on_two_workers_then_reuse_and_skip(model_file, tmp_p
         files.append(str(path))
     clusters = tmp_path / "clusters.npz"
     out1 = tmp_path / "out1"
-    assert main(["segment", *files, "--model", str(model_file), "--out-dir", str(out1), "--clusters", "2,3",
-                 "--device", "cpu", "--workers", "2", "--chunk", "9", "--save-clusters", str(clusters)]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                *files,
+                "--model",
+                str(model_file),
+                "--out-dir",
+                str(out1),
+                "--clusters",
+                "2,3",
+                "--device",
+                "cpu",
+                "--workers",
+                "2",
+                "--chunk",
+                "9",
+                "--save-clusters",
+                str(clusters),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "dask dashboard" in err and clusters.is_file()
     assert "embed blocks" in err and "assign" in err  # progress: blocks, then volumes
     out2 = tmp_path / "out2"
-    args = ["segment", *files, "--model", str(model_file), "--out-dir", str(out2), "--clusters", "2,3",
-            "--device", "cpu", "--chunk", "9", "--clusters-from", str(clusters), "--format", "ome-zarr"]
+    args = [
+        "segment",
+        *files,
+        "--model",
+        str(model_file),
+        "--out-dir",
+        str(out2),
+        "--clusters",
+        "2,3",
+        "--device",
+        "cpu",
+        "--chunk",
+        "9",
+        "--clusters-from",
+        str(clusters),
+        "--format",
+        "ome-zarr",
+    ]
     assert main(args) == 0
     capsys.readouterr()
     for s in range(2):
@@ -173,6 +282,73 @@ def test_cli_one_clustering_on_two_workers_then_reuse_and_skip(model_file, tmp_p
     assert main(args) == 0
     assert "skipped" in capsys.readouterr().err
     assert (out2 / "v0_manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_cli_raw_clustering_streams_ome_zarr_block_by_block_on_two_workers(model_file, tmp_path, capsys):
+    """A raw-intensity clustering fitted here, then volumes streamed with it: in-process and on two workers,
+    the labels of the in-memory fit run, and the same embedding."""
+    from napari_hypseg.io import read_volume, write_image
+    from napari_hypseg.io.volume import Volume
+
+    files = []
+    for s in range(2):
+        vol, _ = _phantom(40 + s, shape=(24, 20, 19), offset=(s, s, 0))
+        path = tmp_path / f"v{s}.mrc"
+        write_image(path, vol, like=Volume(vol, format="mrc"))
+        files.append(str(path))
+    clusters = tmp_path / "raw.npz"
+    common = [*files, "--model", str(model_file), "--clusters", "2,3", "--device", "cpu", "--chunk", "9"]
+    assert (
+        main(
+            [
+                "segment",
+                *common,
+                "--out-dir",
+                str(tmp_path / "fit"),
+                "--intensity",
+                "raw",
+                "--save-clusters",
+                str(clusters),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    streamed = {}
+    for name, extra in (("here", []), ("workers", ["--workers", "2"])):
+        out = tmp_path / name
+        assert (
+            main(
+                [
+                    "segment",
+                    *common,
+                    "--out-dir",
+                    str(out),
+                    "--clusters-from",
+                    str(clusters),
+                    "--format",
+                    "ome-zarr",
+                    *extra,
+                ]
+            )
+            == 0
+        )
+        assert "embed+assign blocks" in capsys.readouterr().err or not extra  # block progress on workers
+        assert not _leftovers(out)
+        streamed[name] = out
+    for s in range(2):
+        for k in (2, 3):
+            fitted = read_volume(tmp_path / "fit" / f"v{s}_k{k}.mrc").data
+            for out in streamed.values():
+                level = out / f"v{s}_labels.ome.zarr" / "labels" / f"hypseg_k{k}"
+                np.testing.assert_array_equal(np.asarray(omezarr.read_labels_multiscale(level)[0][0]), fitted)
+        here, there = (np.load(out / f"v{s}_embedding.npy") for out in streamed.values())
+        np.testing.assert_array_equal(here, there)
+        assert np.abs(here - np.load(tmp_path / "fit" / f"v{s}_embedding.npy")).max() <= 1e-5
+    code = main(
+        ["segment", *common, "--out-dir", str(tmp_path / "x"), "--clusters-from", str(clusters), "--intensity", "raw"]
+    )
+    assert code == 2 and "--intensity" in capsys.readouterr().err
 
 
 def test_napari_reader_opens_ome_zarr_lazily_as_multiscale_image_and_labels(tmp_path):
@@ -208,8 +384,25 @@ def test_cli_ome_zarr_input_gets_its_labels_inside_it(model_file, tmp_path, caps
     vol, truth = _phantom(12, shape=(24, 22, 20))
     image = omezarr.write_image(tmp_path / "c.ome.zarr", vol, (3.0, 2.0, 2.0))
     out = tmp_path / "out"
-    assert main(["segment", str(image), "--model", str(model_file), "--out-dir", str(out), "--clusters", "2",
-                 "--device", "cpu", "--chunk", "12"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(image),
+                "--model",
+                str(model_file),
+                "--out-dir",
+                str(out),
+                "--clusters",
+                "2",
+                "--device",
+                "cpu",
+                "--chunk",
+                "12",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     labels, meta = omezarr.read_labels_multiscale(image / "labels" / "hypseg_k2")
     assert meta["scale"] == [3.0, 2.0, 2.0] and labels[0].shape == vol.shape
@@ -218,8 +411,27 @@ def test_cli_ome_zarr_input_gets_its_labels_inside_it(model_file, tmp_path, caps
     # the same run written as MRC keeps the OME-Zarr scale as the voxel size, and the same labels
     from napari_hypseg.io import read_volume
 
-    assert main(["segment", str(image), "--model", str(model_file), "--out-dir", str(tmp_path / "mrc"),
-                 "--clusters", "2", "--device", "cpu", "--chunk", "12", "--format", "mrc"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(image),
+                "--model",
+                str(model_file),
+                "--out-dir",
+                str(tmp_path / "mrc"),
+                "--clusters",
+                "2",
+                "--device",
+                "cpu",
+                "--chunk",
+                "12",
+                "--format",
+                "mrc",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     mrc = read_volume(tmp_path / "mrc" / "c_k2.mrc")
     assert mrc.spacing == pytest.approx((3.0, 2.0, 2.0))
@@ -237,3 +449,120 @@ def test_ome_zarr_opens_in_a_real_viewer_as_multiscale_layers(make_napari_viewer
     assert kinds == ["Image", "Labels"]
     labels = next(layer for layer in layers if type(layer).__name__ == "Labels")
     assert labels.multiscale and tuple(labels.scale) == (2.0, 1.5, 1.5)
+
+
+# --- the dataset path plans its outputs as single volumes do ------------------
+
+
+def _mrc(path, vol):
+    from napari_hypseg.io import write_image
+    from napari_hypseg.io.volume import Volume
+
+    return write_image(path, vol, like=Volume(vol, format="mrc"))
+
+
+def test_dataset_path_refuses_to_overwrite_an_input_before_any_work(model_file, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    vol, _ = _phantom(30)
+    _mrc(folder / "a.mrc", vol)
+    _mrc(folder / "a_k2.mrc", vol)  # segmenting a.mrc into this folder would replace it
+    code = main(
+        [
+            "segment",
+            str(folder / "*.mrc"),
+            "--model",
+            str(model_file),
+            "--out-dir",
+            str(folder),
+            "--clusters",
+            "2",
+            "--device",
+            "cpu",
+            "--save-clusters",
+            str(tmp_path / "c.npz"),
+        ]
+    )
+    assert code == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert not (tmp_path / "c.npz").exists() and not (folder / "a_embedding.npy").exists()
+    # OME-Zarr output: a labels folder beside an MRC input would replace an OME-Zarr input of that name
+    zfolder = tmp_path / "zin"
+    zfolder.mkdir()
+    _mrc(zfolder / "b.mrc", vol)
+    omezarr.write_image(zfolder / "b_labels.ome.zarr", vol, (1.0, 1.0, 1.0))
+    code = main(
+        [
+            "segment",
+            str(zfolder / "b.mrc"),
+            str(zfolder / "b_labels.ome.zarr"),
+            "--model",
+            str(model_file),
+            "--out-dir",
+            str(zfolder),
+            "--clusters",
+            "2",
+            "--device",
+            "cpu",
+            "--format",
+            "ome-zarr",
+        ]
+    )
+    assert code == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert not (zfolder / "b_embedding.npy").exists()
+
+
+def test_a_failed_dataset_run_leaves_no_half_written_labels_and_the_rerun_resumes(model, model_file, tmp_path, capsys):
+    """A chunk of the input breaks mid-run: the manifest is gone, each label array is absent or the previous
+    complete one, nothing temporary is left; once repaired, the run completes."""
+    vol, _ = _phantom(31, shape=(70, 22, 20))  # two zarr chunks along z
+    image = omezarr.write_image(tmp_path / "c.ome.zarr", vol, (1.0, 1.0, 1.0))
+    saved = fit_dataset_clustering(
+        [vol],
+        [embed(vol, model, device="cpu")],
+        [2, 3],
+        latent_dim=2,
+        fusion=FusionConfig(intensity="raw"),
+        seed=0,
+        sample_size=4000,
+    )
+    clusters = saved.save(tmp_path / "c.npz")
+    out = tmp_path / "out"
+    base = [
+        "segment",
+        str(image),
+        "--model",
+        str(model_file),
+        "--out-dir",
+        str(out),
+        "--device",
+        "cpu",
+        "--chunk",
+        "12",
+        "--clusters-from",
+        str(clusters),
+    ]
+    assert main([*base, "--clusters", "2"]) == 0
+    capsys.readouterr()
+    k2 = image / "labels" / "hypseg_k2"
+    before = np.asarray(omezarr.read_labels_multiscale(k2)[0][0])
+    chunk = image / "0" / "1.0.0"
+    intact = chunk.read_bytes()
+    chunk.write_bytes(b"not a compressed chunk")
+    with pytest.raises(Exception):  # noqa: B017 - whatever the decompressor raises
+        main([*base, "--clusters", "2,3"])
+    capsys.readouterr()
+    assert not (out / "c_manifest.json").exists()
+    np.testing.assert_array_equal(np.asarray(omezarr.read_labels_multiscale(k2)[0][0]), before)
+    assert not (image / "labels" / "hypseg_k3").exists()
+    assert not _leftovers(image / "labels") and not _leftovers(out)
+    chunk.write_bytes(intact)
+    assert main([*base, "--clusters", "2,3"]) == 0
+    capsys.readouterr()
+    record = json.loads((out / "c_manifest.json").read_text())
+    assert record["levels"] == [2, 3]
+    np.testing.assert_array_equal(
+        np.asarray(omezarr.read_labels_multiscale(image / "labels" / "hypseg_k3")[0][0]),
+        saved.assign(vol, None, [3])[3],
+    )

@@ -108,7 +108,11 @@ def volume_dir(tmp_path) -> Path:
     """Three small MRC files of different shapes (two not divisible by the bin factor) and voxel sizes."""
     folder = tmp_path / "tomos"
     folder.mkdir()
-    specs = [("a", (12, 16, 14), (2.0, 2.0, 3.0)), ("b", (11, 13, 10), (4.5, 4.5, 4.5)), ("c", (10, 9, 15), (1.0, 1.5, 2.0))]
+    specs = [
+        ("a", (12, 16, 14), (2.0, 2.0, 3.0)),
+        ("b", (11, 13, 10), (4.5, 4.5, 4.5)),
+        ("c", (10, 9, 15), (1.0, 1.5, 2.0)),
+    ]
     for i, (stem, shape, voxel) in enumerate(specs):
         _write_mrc(folder / f"{stem}.mrc", _blob_volume(shape, i), voxel, (10.0 * i, -5.0, 2.5))
     (folder / "notes.txt").write_text("not a volume: the glob below must skip it")
@@ -138,18 +142,35 @@ def _check_outputs(source: Path, out_dir: Path, ks, factor: int) -> None:
     assert np.isfinite(embedding).all() and (np.linalg.norm(embedding, axis=-1) < 1).all()
 
 
-def test_segment_a_glob_with_bin_writes_full_resolution_labels_and_leaves_inputs_alone(tiny_model, volume_dir, tmp_path, capsys):
+def test_segment_a_glob_with_bin_writes_full_resolution_labels_and_leaves_inputs_alone(
+    tiny_model, volume_dir, tmp_path, capsys
+):
     sources = sorted(volume_dir.glob("*.mrc"))
     before = {p: _digest(p) for p in sources}
     out_dir = tmp_path / "out"
-    code = main(["segment", str(volume_dir / "*.mrc"), "--model", str(tiny_model), "--clusters", "2,3",
-                 "--out-dir", str(out_dir), "--bin", "2", "--device", "cpu"])
+    code = main(
+        [
+            "segment",
+            str(volume_dir / "*.mrc"),
+            "--model",
+            str(tiny_model),
+            "--clusters",
+            "2,3",
+            "--out-dir",
+            str(out_dir),
+            "--bin",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     for source in sources:
         _check_outputs(source, out_dir, (2, 3), factor=2)
         assert _digest(source) == before[source]
     expected = {f"{p.stem}_k{k}.mrc" for p in sources for k in (2, 3)} | {f"{p.stem}_embedding.npy" for p in sources}
-    expected |= {f"{p.stem}_manifest.json" for p in sources} | {f"{p.stem}_k{k}_stats.csv" for p in sources for k in (2, 3)}
+    expected |= {f"{p.stem}_manifest.json" for p in sources}
+    expected |= {f"{p.stem}_k{k}_stats.csv" for p in sources for k in (2, 3)}
     assert {p.name for p in out_dir.iterdir()} == expected
     assert "3 volumes" in capsys.readouterr().err
 

@@ -3,12 +3,22 @@
 Taken when any of ``--workers``, ``--scheduler``, ``--clusters-from``,
 ``--save-clusters`` is given, or an input or the output is OME-Zarr. The
 default single-volume path (a clustering per volume) is unchanged.
+
+Outputs are planned as for single volumes before any work (:func:`plan_dataset_outputs`:
+the single-volume :func:`.segment.plan_outputs` for MRC / NIfTI outputs, the
+same checks for OME-Zarr ones). With a saved clustering of the raw intensity
+and OME-Zarr output, a volume is streamed (:func:`_stream_ome_zarr`): labels and
+embedding go block by block into a scratch zarr, written by the workers, and
+from it into the label pyramids and a memory-mapped ``.npy``, so neither this
+process nor any worker holds the whole volume.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -17,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import UserError
-from ..io import read_volume
-from ..io import omezarr
+from ..io import omezarr, read_volume
 from ._outputs import MANIFEST_SUFFIX, parse_clusters, write_levels
 from ._progress import ProgressLine
 
@@ -27,8 +36,15 @@ DEFAULT_CHUNK = 48
 
 
 def wants_dataset_path(args: argparse.Namespace, paths: list[Path]) -> bool:
-    return bool(args.workers or args.scheduler or args.clusters_from or args.save_clusters
-                or args.format == "ome-zarr" or any(omezarr.is_ome_zarr(p) for p in paths))
+    return bool(
+        args.workers
+        or args.scheduler
+        or args.clusters_from
+        or args.save_clusters
+        or args.intensity
+        or args.format == "ome-zarr"
+        or any(omezarr.is_ome_zarr(p) for p in paths)
+    )
 
 
 def check_dataset_args(args: argparse.Namespace) -> None:
@@ -42,6 +58,10 @@ def check_dataset_args(args: argparse.Namespace) -> None:
         raise UserError("give --workers (a local cluster) or --scheduler (an existing one), not both")
     if args.clusters_from is not None and not Path(args.clusters_from).is_file():
         raise UserError(f"--clusters-from {args.clusters_from}: no such file")
+    if args.clusters_from is not None and args.intensity is not None:
+        raise UserError(
+            "--intensity chooses the channel of a clustering fitted here; with --clusters-from it is the file's"
+        )
 
 
 def worker_env(n_workers: int) -> dict[str, str]:
@@ -67,8 +87,9 @@ def dask_client(args: argparse.Namespace):
         client = Client(args.scheduler)
         cluster = None
     else:
-        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                               env=worker_env(args.workers))
+        cluster = LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=True, env=worker_env(args.workers)
+        )
         client = Client(cluster)
     print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
     try:
@@ -91,8 +112,12 @@ def _read(path: Path, chunk: int):
 
 
 def _settings(args) -> dict:
-    return {"mode": args.mode, "seed": args.seed, "clusters_from": str(args.clusters_from) if args.clusters_from else None,
-            "format": args.format}
+    return {
+        "mode": args.mode,
+        "seed": args.seed,
+        "clusters_from": str(args.clusters_from) if args.clusters_from else None,
+        "format": args.format,
+    }
 
 
 def _complete(out_dir: Path, stem: str, ks, settings, model: Path) -> bool:
@@ -103,18 +128,78 @@ def _complete(out_dir: Path, stem: str, ks, settings, model: Path) -> bool:
     except (OSError, ValueError):
         return False
     files = record.get("files", {})
-    paths = [Path(files[str(k)]) if Path(files.get(str(k), "")).is_absolute() else out_dir / files.get(str(k), "")
-             for k in ks if str(k) in files]
-    return (record.get("settings") == settings and record.get("model") == str(model)
-            and set(ks) <= set(record.get("levels", [])) and len(paths) == len(ks) and all(p.exists() for p in paths))
+    paths = [
+        Path(files[str(k)]) if Path(files.get(str(k), "")).is_absolute() else out_dir / files.get(str(k), "")
+        for k in ks
+        if str(k) in files
+    ]
+    return (
+        record.get("settings") == settings
+        and record.get("model") == str(model)
+        and set(ks) <= set(record.get("levels", []))
+        and len(paths) == len(ks)
+        and all(p.exists() for p in paths)
+    )
+
+
+def writes_ome_zarr(path: Path, args: argparse.Namespace) -> bool:
+    return args.format == "ome-zarr" or (args.format is None and omezarr.is_ome_zarr(path))
+
+
+def plan_dataset_outputs(paths: list[Path], stems: dict[Path, str], model_config, args: argparse.Namespace) -> None:
+    """Before any embedding, as for single volumes: shapes fit the model, no output overwrites an input, room on disk.
+
+    MRC / NIfTI outputs go through the single-volume planning itself
+    (:func:`.segment.plan_outputs`); OME-Zarr outputs (a labels folder, the
+    embedding, the manifest) get the same checks here.
+    """
+    from ..io.atomic import check_writable  # noqa: PLC0415
+    from ._outputs import EMBEDDING_SUFFIX  # noqa: PLC0415
+    from .segment import peek_shape, plan_outputs, segment_config_from_args  # noqa: PLC0415
+
+    ks = parse_clusters(args.clusters)
+    files = [p for p in paths if not writes_ome_zarr(p, args)]
+    if files:
+        plan_outputs(files, stems, model_config, segment_config_from_args(args), ks, args.out_dir, args.format)
+    inputs = {p.resolve() for p in paths}
+    need = 0
+    for path in (p for p in paths if writes_ome_zarr(p, args)):
+        inside = omezarr.is_ome_zarr(path)  # labels go into the input's own labels/ group
+        shape = tuple(omezarr.read_ome_zarr(path).shape) if inside else peek_shape(path)
+        if shape is not None:
+            if min(shape) < model_config.patch_size:
+                raise UserError(
+                    f"{path.name}: the volume of shape {shape} is smaller than the model's "
+                    f"{model_config.patch_size}-voxel patch along some axis"
+                )
+            voxels = int(np.prod(shape))
+            # labels (and their pyramid, < 8/7 more) plus, while streaming, a scratch copy; the embedding
+            need += voxels * len(ks) * 3 + voxels * 4 * model_config.latent_dim
+        stem = stems[path]
+        targets = [args.out_dir / f"{stem}{EMBEDDING_SUFFIX}", args.out_dir / f"{stem}{MANIFEST_SUFFIX}"]
+        for target in targets:
+            if target.is_dir():
+                raise UserError(f"cannot write {target}: a folder has that name")
+            if target.resolve() in inputs:
+                raise UserError(f"segmenting {path} would overwrite the input {target}; choose another --out-dir")
+        if not inside:
+            root = args.out_dir / f"{stem}_labels{omezarr.SUFFIX}"
+            if root.exists() and not root.is_dir():
+                raise UserError(f"cannot write the labels {root}: a file has that name")
+            if root.resolve() in inputs:
+                raise UserError(f"segmenting {path} would overwrite the input {root}; choose another --out-dir")
+    if need:
+        check_writable(
+            args.out_dir / f"{stems[paths[0]]}{MANIFEST_SUFFIX}",
+            need_bytes=need,
+            what="output folder",
+            shown=args.out_dir,
+        )
 
 
 def _write_ome_zarr(volume, levels, embedding, ks, out_dir: Path, stem: str, extra: dict) -> list[Path]:
-    from datetime import datetime, timezone  # noqa: PLC0415
-
-    from .. import __version__  # noqa: PLC0415
     from ..io.atomic import atomic_path  # noqa: PLC0415
-    from ._outputs import EMBEDDING_SUFFIX, MANIFEST_FORMAT  # noqa: PLC0415
+    from ._outputs import EMBEDDING_SUFFIX  # noqa: PLC0415
 
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / f"{stem}{MANIFEST_SUFFIX}"
@@ -125,10 +210,97 @@ def _write_ome_zarr(volume, levels, embedding, ks, out_dir: Path, stem: str, ext
     with atomic_path(emb) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, embedding)
-    record = {"format": MANIFEST_FORMAT, "version": 1, "hypseg_version": __version__,
-              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "source": str(volume.source) if volume.source else None, "levels": [int(k) for k in ks],
-              "files": {**{str(k): str(p.resolve()) for k, p in zip(ks, written)}, "embedding": emb.name}, **extra}
+    return _write_manifest(volume, written, emb, ks, manifest, extra)
+
+
+def _stream_ome_zarr(
+    volume,
+    data,
+    model,
+    ks,
+    clustering,
+    *,
+    client,
+    payload,
+    shared,
+    chunk: int,
+    device: str,
+    out_dir: Path,
+    stem: str,
+    extra: dict,
+    progress,
+) -> list[Path]:
+    """Segment one volume block by block into its OME-Zarr labels and its ``.npy`` embedding."""
+    import dask.array as da  # noqa: PLC0415
+    import zarr  # noqa: PLC0415
+
+    from ..io.atomic import atomic_path  # noqa: PLC0415
+    from ..segmentation.dataset import block_grid, lazy_assignment, store_assignment  # noqa: PLC0415
+    from ..segmentation.dataset_clustering import label_dtype  # noqa: PLC0415
+    from ._outputs import EMBEDDING_SUFFIX  # noqa: PLC0415
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / f"{stem}{MANIFEST_SUFFIX}"
+    manifest.unlink(missing_ok=True)  # written last: its presence means complete
+    grid = block_grid(data, model, chunk)
+    edges = tuple(c[0] for c in grid)  # every block boundary falls on this grid: a merged last block spans two
+    d = model.config.latent_dim
+    shape = tuple(data.shape)
+    scratch = out_dir / f".{stem}_scratch-{os.getpid()}.zarr"
+    shutil.rmtree(scratch, ignore_errors=True)
+    emb = out_dir / f"{stem}{EMBEDDING_SUFFIX}"
+    try:
+        group = zarr.open_group(str(scratch), mode="w", zarr_format=2)
+        label_store = group.create_array(
+            "labels", shape=(*shape, len(ks)), dtype=label_dtype(ks), chunks=(*edges, len(ks)), fill_value=0
+        )
+        embedding_store = group.create_array(
+            "embedding", shape=(*shape, d), dtype=np.float32, chunks=(*edges, d), fill_value=0
+        )
+        markers = lazy_assignment(
+            data,
+            model,
+            ks,
+            clustering,
+            client=client,
+            payload=payload,
+            shared=shared,
+            chunks=chunk,
+            device=device,
+            targets=(label_store, embedding_store),
+        )
+        store_assignment(markers, client=client, progress=progress)
+        with atomic_path(emb) as tmp:
+            memmap = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(*shape, d))
+            # chunk by chunk here: the .npy is written by this process alone
+            da.store(da.from_zarr(embedding_store), memmap, lock=False, scheduler="sync")
+            memmap.flush()
+            del memmap
+        stored = da.from_zarr(label_store)
+        root = omezarr.labels_root(volume, out_dir, stem)
+        written = omezarr.write_label_levels(root, {k: stored[..., i] for i, k in enumerate(ks)}, volume.spacing)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _write_manifest(volume, written, emb, ks, manifest, extra)
+
+
+def _write_manifest(volume, written: list[Path], emb: Path, ks, manifest: Path, extra: dict) -> list[Path]:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from .. import __version__  # noqa: PLC0415
+    from ..io.atomic import atomic_path  # noqa: PLC0415
+    from ._outputs import MANIFEST_FORMAT  # noqa: PLC0415
+
+    record = {
+        "format": MANIFEST_FORMAT,
+        "version": 1,
+        "hypseg_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": str(volume.source) if volume.source else None,
+        "levels": [int(k) for k in ks],
+        "files": {**{str(k): str(p.resolve()) for k, p in zip(ks, written)}, "embedding": emb.name},
+        **extra,
+    }
     with atomic_path(manifest) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
     return [*written, emb, manifest]
@@ -139,6 +311,9 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
     from ..segmentation.dataset_clustering import DatasetClustering  # noqa: PLC0415
 
     check_dataset_args(args)
+    from ..segment_config import FusionConfig  # noqa: PLC0415
+
+    fusion = FusionConfig() if args.intensity is None else FusionConfig(intensity=args.intensity)
     ks = parse_clusters(args.clusters)
     chunk = args.chunk or DEFAULT_CHUNK
     clustering = DatasetClustering.load(args.clusters_from) if args.clusters_from else None
@@ -156,6 +331,7 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
                 print(f"{p.name}: complete (manifest), skipped", file=sys.stderr)
     if not todo:
         return 0
+    plan_dataset_outputs(todo, stems, model.config, args)
     read = [_read(p, chunk) for p in todo]
     t0 = time.perf_counter()
     bars: dict[str, ProgressLine] = {}
@@ -168,29 +344,78 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
             bars[stage] = ProgressLine(f"{len(todo)} volumes: {stage}")
         bars[stage].update(done, total, f"{done}/{total}")
 
+    extra = {"model": str(args.model), "settings": settings}
+    # a saved clustering of the raw intensity, written as OME-Zarr: block by block, nothing whole in memory
+    streamed = [
+        i for i, p in enumerate(todo) if clustering is not None and clustering.blockwise and writes_ome_zarr(p, args)
+    ]
     with dask_client(args) as client:
-        clustering, labels, embeddings = segment_dataset(
-            [d for _, d in read], model, ks, clustering=clustering, client=client, seed=args.seed, chunks=chunk,
-            device=args.device,
-            progress=report,
-        )
+        if streamed:
+            import dask  # noqa: PLC0415
+
+            from ..segmentation.distributed import model_payload  # noqa: PLC0415
+
+            payload, shared = model_payload(model, client), dask.delayed(clustering, pure=True)
+            for i in streamed:
+                path, (volume, data) = todo[i], read[i]
+                written = _stream_ome_zarr(
+                    volume,
+                    data,
+                    model,
+                    ks,
+                    clustering,
+                    client=client,
+                    payload=payload,
+                    shared=shared,
+                    chunk=chunk,
+                    device=args.device,
+                    out_dir=args.out_dir,
+                    stem=stems[path],
+                    extra=extra,
+                    progress=report,
+                )
+                for p in written:
+                    print(p)
+        rest = [i for i in range(len(todo)) if i not in streamed]
+        labels, embeddings = [], []
+        if rest:
+            clustering, labels, embeddings = segment_dataset(
+                [read[i][1] for i in rest],
+                model,
+                ks,
+                clustering=clustering,
+                client=client,
+                seed=args.seed,
+                chunks=chunk,
+                device=args.device,
+                progress=report,
+                fusion=fusion,
+            )
     for bar in bars.values():
         bar.close()
     if args.save_clusters:
         print(f"clusters: {clustering.save(args.save_clusters)}")
-    extra = {"model": str(args.model), "settings": settings}
-    for path, (volume, _), levels, embedding in zip(todo, read, labels, embeddings):
-        if args.format == "ome-zarr" or (args.format is None and volume.format == "ome-zarr"):
+    for i, levels, embedding in zip(rest, labels, embeddings):
+        path, (volume, _) = todo[i], read[i]
+        if writes_ome_zarr(path, args):
             written = _write_ome_zarr(volume, levels, embedding, ks, args.out_dir, stems[path], extra)
         else:
             if volume.format == "ome-zarr":
                 volume.data = np.asarray(volume.data)
-            written = write_levels(volume.geometry, levels.__getitem__, ks, args.out_dir, fmt=args.format,
-                                   stem=stems[path], image=volume.data, unit=volume.metadata.get("units"),
-                                   embedding=embedding, manifest=extra)
+            written = write_levels(
+                volume.geometry,
+                levels.__getitem__,
+                ks,
+                args.out_dir,
+                fmt=args.format,
+                stem=stems[path],
+                image=volume.data,
+                unit=volume.metadata.get("units"),
+                embedding=embedding,
+                manifest=extra,
+            )
         for p in written:
             print(p)
     hours = (time.perf_counter() - t0) / 3600
     print(f"{len(todo)} volumes, {len(todo) / hours:.0f} volumes/hour", file=sys.stderr)
     return 0
-

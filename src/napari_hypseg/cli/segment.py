@@ -15,10 +15,18 @@ import numpy as np
 from .._errors import SettingError, UserError
 from ..io import NIFTI_SUFFIXES, read_volume
 from ..io.atomic import check_writable, full_suffix
-from ..segment_config import SegmentConfig
+from ..segment_config import INTENSITY_CHOICES, SegmentConfig
 from ..segment_modes import MODES
 from ._options import add_device_and_seed, as_option_error
-from ._outputs import FORMATS, MANIFEST_SUFFIX, output_names, output_suffix_for, parse_clusters, unique_stems, write_levels
+from ._outputs import (
+    FORMATS,
+    MANIFEST_SUFFIX,
+    output_names,
+    output_suffix_for,
+    parse_clusters,
+    unique_stems,
+    write_levels,
+)
 from ._progress import ProgressLine
 
 # volumes up to this size are read into RAM in a background thread while the
@@ -29,23 +37,49 @@ DEFAULT_CLUSTERS = "2,4,8"
 
 
 def add_segment_args(parser: argparse.ArgumentParser) -> None:
-    """The segmentation options, with :class:`SegmentConfig`'s defaults (``--device`` and ``--seed`` are added apart)."""
+    """The segmentation options, with :class:`SegmentConfig`'s defaults.
+
+    ``--device`` and ``--seed`` are added apart.
+    """
     defaults = SegmentConfig()
-    parser.add_argument("--clusters", default=DEFAULT_CLUSTERS,
-                        help="cluster counts to write, e.g. 2,4,8 or 2-16 (default %(default)s)")
+    parser.add_argument(
+        "--clusters", default=DEFAULT_CLUSTERS, help="cluster counts to write, e.g. 2,4,8 or 2-16 (default %(default)s)"
+    )
     parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
-    parser.add_argument("--format", choices=[*sorted(FORMATS), "ome-zarr"], default=None,
-                        help="output format (default: the input's; OME-Zarr input gets labels/ inside it)")
-    parser.add_argument("--mode", choices=MODES, default=defaults.mode,
-                        help="mixture (default): Gaussian mixture with a spatial prior on the embedding fused with intensity; "
-                             "nested / flat: Poincaré k-means on the embedding alone (the paper's protocol)")
-    parser.add_argument("--window", default=_window_text(defaults.window), help="embedding window edge(s) in voxels, e.g. 17 or 17,9 to fuse (default: the model's patch)")
-    parser.add_argument("--stride", type=int, default=defaults.stride, help="embed every Nth voxel and interpolate (fast preview)")
-    parser.add_argument("--bin", type=int, default=defaults.binning, dest="binning",
-                        help="mean-pool the volume by N before embedding (big tomograms on CPU); labels are written at full resolution")
-    parser.add_argument("--resample-to-model", action="store_true",
-                        help="when the volume's voxel size differs from the model's by more than 20%%, resample it to the "
-                             "model's (linear) before embedding; labels are written on the source grid")
+    parser.add_argument(
+        "--format",
+        choices=[*sorted(FORMATS), "ome-zarr"],
+        default=None,
+        help="output format (default: the input's; OME-Zarr input gets labels/ inside it)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default=defaults.mode,
+        help="mixture (default): Gaussian mixture with a spatial prior on the embedding fused with intensity; "
+        "nested / flat: Poincaré k-means on the embedding alone (the paper's protocol)",
+    )
+    parser.add_argument(
+        "--window",
+        default=_window_text(defaults.window),
+        help="embedding window edge(s) in voxels, e.g. 17 or 17,9 to fuse (default: the model's patch)",
+    )
+    parser.add_argument(
+        "--stride", type=int, default=defaults.stride, help="embed every Nth voxel and interpolate (fast preview)"
+    )
+    parser.add_argument(
+        "--bin",
+        type=int,
+        default=defaults.binning,
+        dest="binning",
+        help="mean-pool the volume by N before embedding (big tomograms on CPU); labels are written at full resolution",
+    )
+    parser.add_argument(
+        "--resample-to-model",
+        action="store_true",
+        help="when the volume's voxel size differs from the model's by more than 20%%, resample it to the "
+        "model's (linear) before embedding; labels are written on the source grid",
+    )
 
 
 def parse_window(text: str | None):
@@ -82,8 +116,13 @@ def segment_config_from_args(args: argparse.Namespace) -> SegmentConfig:
     ks = parse_clusters(args.clusters)
     try:
         return SegmentConfig(
-            k_max=max(ks), mode=args.mode, window=parse_window(args.window), stride=args.stride,
-            binning=args.binning, device=args.device, seed=args.seed,
+            k_max=max(ks),
+            mode=args.mode,
+            window=parse_window(args.window),
+            stride=args.stride,
+            binning=args.binning,
+            device=args.device,
+            seed=args.seed,
         )
     except SettingError as exc:
         raise as_option_error(exc) from None
@@ -112,13 +151,36 @@ def register(subparsers) -> None:
     add_device_and_seed(parser, SegmentConfig())
     add_segment_args(parser)
     scale = parser.add_argument_group("one clustering for a dataset, dask (docs/scaling.md)")
-    scale.add_argument("--clusters-from", type=Path, default=None, metavar="FILE",
-                       help="assign every volume with this saved clustering (same id = same cluster everywhere)")
-    scale.add_argument("--save-clusters", type=Path, default=None, metavar="FILE",
-                       help="fit one clustering on a sample of all volumes and save it (.npz)")
-    scale.add_argument("--workers", type=int, default=None, metavar="N", help="run on a local dask cluster of N worker processes")
-    scale.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on an existing dask scheduler, e.g. tcp://host:8786")
-    scale.add_argument("--chunk", type=int, default=None, metavar="N", help="blockwise embedding chunk edge (default 48)")
+    scale.add_argument(
+        "--clusters-from",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="assign every volume with this saved clustering (same id = same cluster everywhere)",
+    )
+    scale.add_argument(
+        "--save-clusters",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="fit one clustering on a sample of all volumes and save it (.npz)",
+    )
+    scale.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="run on a local dask cluster of N worker processes"
+    )
+    scale.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS", help="run on an existing dask scheduler, e.g. tcp://host:8786"
+    )
+    scale.add_argument(
+        "--chunk", type=int, default=None, metavar="N", help="blockwise embedding chunk edge (default 48)"
+    )
+    scale.add_argument(
+        "--intensity",
+        default=None,
+        choices=INTENSITY_CHOICES,
+        help="intensity channel of the clustering fitted here (default auto); a raw one assigns "
+        "volumes block by block, a denoised one a volume at a time",
+    )
     parser.set_defaults(func=run)
 
 
@@ -134,7 +196,11 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
             path = Path(match)
             key = path.resolve()
             if key in seen:
-                warnings.warn(f"{path} is given more than once (also as {seen[key]}); segmenting it once", UserWarning, stacklevel=2)
+                warnings.warn(
+                    f"{path} is given more than once (also as {seen[key]}); segmenting it once",
+                    UserWarning,
+                    stacklevel=2,
+                )
                 continue
             seen[key] = path
             paths.append(path)
@@ -168,23 +234,44 @@ def segment_volume(
     model_size = getattr(model, "voxel_size", None)
     resample = voxel_size_differs(volume.spacing, model_size)
     if resample and not resample_to_model:
-        warnings.warn(f"{label}: {voxel_size_warning(volume.spacing, model_size)}; pass --resample-to-model to "
-                      "resample it to the model's voxel size", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{label}: {voxel_size_warning(volume.spacing, model_size)}; pass --resample-to-model to "
+            "resample it to the model's voxel size",
+            UserWarning,
+            stacklevel=2,
+        )
         resample = False
     bar = ProgressLine(label)
     t0 = time.perf_counter()
-    progress = lambda stage, done, total: bar.update(done, total, stage)
+
+    def progress(stage, done, total):
+        bar.update(done, total, stage)
+
     if resample:
-        result = segment_at_voxel_size(volume.data, model, config, voxel_size=volume.spacing, target=model_size,
-                                       progress=progress)
+        result = segment_at_voxel_size(
+            volume.data, model, config, voxel_size=volume.spacing, target=model_size, progress=progress
+        )
     else:
         result = segment(volume.data, model, config, progress=progress)
     bar.close()
-    settings = {"mode": config.mode, "window": _window_text(config.window), "stride": config.stride,
-                "bin": config.binning, "seed": config.seed, "resampled_to": list(model_size) if resample else None}
+    settings = {
+        "mode": config.mode,
+        "window": _window_text(config.window),
+        "stride": config.stride,
+        "bin": config.binning,
+        "seed": config.seed,
+        "resampled_to": list(model_size) if resample else None,
+    }
     written = write_levels(
-        volume.geometry, result.labels, ks, out_dir, fmt=fmt, stem=stem,
-        image=volume.data, unit=volume.metadata.get("units"), embedding=result.embedding,
+        volume.geometry,
+        result.labels,
+        ks,
+        out_dir,
+        fmt=fmt,
+        stem=stem,
+        image=volume.data,
+        unit=volume.metadata.get("units"),
+        embedding=result.embedding,
         manifest={"model": str(model_path) if model_path else None, "settings": settings},
     )
     print(f"{label}: {len(ks)} label files in {time.perf_counter() - t0:.1f} s -> {out_dir}", file=sys.stderr)
@@ -211,9 +298,18 @@ def run(args: argparse.Namespace) -> int:
             volume = upcoming.result()
             if i + 1 < len(paths):
                 upcoming = pool.submit(_load, paths[i + 1])
-            written, _ = segment_volume(volume, model, config, ks, args.out_dir, fmt=args.format,
-                                        resample_to_model=args.resample_to_model, label=path.name, stem=stems[path],
-                                        model_path=args.model)
+            written, _ = segment_volume(
+                volume,
+                model,
+                config,
+                ks,
+                args.out_dir,
+                fmt=args.format,
+                resample_to_model=args.resample_to_model,
+                label=path.name,
+                stem=stems[path],
+                model_path=args.model,
+            )
             for p in written:
                 print(p)
     hours = (time.perf_counter() - t0) / 3600
@@ -222,9 +318,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def plan_outputs(paths: list[Path], stems: dict[Path, str], model_config, config: SegmentConfig, ks: list[int],
-                 out_dir: Path, fmt: str | None) -> None:
-    """Before any embedding: every volume fits the model and the bin, no output overwrites an input, the folder has room."""
+def plan_outputs(
+    paths: list[Path],
+    stems: dict[Path, str],
+    model_config,
+    config: SegmentConfig,
+    ks: list[int],
+    out_dir: Path,
+    fmt: str | None,
+) -> None:
+    """Before any embedding: every volume fits the model and the bin, no output overwrites an input,
+    the folder has room."""
     from ..segmentation.binning import binned_shape, check_binning
 
     n_windows = len(config.window) if isinstance(config.window, tuple) else 1
@@ -237,7 +341,8 @@ def plan_outputs(paths: list[Path], stems: dict[Path, str], model_config, config
             try:
                 if min(shape) < model_config.patch_size:
                     raise UserError(
-                        f"the volume of shape {shape} is smaller than the model's {model_config.patch_size}-voxel patch along some axis"
+                        f"the volume of shape {shape} is smaller than the model's "
+                        f"{model_config.patch_size}-voxel patch along some axis"
                     )
                 check_binning(shape, config.binning, min_size=model_config.patch_size if config.binning != 1 else 1)
             except UserError as exc:
@@ -254,13 +359,17 @@ def plan_outputs(paths: list[Path], stems: dict[Path, str], model_config, config
             if target.is_dir():
                 raise UserError(f"cannot write {out_dir / name}: a folder has that name")
             if target in inputs:
-                raise UserError(f"segmenting {path} would overwrite the input {out_dir / name}; choose another --out-dir")
+                raise UserError(
+                    f"segmenting {path} would overwrite the input {out_dir / name}; choose another --out-dir"
+                )
             if target.is_file():
                 replaced += target.stat().st_size
-    # files replaced one at a time free their old space as they go; only the largest new one needs room beside its old self
+    # files replaced one at a time free their old space as they go;
+    # only the largest new one needs room beside its old self
     need = max(0, need - replaced) + (largest if replaced else 0)
-    check_writable(out_dir / f"{stems[paths[0]]}{MANIFEST_SUFFIX}", need_bytes=need, what="output folder",
-                   shown=out_dir)
+    check_writable(
+        out_dir / f"{stems[paths[0]]}{MANIFEST_SUFFIX}", need_bytes=need, what="output folder", shown=out_dir
+    )
 
 
 def peek_shape(path: Path) -> tuple[int, ...] | None:

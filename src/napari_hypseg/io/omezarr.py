@@ -99,16 +99,27 @@ def _write_multiscale_labels(target: Path, labels: np.ndarray, scale: Sequence[f
 
     root = zarr.open_group(str(target), mode="w", zarr_format=2)
     datasets = []
-    for i, level in enumerate(_pyramid(np.asarray(labels))):
-        arr = root.create_array(str(i), shape=level.shape, dtype=level.dtype,
-                                chunks=tuple(min(CHUNK, n) for n in level.shape), fill_value=0)
-        arr[...] = level
-        datasets.append({"path": str(i), "coordinateTransformations": [
-            {"type": "scale", "scale": [float(s) * 2**i for s in scale]}]})
-    root.attrs.update({
-        "multiscales": [{"version": NGFF_VERSION, "name": name, "axes": AXES, "datasets": datasets}],
-        "image-label": {"version": NGFF_VERSION, "colors": colors, "source": {"image": "../../"}},
-    })
+    lazy = hasattr(labels, "dask")  # a dask array is stored block by block, never whole in memory
+    for i, level in enumerate(_pyramid(labels if lazy else np.asarray(labels))):
+        arr = root.create_array(
+            str(i), shape=level.shape, dtype=level.dtype, chunks=tuple(min(CHUNK, n) for n in level.shape), fill_value=0
+        )
+        if lazy:
+            level.rechunk(arr.chunks).store(arr, lock=False)  # one task per zarr chunk: no two write one chunk
+        else:
+            arr[...] = level
+        datasets.append(
+            {
+                "path": str(i),
+                "coordinateTransformations": [{"type": "scale", "scale": [float(s) * 2**i for s in scale]}],
+            }
+        )
+    root.attrs.update(
+        {
+            "multiscales": [{"version": NGFF_VERSION, "name": name, "axes": AXES, "datasets": datasets}],
+            "image-label": {"version": NGFF_VERSION, "colors": colors, "source": {"image": "../../"}},
+        }
+    )
 
 
 def label_colors(k: int) -> list[dict]:
@@ -126,8 +137,13 @@ def labels_root(volume: Volume, out_dir: Path, stem: str) -> Path:
     return out_dir / f"{stem}_labels{SUFFIX}"
 
 
-def write_label_levels(root: Path, levels: dict[int, np.ndarray], scale: Sequence[float], *, prefix: str = "hypseg") -> list[Path]:
-    """Write ``root/labels/<prefix>_k<k>`` for each level (each renamed into place when complete); return their paths."""
+def write_label_levels(
+    root: Path, levels: dict[int, np.ndarray], scale: Sequence[float], *, prefix: str = "hypseg"
+) -> list[Path]:
+    """Write ``root/labels/<prefix>_k<k>`` for each level (each renamed into place when complete); return their paths.
+
+    A level may be a dask array: it is then stored chunk by chunk by the active scheduler.
+    """
     import zarr  # noqa: PLC0415
 
     root = Path(root)
@@ -142,7 +158,7 @@ def write_label_levels(root: Path, levels: dict[int, np.ndarray], scale: Sequenc
         final = labels_dir / name
         tmp = labels_dir / f".{name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        _write_multiscale_labels(tmp, labels, scale, name, label_colors(int(np.max(labels, initial=0))))
+        _write_multiscale_labels(tmp, labels, scale, name, label_colors(int(labels.max()) if labels.size else 0))
         if final.exists():
             old = labels_dir / f".{name}.old-{os.getpid()}"
             os.replace(final, old)
@@ -164,8 +180,15 @@ def write_image(path: Path, data: np.ndarray, scale: Sequence[float]) -> Path:
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
     arr = root.create_array("0", shape=data.shape, dtype=data.dtype, chunks=tuple(min(CHUNK, n) for n in data.shape))
     arr[...] = data
-    root.attrs["multiscales"] = [{"version": NGFF_VERSION, "axes": AXES, "datasets": [
-        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [float(s) for s in scale]}]}]}]
+    root.attrs["multiscales"] = [
+        {
+            "version": NGFF_VERSION,
+            "axes": AXES,
+            "datasets": [
+                {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [float(s) for s in scale]}]}
+            ],
+        }
+    ]
     return Path(path)
 
 
@@ -189,8 +212,10 @@ def read_multiscale(path: Path) -> tuple[list, dict]:
         raise UserError(f"{path} is not an OME-Zarr multiscale image")
     data = [da.from_zarr(str(Path(path) / d["path"])) for d in ms["datasets"]]
     data = [d.reshape(d.shape[-3:]) if d.ndim > 3 and all(n == 1 for n in d.shape[:-3]) else d for d in data]
-    scale = next((t["scale"] for t in ms["datasets"][0].get("coordinateTransformations", []) if t["type"] == "scale"),
-                 [1.0, 1.0, 1.0])
+    scale = next(
+        (t["scale"] for t in ms["datasets"][0].get("coordinateTransformations", []) if t["type"] == "scale"),
+        [1.0, 1.0, 1.0],
+    )
     return data, {"scale": [float(v) for v in scale[-3:]]}
 
 

@@ -26,12 +26,14 @@ TV_WEIGHT = 0.1
 #: raw intensity's noise drowns the classes (docs/method.md has the measurements)
 DENOISE_FROM_SIGMA = 0.1
 INTENSITY_KINDS = ("raw", "denoised")
+#: percentiles of the volume mapped to 0 and 1 by :func:`normalise`
+NORMALISE_PERCENTILES = (1, 99)
 
 
 def normalise(volume: np.ndarray) -> np.ndarray:
     """Float32 copy with the 1st..99th percentiles mapped to 0..1 (constant volumes → zeros)."""
     v = np.asarray(volume, dtype=np.float32)
-    lo, hi = np.percentile(v, [1, 99])
+    lo, hi = np.percentile(v, NORMALISE_PERCENTILES)
     if not hi > lo:
         lo, hi = float(v.min()), float(v.max())
     if not hi > lo:
@@ -80,7 +82,7 @@ def noise_sigma(normalised: np.ndarray) -> float:
 
 
 def choose_intensity(volume: np.ndarray) -> str:
-    """"denoised" when the volume's estimated noise σ reaches :data:`DENOISE_FROM_SIGMA`, else "raw"."""
+    """ "denoised" when the volume's estimated noise σ reaches :data:`DENOISE_FROM_SIGMA`, else "raw"."""
     return "denoised" if noise_sigma(normalise(volume)) >= DENOISE_FROM_SIGMA else "raw"
 
 

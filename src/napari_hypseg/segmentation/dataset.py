@@ -6,8 +6,14 @@ Three stages, each a dask graph run by whatever scheduler is given:
 2. unless a clustering is given, one is fitted on a bounded seeded sample
    of all volumes (:func:`.dataset_clustering.fit_dataset_clustering`, in
    this process: the sample is small);
-3. every volume is assigned with it, one task per volume (the Potts prior
-   and the per-volume intensity normalisation need the whole volume).
+3. every volume is assigned with it. To a given clustering of the raw
+   intensity this is blockwise (:func:`assign_blockwise`): the volume's
+   1st/99th percentiles are found exactly in two histogram passes
+   (:func:`intensity_bounds`), and each block is assigned with a halo of the
+   Potts prior's reach, which gives the whole-volume labels exactly; no task
+   holds more than a block and its halo. After a fit here, and for a
+   clustering of the TV-denoised intensity (a whole-volume filter), it is one
+   task per volume.
 
 In-process (``client=None``) the same graphs run with the synchronous
 scheduler, so a cluster changes where the work happens, not the numbers.
@@ -16,12 +22,17 @@ scheduler, so a cluster changes where the work happens, not the numbers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from .._device import resolve_device
+from .._errors import UserError
+from ..model.dense import encode_block
 from ..model.vae import HyperbolicVAE
+from . import dataset_clustering as dc
 from .dataset_clustering import DatasetClustering, fit_dataset_clustering
-from .distributed import embed_dask
+from .distributed import embed_dask, merge_thin_chunks
 from .fusion import FusionConfig
 from .mixture import FIT_SIZE
 
@@ -33,14 +44,16 @@ class PathArray:
 
     def __init__(self, path, shape, dtype):
         self.path, self.shape, self.dtype, self.ndim = str(path), tuple(shape), np.dtype(dtype), len(shape)
-        self._data = None
 
     def __getitem__(self, index):
-        if self._data is None:
-            from ..io import read_volume  # noqa: PLC0415
+        from ..io import MRC_SUFFIXES, full_suffix, read_mrc, read_nifti  # noqa: PLC0415
 
-            self._data = read_volume(self.path).data  # a memory map for MRC and uncompressed NIfTI
-        return np.asarray(self._data[index])
+        # read_volume's readers without its NaN check, which copies a sample of up to 256 MB per call
+        # (the client checked the file once). Opened for each read, not kept: the pages of a kept memory
+        # map stay resident, and a worker reading block after block of a large file would grow to its size.
+        reader = read_mrc if full_suffix(Path(self.path)) in MRC_SUFFIXES else read_nifti
+        data = reader(self.path).data  # a memory map for MRC and uncompressed NIfTI
+        return np.array(data[index])  # a copy: the map is released with `data`
 
     def __getstate__(self):
         return {"path": self.path, "shape": self.shape, "dtype": self.dtype.str}
@@ -53,7 +66,12 @@ def lazy_volume(path, shape, dtype, chunks: int):
     """A dask array of the volume file at ``path``, read blockwise where it is computed."""
     import dask.array as da  # noqa: PLC0415
 
-    return da.from_array(PathArray(path, shape, dtype), chunks=chunks, name=f"hypseg-volume-{path}", asarray=False)
+    # inline: every read task carries the (path-sized) PathArray and depends on nothing, so distributed
+    # treats the reads as root tasks and starts no more of them than the workers can consume; behind one
+    # shared key they ran ahead of the block tasks and filled the workers' memory with blocks in waiting
+    return da.from_array(
+        PathArray(path, shape, dtype), chunks=chunks, name=f"hypseg-volume-{path}", asarray=False, inline_array=True
+    )
 
 
 def _assign(clustering: DatasetClustering, volume: np.ndarray, embedding: np.ndarray, ks) -> dict[int, np.ndarray]:
@@ -87,39 +105,303 @@ def _compute(collections, client, progress: Progress | None, stage: str):
     return results
 
 
-def _gather_blocks(arrays, client, progress: Progress | None, stage: str) -> list[np.ndarray]:
-    """Compute dask arrays block by block into numpy arrays here, reporting blocks done (all volumes together)."""
+def _run(collection, client):
+    """Compute one dask collection on ``client``, or here with the synchronous scheduler."""
     import dask  # noqa: PLC0415
 
-    out = [np.empty(a.shape, a.dtype) for a in arrays]
-    parts = []
-    for i, a in enumerate(arrays):
-        starts = [np.cumsum((0, *c)) for c in a.chunks]
-        for index, block in np.ndenumerate(a.to_delayed()):
-            parts.append((i, tuple(slice(st[j], st[j + 1]) for st, j in zip(starts, index)), block))
-
-    def place(n, part, value):
-        out[part[0]][part[1]] = value
-        if progress:
-            progress(f"{stage} blocks", n, len(parts))
-
     if client is None:
-        for n, part in enumerate(parts, start=1):
-            place(n, part, dask.compute(part[2], scheduler="sync")[0])
-        return out
+        return dask.compute(collection, scheduler="sync")[0]
+    return client.compute(collection).result()
+
+
+def _gather_blocks(groups, client, progress: Progress | None, stage: str) -> list[list[np.ndarray]]:
+    """Compute groups of dask arrays into numpy arrays here.
+
+    On a client the blocks arrive one at a time as they finish, reporting blocks
+    done (all groups together; the arrays of a group that share blocks, such as
+    labels and embedding, computed once, the graph not optimised so they keep
+    their shared keys). In-process each group is one synchronous graph,
+    reporting groups done.
+    """
+    import dask.array as da  # noqa: PLC0415
+
+    into = [[np.empty(a.shape, a.dtype) for a in group] for group in groups]
+    if client is None:
+        for n, (group, out) in enumerate(zip(groups, into), start=1):
+            da.store([*group], [*out], lock=False, scheduler="sync")
+            if progress:
+                progress(stage, n, len(groups))
+        return into
+    parts = []
+    for group, out in zip(groups, into):
+        for a, target in zip(group, out):
+            starts = [np.cumsum((0, *c)) for c in a.chunks]
+            for index, block in np.ndenumerate(a.to_delayed(optimize_graph=False)):
+                parts.append((target, tuple(slice(st[j], st[j + 1]) for st, j in zip(starts, index)), block))
     from distributed import as_completed  # noqa: PLC0415
 
-    futures = client.compute([p[2] for p in parts])
+    futures = client.compute([p[2] for p in parts], optimize_graph=False)
     where = {f.key: p for f, p in zip(futures, parts)}
     for n, future in enumerate(as_completed(futures), start=1):
-        place(n, where[future.key], future.result())
+        target, region, _ = where[future.key]
+        target[region] = future.result()
+        future.release()  # the worker may forget the block as soon as it is here
+        if progress:
+            progress(f"{stage} blocks", n, len(parts))
+    return into
+
+
+# -- blockwise assignment ---------------------------------------------------
+
+
+def intensity_bounds(volume, client=None) -> tuple[np.float32, np.float32]:
+    """:func:`.dataset_clustering.intensity_bounds` of a dask array: two passes of per-block histograms, summed."""
+    import dask.array as da  # noqa: PLC0415
+
+    if not isinstance(volume, da.Array):
+        return dc.intensity_bounds(np.asarray(volume))
+    spatial = tuple((1,) * len(c) for c in volume.chunks)
+    high = volume.map_blocks(
+        lambda b: dc.high_histogram(b)[None, None, None],
+        new_axis=3,
+        chunks=(*spatial, (dc._BINS,)),
+        dtype=np.int64,
+        meta=np.empty((0,) * 4, np.int64),
+    )
+    high = _run(high.sum(axis=(0, 1, 2)), client)
+    n = int(high.sum())
+    located = dc.locate_ranks(high, dc.needed_ranks(n))
+    prefixes = sorted({p for p, _ in located.values()})
+    low = volume.map_blocks(
+        lambda b: dc.low_histogram(b, prefixes)[None, None, None],
+        new_axis=(3, 4),
+        chunks=(*spatial, (len(prefixes),), (dc._BINS,)),
+        dtype=np.int64,
+        meta=np.empty((0,) * 5, np.int64),
+    )
+    return dc.bounds_from_histograms(n, located, prefixes, _run(low.sum(axis=(0, 1, 2)), client))
+
+
+class _Regions:
+    """A lazy volume as one object (one graph key per worker), read region by region inside a block task.
+
+    A block task reads its own block and halo, so it depends on no other
+    block: nothing waits in a worker's memory for a neighbour (with
+    ``map_overlap`` the halo slices of a whole plane of blocks did, and killed
+    640 MiB workers on a 2.5 GiB volume).
+    """
+
+    def __init__(self, array):
+        self.array = array
+
+    def read(self, lo, hi) -> np.ndarray:
+        region = self.array[tuple(slice(a, b) for a, b in zip(lo, hi))]
+        return np.asarray(region.compute(scheduler="sync") if hasattr(region, "dask") else region, np.float32)
+
+
+def _segment_block(
+    *, source, shape, starts, payload, clustering, ks, bounds, halo, half, device, targets=None, block_info=None
+):
+    """Embedding and labels of one block, as float32 channels ``[embedding (d) | labels (len(ks))]``; with
+    ``targets`` (labels and embedding zarr arrays) written there instead, returning a one-voxel marker.
+
+    The block is read with ``halo + half`` voxels of context on every side
+    inside the volume: its labels need the Potts prior's ``halo``, and the
+    embedding of those voxels the encoder's ``half`` more. On the volume's
+    faces there is no context, and the encoder and the Potts prior mirror the
+    region itself exactly as they mirror the whole volume.
+    """
+    from .distributed import worker_model  # noqa: PLC0415
+
+    device = resolve_device(device)
+    index = block_info[None]["chunk-location"][:3]
+    core = [(int(st[i]), int(st[i + 1])) for st, i in zip(starts, index)]
+    depth = halo + half
+    region_lo = [max(0, a - depth) for a, _ in core]
+    region_hi = [min(n, b + depth) for (_, b), n in zip(core, shape)]
+    block = source.read(region_lo, region_hi)
+    core_lo = [a - r for (a, _), r in zip(core, region_lo)]
+    core_hi = [b - r for (_, b), r in zip(core, region_lo)]
+    # the Potts prior's context: halo voxels beyond the core, where the volume goes on
+    lo = [max(0, c - halo) for c in core_lo]
+    hi = [min(n, c + halo) for c, n in zip(core_hi, block.shape)]
+    crop = tuple(slice(c - a, e - a) for a, c, e in zip(lo, core_lo, core_hi))  # the core inside lo..hi
+    weighted = clustering.embedding_weight > 0
+    model = worker_model(payload, device)
+    loc = encode_block(model, block, *((lo, hi) if weighted else (core_lo, core_hi)), device=device)
+    embedding = np.ascontiguousarray(loc.permute(1, 2, 3, 0).float().cpu().numpy())
+    region = tuple(slice(a, b) for a, b in zip(lo, hi))
+    levels = clustering.assign(block[region], embedding if weighted else None, ks, bounds=bounds, crop=crop)
+    kept = embedding[crop] if weighted else embedding
+    if targets is not None:
+        # written here, by the task that computed it: nothing of the block waits in memory for another task
+        where = tuple(slice(a, b) for a, b in core)
+        targets[0][where] = np.stack([levels[k] for k in ks], axis=-1)
+        targets[1][where] = kept
+        return np.ones((1, 1, 1), np.uint8)
+    d = kept.shape[-1]
+    out = np.empty((*kept.shape[:3], d + len(ks)), np.float32)
+    out[..., :d] = kept
+    for i, k in enumerate(ks):
+        out[..., d + i] = levels[k]
     return out
 
 
+def segment_blockwise(
+    volume,
+    model: HyperbolicVAE,
+    clustering: DatasetClustering,
+    ks,
+    bounds,
+    *,
+    payload=None,
+    shared=None,
+    device: str = "cpu",
+    targets=None,
+):
+    """(labels ``(Z, Y, X, len(ks))``, embedding ``(Z, Y, X, d)``) of ``volume`` (a dask array), lazily.
+
+    ``bounds`` are the volume's :func:`intensity_bounds`. Each block of the
+    volume's chunking is one task that reads the block with the Potts prior's
+    halo (``clustering.halo`` voxels) plus the encoder's, embeds it and assigns
+    it, so its labels are those of the whole-volume
+    :meth:`.DatasetClustering.assign` and its embedding that of
+    :func:`.embed.embed`, to float rounding. ``payload`` is the model from
+    :func:`.distributed.model_payload`, ``shared`` the clustering as one graph
+    key or scattered future. With ``targets`` (a labels and an embedding zarr
+    array, chunked as the blocks) each task writes its block there and the
+    result is a lazy array of one marker per block, computed for its effect.
+    """
+    import dask  # noqa: PLC0415
+    import dask.array as da  # noqa: PLC0415
+
+    from .distributed import model_payload  # noqa: PLC0415
+
+    if not clustering.blockwise:
+        raise ValueError("a clustering of the TV-denoised intensity is assigned one volume at a time")
+    ks = [int(k) for k in ks]
+    halo, half, d = clustering.halo, model.patch_size // 2, model.config.latent_dim
+    if min(volume.shape) < model.patch_size:
+        raise UserError(
+            f"the volume of shape {volume.shape} is smaller than the model's {model.patch_size}-voxel "
+            "patch along some axis"
+        )
+    # a face block reads at least half + 1 voxels, enough for the encoder's mirror
+    chunks = tuple(merge_thin_chunks(c, half + 1) for c in volume.chunks)
+    source = dask.delayed(_Regions(volume), name=f"hypseg-regions-{volume.name}")
+    starts = tuple(tuple(int(v) for v in np.cumsum((0, *c))) for c in chunks)
+    common = dict(
+        source=source,
+        shape=tuple(volume.shape),
+        starts=starts,
+        ks=ks,
+        halo=halo,
+        half=half,
+        payload=model_payload(model) if payload is None else payload,
+        device=str(device),
+        clustering=dask.delayed(clustering, pure=True) if shared is None else shared,
+        bounds=tuple(float(b) for b in bounds),
+    )
+    if targets is not None:
+        for target in targets:
+            if not _aligned(chunks, target.chunks[:3]):  # two tasks writing one zarr chunk could lose one
+                raise ValueError(f"the blocks {chunks} do not fall on the zarr chunks {target.chunks}")
+        markers = tuple((1,) * len(c) for c in chunks)
+        return da.map_blocks(
+            _segment_block,
+            chunks=markers,
+            dtype=np.uint8,
+            meta=np.empty((0,) * 3, np.uint8),
+            targets=tuple(targets),
+            **common,
+        )
+    combined = da.map_blocks(
+        _segment_block,
+        chunks=(*chunks, (d + len(ks),)),
+        dtype=np.float32,
+        meta=np.empty((0,) * 4, np.float32),
+        **common,
+    )
+    return combined[..., d:].astype(dc.label_dtype(ks)), combined[..., :d]
+
+
+def lazy_assignment(
+    volume,
+    model: HyperbolicVAE,
+    ks,
+    clustering: DatasetClustering,
+    *,
+    client=None,
+    payload=None,
+    shared=None,
+    chunks: int | None = None,
+    device: str = "cpu",
+    targets=None,
+):
+    """(labels ``(Z, Y, X, len(ks))``, embedding ``(Z, Y, X, d)``) of one volume as lazy dask arrays.
+
+    Only the volume's intensity bounds are computed now (two histogram
+    passes); the rest runs when the arrays are computed or stored, block by
+    block (:func:`segment_blockwise`), so no task holds the whole volume.
+    """
+    import dask.array as da  # noqa: PLC0415
+
+    if not isinstance(volume, da.Array):
+        volume = da.from_array(np.asarray(volume), chunks=chunks or "auto")
+    elif chunks is not None:
+        volume = volume.rechunk(chunks)
+    bounds = intensity_bounds(volume, client)
+    return segment_blockwise(
+        volume, model, clustering, ks, bounds, payload=payload, shared=shared, device=device, targets=targets
+    )
+
+
+def block_grid(volume, model: HyperbolicVAE, chunks: int | None = None) -> tuple[tuple[int, ...], ...]:
+    """The blocks :func:`segment_blockwise` makes of ``volume`` (for chunking the zarr arrays it writes)."""
+    if chunks is not None:
+        volume = volume.rechunk(chunks)
+    return tuple(merge_thin_chunks(c, model.patch_size // 2 + 1) for c in volume.chunks)
+
+
+def store_assignment(markers, *, client=None, progress: Progress | None = None, stage: str = "embed+assign") -> None:
+    """Compute :func:`segment_blockwise`'s markers (each block writes its own outputs), reporting blocks done."""
+    import dask  # noqa: PLC0415
+
+    tasks = list(markers.to_delayed().ravel())
+    if client is None:
+        for n, task in enumerate(tasks, start=1):
+            dask.compute(task, scheduler="sync")
+            if progress:
+                progress(f"{stage} blocks", n, len(tasks))
+        return
+    from distributed import as_completed  # noqa: PLC0415
+
+    futures = client.compute(tasks)
+    for n, future in enumerate(as_completed(futures), start=1):
+        future.result()  # raises what the block raised
+        future.release()
+        if progress:
+            progress(f"{stage} blocks", n, len(tasks))
+
+
+def _aligned(chunks: tuple[tuple[int, ...], ...], grid: tuple[int, ...]) -> bool:
+    """Whether every block boundary falls on the grid (a merged last block may span two grid chunks)."""
+    return all(b % g == 0 for c, g in zip(chunks, grid) for b in np.cumsum(c)[:-1])
+
+
 def segment_dataset(
-    volumes: Sequence, model: HyperbolicVAE, ks: Sequence[int], *, clustering: DatasetClustering | None = None,
-    client=None, fusion: FusionConfig = FusionConfig(), seed: int = 0, sample_size: int = FIT_SIZE,
-    chunks: int | None = None, device: str = "cpu", progress: Progress | None = None,
+    volumes: Sequence,
+    model: HyperbolicVAE,
+    ks: Sequence[int],
+    *,
+    clustering: DatasetClustering | None = None,
+    client=None,
+    fusion: FusionConfig = FusionConfig(),
+    seed: int = 0,
+    sample_size: int = FIT_SIZE,
+    chunks: int | None = None,
+    device: str = "cpu",
+    progress: Progress | None = None,
 ) -> tuple[DatasetClustering, list[dict[int, np.ndarray]], list[np.ndarray]]:
     """Labels per volume (``{k: labels}``) with one clustering; returns (clustering, labels, embeddings).
 
@@ -134,17 +416,30 @@ def segment_dataset(
 
     payload = model_payload(model, client)  # one copy of the weights per worker, shared by all volumes
     lazy_embeddings = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
-    if clustering is not None:
-        # one pass: each volume's blocks are embedded where they are and gathered on the worker that assigns it
+    if clustering is not None and clustering.blockwise:
+        # one pass, block by block: embedding, then assignment with the Potts prior's halo
         shared = dask.delayed(clustering, pure=True)  # one key: sent to each worker once
+        pairs = [
+            lazy_assignment(
+                v, model, ks, clustering, client=client, payload=payload, shared=shared, chunks=chunks, device=device
+            )
+            for v in arrays
+        ]
+        gathered = _gather_blocks([list(p) for p in pairs], client, progress, "embed+assign")
+        labels = [{k: g[0][..., i] for i, k in enumerate(ks)} for g in gathered]
+        return clustering, labels, [g[1] for g in gathered]
+    if clustering is not None:
+        # the TV-denoised channel needs the whole volume: a volume's embedding is gathered on the worker assigning it
+        shared = dask.delayed(clustering, pure=True)
         tasks = [dask.delayed(_assign_keep, pure=True)(shared, v, e, ks) for v, e in zip(arrays, lazy_embeddings)]
         results = _compute(tasks, client, progress, "embed+assign")
         return clustering, [r[0] for r in results], [r[1] for r in results]
-    embeddings = _gather_blocks(lazy_embeddings, client, progress, "embed")
+    embeddings = [g[0] for g in _gather_blocks([[e] for e in lazy_embeddings], client, progress, "embed")]
     values = _compute(arrays, client, None, "read")
     latent_dim = model.config.latent_dim if model.config.hyperbolic else None
-    clustering = fit_dataset_clustering(values, embeddings, ks, latent_dim=latent_dim, fusion=fusion,
-                                        seed=seed, sample_size=sample_size)
+    clustering = fit_dataset_clustering(
+        values, embeddings, ks, latent_dim=latent_dim, fusion=fusion, seed=seed, sample_size=sample_size
+    )
     if progress:
         progress("fit", 1, 1)
     shared = dask.delayed(clustering, pure=True)

@@ -13,6 +13,17 @@ The intensity channel is still normalised per volume (its 1st..99th
 percentiles, :func:`.channels.normalise`) so a global offset between
 acquisitions does not move every voxel to another cluster; the
 standardisation after it is the dataset's.
+
+Those two percentiles are found exactly without sorting, by a two-pass radix
+selection on the float32 bit patterns (:func:`high_histogram`,
+:func:`low_histogram`, :func:`bounds_from_histograms`): each pass is a sum of
+per-block histograms, so a volume larger than memory gets the same bounds
+block by block (:func:`.dataset.intensity_bounds`) as in one piece
+(:func:`intensity_bounds`). With the bounds given, a voxel's features are
+pointwise and the Potts prior reaches :data:`.mixture.SPATIAL_ITERATIONS`
+voxels, so :meth:`DatasetClustering.assign` of a block with that halo gives
+the whole-volume labels of its core (:func:`.dataset.assign_blockwise`).
+The TV-denoised channel is a whole-volume computation and has no such form.
 """
 
 from __future__ import annotations
@@ -29,7 +40,16 @@ from .. import hyperbolic as hyp
 from .._errors import UserError
 from . import channels
 from .fusion import FusionConfig
-from .mixture import FIT_SIZE, SPATIAL_BETA, fit_mixture, match_level_ids, posteriors, potts_mean_field
+from .mixture import (
+    FIT_SIZE,
+    SPATIAL_BETA,
+    SPATIAL_ITERATIONS,
+    fit_mixture,
+    match_level_ids,
+    posteriors,
+    potts_mean_field,
+    spatial_beta,
+)
 
 CLUSTERS_FORMAT = "napari-hypseg-clusters"
 CLUSTERS_VERSION = 1
@@ -51,14 +71,35 @@ class DatasetClustering:
     levels: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     beta: float = SPATIAL_BETA
 
+    @property
+    def blockwise(self) -> bool:
+        """Whether a block with a halo of :attr:`halo` voxels is assigned as in the whole volume (raw intensity)."""
+        return self.intensity == "raw"
+
+    @property
+    def halo(self) -> int:
+        """Voxels of context a block needs on every side: the reach of the Potts mean field."""
+        return SPATIAL_ITERATIONS if self.beta > 0 else 0
+
     # -- features ---------------------------------------------------------
-    def _intensity(self, volume: np.ndarray) -> np.ndarray:
-        v = channels.normalise(volume) if self.intensity == "raw" else channels.tv_denoise(volume)
+    def _intensity(self, volume: np.ndarray, bounds: tuple[float, float] | None) -> np.ndarray:
+        if self.intensity == "raw":
+            v = normalise_between(volume, intensity_bounds(volume) if bounds is None else bounds)
+        else:
+            if bounds is not None:
+                raise UserError("the TV-denoised intensity needs the whole volume: it is not assigned block by block")
+            v = channels.tv_denoise(volume)
         return v.reshape(-1)
 
-    def features(self, volume: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
-        """(N, C) features of every voxel with the dataset's transform."""
-        x = (self._intensity(np.asarray(volume, np.float32)) - self.intensity_mean) / self.intensity_sd
+    def features(
+        self, volume: np.ndarray, embedding: np.ndarray | None, bounds: tuple[float, float] | None = None
+    ) -> np.ndarray:
+        """(N, C) features of every voxel with the dataset's transform.
+
+        ``bounds`` (from :func:`intensity_bounds` of the whole volume) make
+        the features of a block those of the same voxels in the whole volume.
+        """
+        x = (self._intensity(np.asarray(volume, np.float32), bounds) - self.intensity_mean) / self.intensity_sd
         cols = [x[:, None].astype(np.float32)]
         if self.embedding_weight > 0:
             if embedding is None:
@@ -72,19 +113,34 @@ class DatasetClustering:
         return (self.embedding_weight * projected / self.embedding_scale).astype(np.float32)
 
     # -- assignment -------------------------------------------------------
-    def assign(self, volume: np.ndarray, embedding: np.ndarray | None, ks: Sequence[int] | None = None) -> dict[int, np.ndarray]:
-        """Labels (1..k, ``volume.shape``) for each level, ids shared by every volume."""
+    def assign(
+        self,
+        volume: np.ndarray,
+        embedding: np.ndarray | None,
+        ks: Sequence[int] | None = None,
+        *,
+        bounds: tuple[float, float] | None = None,
+        crop: tuple[slice, ...] | None = None,
+    ) -> dict[int, np.ndarray]:
+        """Labels (1..k, ``volume.shape``) for each level, ids shared by every volume.
+
+        For a block of a larger volume: ``bounds`` are the whole volume's
+        :func:`intensity_bounds`, the block carries :attr:`halo` voxels of
+        context wherever it is not on the volume's face, and ``crop`` cuts
+        that context off the labels returned.
+        """
         ks = sorted(self.levels) if ks is None else [int(k) for k in ks]
         missing = [k for k in ks if k not in self.levels]
         if missing:
             raise UserError(f"the clustering has levels {sorted(self.levels)}, not {missing}")
         shape = tuple(volume.shape)
-        points = self.features(volume, embedding)
-        dtype = np.uint8 if max(ks) <= 255 else np.uint16
+        crop = crop or (slice(None),) * len(shape)
+        points = self.features(volume, embedding, bounds)
+        dtype = label_dtype(ks)
         out = {}
         for k in ks:
             post = posteriors(_mixture(self.levels[k]), points)
-            post = potts_mean_field(post.reshape(*shape, k), beta=self.beta)
+            post = potts_mean_field(post.reshape(*shape, k), beta=self.beta)[crop]
             out[k] = (self.levels[k]["ids"][np.argmax(post, axis=-1)] + 1).astype(dtype)
         return out
 
@@ -94,13 +150,22 @@ class DatasetClustering:
 
         path = Path(path)
         header = {
-            "format": CLUSTERS_FORMAT, "version": CLUSTERS_VERSION, "intensity": self.intensity,
-            "intensity_mean": self.intensity_mean, "intensity_sd": self.intensity_sd,
-            "latent_dim": self.latent_dim, "embedding_weight": self.embedding_weight,
-            "embedding_scale": self.embedding_scale, "beta": self.beta, "levels": sorted(self.levels),
+            "format": CLUSTERS_FORMAT,
+            "version": CLUSTERS_VERSION,
+            "intensity": self.intensity,
+            "intensity_mean": self.intensity_mean,
+            "intensity_sd": self.intensity_sd,
+            "latent_dim": self.latent_dim,
+            "embedding_weight": self.embedding_weight,
+            "embedding_scale": self.embedding_scale,
+            "beta": self.beta,
+            "levels": sorted(self.levels),
         }
-        arrays = {"header": np.array(json.dumps(header)), "embedding_mean": self.embedding_mean,
-                  "embedding_axes": self.embedding_axes}
+        arrays = {
+            "header": np.array(json.dumps(header)),
+            "embedding_mean": self.embedding_mean,
+            "embedding_axes": self.embedding_axes,
+        }
         for k, level in self.levels.items():
             for name, value in level.items():
                 arrays[f"k{k}_{name}"] = value
@@ -116,17 +181,126 @@ class DatasetClustering:
                 header = json.loads(str(data["header"]))
                 if header.get("format") != CLUSTERS_FORMAT:
                     raise UserError(f"{path} is not a hypseg clusters file")
-                levels = {int(k): {n: data[f"k{k}_{n}"] for n in ("weights", "means", "covariances", "ids")}
-                          for k in header["levels"]}
+                levels = {
+                    int(k): {n: data[f"k{k}_{n}"] for n in ("weights", "means", "covariances", "ids")}
+                    for k in header["levels"]
+                }
                 return cls(
-                    intensity=header["intensity"], intensity_mean=header["intensity_mean"],
-                    intensity_sd=header["intensity_sd"], latent_dim=header["latent_dim"],
-                    embedding_weight=header["embedding_weight"], embedding_mean=data["embedding_mean"],
-                    embedding_axes=data["embedding_axes"], embedding_scale=header["embedding_scale"],
-                    levels=levels, beta=header["beta"],
+                    intensity=header["intensity"],
+                    intensity_mean=header["intensity_mean"],
+                    intensity_sd=header["intensity_sd"],
+                    latent_dim=header["latent_dim"],
+                    embedding_weight=header["embedding_weight"],
+                    embedding_mean=data["embedding_mean"],
+                    embedding_axes=data["embedding_axes"],
+                    embedding_scale=header["embedding_scale"],
+                    levels=levels,
+                    beta=header["beta"],
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise UserError(f"cannot read the clusters file {path}: {exc}") from None
+
+
+def label_dtype(ks: Sequence[int]) -> type:
+    return np.uint8 if max(ks) <= 255 else np.uint16
+
+
+# -- exact percentiles, block by block ------------------------------------
+# A float32's bit pattern, sign bit flipped for positive numbers and all bits
+# flipped for negative ones, orders as the numbers do; its high 16 bits say
+# which of 65536 bins a value is in, its low 16 bits where inside the bin.
+_HALF_BITS = 16
+_BINS = 1 << _HALF_BITS
+
+
+def _sortable_keys(values: np.ndarray) -> np.ndarray:
+    bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.uint32)
+    return np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))
+
+
+def _key_value(key: int) -> np.float32:
+    bits = (key & 0x7FFFFFFF) if key >> 31 else (~key & 0xFFFFFFFF)
+    return np.array([bits], np.uint32).view(np.float32)[0]
+
+
+def high_histogram(values: np.ndarray) -> np.ndarray:
+    """(65536,) counts of the values by the high half of their sortable keys (first pass)."""
+    return np.bincount(_sortable_keys(values) >> _HALF_BITS, minlength=_BINS).astype(np.int64)
+
+
+def low_histogram(values: np.ndarray, prefixes: Sequence[int]) -> np.ndarray:
+    """(len(prefixes), 65536) counts, inside each high-half bin named, of the low halves (second pass)."""
+    keys = _sortable_keys(values)
+    high = keys >> _HALF_BITS
+    out = np.zeros((len(prefixes), _BINS), np.int64)
+    for i, prefix in enumerate(prefixes):
+        out[i] = np.bincount(keys[high == prefix] & (_BINS - 1), minlength=_BINS)
+    return out
+
+
+def bound_ranks(n: int) -> dict[int, tuple[int, float]]:
+    """Per percentile of :data:`.channels.NORMALISE_PERCENTILES`: (rank below it, weight of the next), linear."""
+    out = {}
+    for q in channels.NORMALISE_PERCENTILES:
+        position = q / 100 * (n - 1)
+        below = int(np.floor(position))
+        out[q] = (below, position - below)
+    return out
+
+
+def needed_ranks(n: int) -> list[int]:
+    """The order statistics the bounds need: each percentile's two neighbours, the minimum and the maximum."""
+    ranks = {0, n - 1}
+    for below, _ in bound_ranks(n).values():
+        ranks |= {below, min(below + 1, n - 1)}
+    return sorted(ranks)
+
+
+def locate_ranks(high: np.ndarray, ranks: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """rank -> (high-half bin holding it, its rank inside the bin)."""
+    before = np.concatenate([[0], np.cumsum(high)])
+    located = {}
+    for r in ranks:
+        b = int(np.searchsorted(before, r, side="right") - 1)
+        located[r] = (b, int(r - before[b]))
+    return located
+
+
+def bounds_from_histograms(
+    n: int, located: dict[int, tuple[int, int]], prefixes: Sequence[int], low: np.ndarray
+) -> tuple[np.float32, np.float32]:
+    """(lo, hi) that :func:`.channels.normalise` maps to 0 and 1, from the two passes' counts."""
+    row = {p: i for i, p in enumerate(prefixes)}
+    value = {}
+    for r, (prefix, inside) in located.items():
+        cum = np.cumsum(low[row[prefix]])
+        value[r] = _key_value((prefix << _HALF_BITS) | int(np.searchsorted(cum, inside, side="right")))
+    percentile = []
+    for below, t in bound_ranks(n).values():
+        a, b = float(value[below]), float(value[min(below + 1, n - 1)])
+        percentile.append(np.float32(a + (b - a) * t))
+    lo, hi = percentile
+    if not hi > lo:
+        lo, hi = value[0], value[n - 1]
+    return np.float32(lo), np.float32(hi)
+
+
+def intensity_bounds(volume: np.ndarray) -> tuple[np.float32, np.float32]:
+    """The 1st and 99th percentiles of a volume in memory (:func:`.channels.normalise`'s range), exactly."""
+    high = high_histogram(volume)
+    n = int(high.sum())
+    located = locate_ranks(high, needed_ranks(n))
+    prefixes = sorted({p for p, _ in located.values()})
+    return bounds_from_histograms(n, located, prefixes, low_histogram(volume, prefixes))
+
+
+def normalise_between(volume: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """:func:`.channels.normalise` with its range given: ``lo`` → 0, ``hi`` → 1 (an empty range → zeros)."""
+    v = np.asarray(volume, dtype=np.float32)
+    lo, hi = np.float32(bounds[0]), np.float32(bounds[1])
+    if not hi > lo:
+        return np.zeros_like(v)
+    return (v - lo) / (hi - lo)
 
 
 def _tangent(flat: np.ndarray, latent_dim: int | None) -> np.ndarray:
@@ -154,34 +328,43 @@ def _mixture(level: dict[str, np.ndarray]):
 
 
 def fit_dataset_clustering(
-    volumes: Sequence[np.ndarray], embeddings: Sequence[np.ndarray | None], ks: Sequence[int], *,
-    latent_dim: int | None, fusion: FusionConfig = FusionConfig(), seed: int = 0,
-    sample_size: int = FIT_SIZE, beta: float = SPATIAL_BETA,
+    volumes: Sequence[np.ndarray],
+    embeddings: Sequence[np.ndarray | None],
+    ks: Sequence[int],
+    *,
+    latent_dim: int | None,
+    fusion: FusionConfig = FusionConfig(),
+    seed: int = 0,
+    sample_size: int = FIT_SIZE,
+    beta: float | None = None,
 ) -> DatasetClustering:
     """Fit the transform and one mixture per k on a seeded sample of at most ``sample_size`` voxels from all volumes.
 
     Each volume gives an equal share of the sample (a large volume does not
-    drown a small one). ``fusion.intensity="auto"`` picks the channel whose
-    4-component mixture is the more confident on the sample, as per volume.
+    drown a small one). ``fusion.intensity="auto"`` reads the channel
+    :func:`.channels.choose_intensity` picks for the volumes' median noise σ,
+    so the whole dataset shares one; ``beta`` None takes the Potts strength
+    of that channel (:func:`.mixture.spatial_beta`).
     """
-    from .mixture import mean_confidence  # noqa: PLC0415
-
     if not volumes or len(volumes) != len(embeddings):
         raise UserError("give one embedding (or None) per volume, and at least one volume")
     ks = sorted(int(k) for k in ks)
     share = max(1, sample_size // len(volumes))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
-    kinds = ["raw", "denoised"] if fusion.intensity == "auto" else [fusion.intensity]
+    if fusion.intensity == "auto":
+        sigmas = [channels.noise_sigma(channels.normalise(np.asarray(v, np.float32))) for v in volumes]
+        kind = "denoised" if float(np.median(sigmas)) >= channels.DENOISE_FROM_SIGMA else "raw"
+    else:
+        kind = fusion.intensity
+    beta = spatial_beta(kind) if beta is None else beta
     use_embedding = fusion.embedding_weight > 0
-    samples_i = {kind: [] for kind in kinds}
+    samples_i = []
     samples_e = []
     for volume, embedding in zip(volumes, embeddings):
         volume = np.asarray(volume, np.float32)
         n = volume.size
         idx = np.sort(rng.choice(n, min(share, n), replace=False))
-        for kind in kinds:
-            v = channels.normalise(volume) if kind == "raw" else channels.tv_denoise(volume)
-            samples_i[kind].append(v.reshape(-1)[idx])
+        samples_i.append(channels.intensity(volume, kind).reshape(-1)[idx])
         if use_embedding:
             if embedding is None:
                 raise UserError("fusion uses the embedding: pass one per volume")
@@ -191,7 +374,7 @@ def fit_dataset_clustering(
     mean = np.zeros(d, np.float32)
     axes = np.zeros((d, 0), np.float32)
     scale = 1.0
-    block = np.zeros((sum(len(s) for s in samples_i[kinds[0]]), 0), np.float32)
+    block = np.zeros((sum(len(s) for s in samples_i), 0), np.float32)
     if use_embedding:
         tangent = np.concatenate(samples_e)
         mean = tangent.mean(axis=0)
@@ -201,26 +384,31 @@ def fit_dataset_clustering(
         total = float(eigval.clip(min=0).sum())
         axes, scale = eigvec[:, order].astype(np.float32), float(np.sqrt(total if total > 0 else 1.0))
         block = (fusion.embedding_weight * ((tangent - mean) @ axes) / scale).astype(np.float32)
-    best = None
-    for kind in kinds:
-        x = np.concatenate(samples_i[kind])
-        mu, sd = float(x.mean()), float(x.std()) or 1.0
-        feats = np.concatenate([((x - mu) / sd)[:, None].astype(np.float32), block], axis=1)
-        score = mean_confidence(feats, min(4, ks[-1]), seed=seed) if len(kinds) > 1 else 0.0
-        if best is None or score > best[0]:
-            best = (score, kind, mu, sd, feats)
-    _, kind, mu, sd, feats = best
+    x = np.concatenate(samples_i)
+    mu, sd = float(x.mean()), float(x.std()) or 1.0
+    feats = np.concatenate([((x - mu) / sd)[:, None].astype(np.float32), block], axis=1)
     levels = {}
     previous = None
     for k in ks:
         mixture = fit_mixture(feats, k, seed=seed, fit_size=len(feats))
         labels = mixture.predict(feats)
         ids = match_level_ids(labels, previous, k)
-        levels[k] = {"weights": mixture.weights_, "means": mixture.means_, "covariances": mixture.covariances_,
-                     "ids": ids}
+        levels[k] = {
+            "weights": mixture.weights_,
+            "means": mixture.means_,
+            "covariances": mixture.covariances_,
+            "ids": ids,
+        }
         previous = ids[labels]
     return DatasetClustering(
-        intensity=kind, intensity_mean=mu, intensity_sd=sd, latent_dim=latent_dim,
+        intensity=kind,
+        intensity_mean=mu,
+        intensity_sd=sd,
+        latent_dim=latent_dim,
         embedding_weight=float(fusion.embedding_weight) if use_embedding else 0.0,
-        embedding_mean=mean.astype(np.float32), embedding_axes=axes, embedding_scale=scale, levels=levels, beta=beta,
+        embedding_mean=mean.astype(np.float32),
+        embedding_axes=axes,
+        embedding_scale=scale,
+        levels=levels,
+        beta=beta,
     )

@@ -56,7 +56,8 @@ def model_payload(model: HyperbolicVAE, client=None):
     return dask.delayed((token, config, state), pure=True, name=f"hypseg-model-{token}")
 
 
-def _worker_model(payload, device: torch.device) -> HyperbolicVAE:
+def worker_model(payload, device: torch.device) -> HyperbolicVAE:
+    """The model of ``payload`` (from :func:`model_payload`), rebuilt once per worker process."""
     token, config, state = payload
     model = _WORKER_MODELS.get(token)
     if model is None:
@@ -71,7 +72,7 @@ def _worker_model(payload, device: torch.device) -> HyperbolicVAE:
 def _embed_block(block: np.ndarray, *, payload, half: int, device: str, block_info=None) -> np.ndarray:
     # "auto" is resolved on the worker: a GPU worker uses its GPU, a CPU worker its cores
     device = resolve_device(device)
-    model = _worker_model(payload, device)
+    model = worker_model(payload, device)
     info = block_info[0]
     index, count = info["chunk-location"], info["num-chunks"]
     # map_overlap with boundary="none" gives no halo on the volume's faces
@@ -105,20 +106,32 @@ def embed_dask(volume, model: HyperbolicVAE, *, chunks: int | None = None, devic
     if volume.ndim != 3:
         raise UserError(f"expected a 3D volume, got shape {volume.shape}")
     if min(volume.shape) < m:
-        raise UserError(f"the volume of shape {volume.shape} is smaller than the model's {m}-voxel patch along some axis")
+        raise UserError(
+            f"the volume of shape {volume.shape} is smaller than the model's {m}-voxel patch along some axis"
+        )
     volume = volume.astype(np.float32)
     # a chunk thinner than the halo cannot supply it, and a face block must hold half + 1 voxels to mirror
-    volume = volume.rechunk(tuple(_at_least(c, half + 1) for c in volume.chunks))
+    volume = volume.rechunk(tuple(merge_thin_chunks(c, half + 1) for c in volume.chunks))
     d = model.config.latent_dim
     return da.map_overlap(
-        _embed_block, volume, depth=half, boundary="none", trim=False, align_arrays=False,
-        allow_rechunk=False, new_axis=3, chunks=(*volume.chunks, (d,)), dtype=np.float32,
+        _embed_block,
+        volume,
+        depth=half,
+        boundary="none",
+        trim=False,
+        align_arrays=False,
+        allow_rechunk=False,
+        new_axis=3,
+        chunks=(*volume.chunks, (d,)),
+        dtype=np.float32,
         meta=np.empty((0, 0, 0, 0), np.float32),
-        payload=model_payload(model) if payload is None else payload, half=half, device=str(device),
+        payload=model_payload(model) if payload is None else payload,
+        half=half,
+        device=str(device),
     )
 
 
-def _at_least(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
+def merge_thin_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
     """Merge chunks thinner than ``minimum`` into their neighbour (the last one backwards)."""
     out: list[int] = []
     for c in chunks:
@@ -127,5 +140,6 @@ def _at_least(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
         else:
             out.append(c)
     if len(out) > 1 and out[-1] < minimum:
-        out[-2] += out.pop()
+        last = out.pop()  # not `out[-2] += out.pop()`: that adds into the first of the remaining two
+        out[-1] += last
     return tuple(out)
