@@ -1,6 +1,6 @@
 """GUI event-loop stalls while the napari widgets train, segment and switch levels (not a test).
 
-Runs the real "1. Train & embed" widget in a real viewer (under Xvfb) and
+Runs the real "1. Train and embed" widget in a real viewer (under Xvfb) and
 measures, with a 10 ms QTimer heartbeat, the longest gap between two ticks:
 the longest time the GUI thread was busy and napari could not repaint or
 react. Baseline: the same viewer with the widgets docked, idle, in the same

@@ -91,7 +91,16 @@ def test_a_users_own_thread_policy_wins():
 
 
 def test_the_napari_widgets_set_the_thread_policy_before_torch_loads():
-    # what napari does when the user opens "1. Train & embed": import the widget's module
+    # what napari does when the user opens "1. Train and embed": import the widget's module
     result = _python(_SPY + "import napari_hypseg._napari._train_widget\nprint(seen)\n", QT_QPA_PLATFORM="offscreen")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "['PASSIVE']"
+
+
+def test_widget_titles_carry_no_qt_shortcut_marks():
+    # Qt reads "&" in a tabbed dock's title as a shortcut mark: "Train & embed" showed as "Train _embed"
+    import yaml
+
+    manifest = yaml.safe_load((Path(__file__).parents[1] / "napari.yaml").read_text())
+    titles = [w["display_name"] for w in manifest["contributions"]["widgets"]]
+    assert len(titles) == 3 and not any("&" in t for t in titles), titles

@@ -1,4 +1,4 @@
-"""The "3. Clusters & export" dock widget: slide through the hierarchy, keep levels, export them.
+"""The "3. Clusters and export" dock widget: slide through the hierarchy, keep levels, export them.
 
 Below the slider, a table lists the clusters of the current level (voxels,
 physical volume, mean and sd of intensity, bounding box), exportable as CSV.
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 EMPTY_TEXT = (
     "<b>No clusters yet.</b><br><br>"
     "1. Open a 3D volume (File › Open File(s)…, MRC or NIfTI; or File › Open Sample › napari-hypseg).<br>"
-    "2. In <i>1. Train &amp; embed</i>, press <b>Start training</b> (or <b>Load model…</b>), then <b>Segment</b>.<br>"
+    "2. In <i>1. Train and embed</i>, press <b>Start training</b> (or <b>Load model…</b>), then <b>Segment</b>.<br>"
     f"3. Come back here to slide from {SegmentConfig().k_min} to {SegmentConfig().k_max} clusters "
     "(“Max clusters” in step 1) and export the labels."
 )

@@ -9,7 +9,7 @@
   "hypseg selection" labels layer (computed on all voxels, in a worker);
   "Make labels layer" keeps a copy.
 * Clicking a voxel in the viewer marks its point on the disk.
-* With "1. Train & embed" and "3. Clusters & export" docked beside it, those
+* With "1. Train and embed" and "3. Clusters and export" docked beside it, those
   two share one place as tabs (steps 1 and 3 follow each other), so the disk
   keeps about half the dock column: three docks stacked in a 1080 px window
   left it a wide strip.
@@ -163,7 +163,7 @@ class DiskView(QWidget):
             self._on_preview(self.session.preview)
         else:
             self._set_info(
-                "Start training in “1. Train & embed”: the disk fills with voxel embeddings as the model learns."
+                "Start training in “1. Train and embed”: the disk fills with voxel embeddings as the model learns."
             )
 
     # -- UI ------------------------------------------------------------------
@@ -294,7 +294,7 @@ class DiskView(QWidget):
         return _dock_of(getattr(widget, "native", widget))
 
     def share_dock_column(self) -> bool:
-        """Tab "1. Train & embed" and "3. Clusters & export" together when both are docked in the disk's column.
+        """Tab "1. Train and embed" and "3. Clusters and export" together when both are docked in the disk's column.
 
         The one opened last shows on top. The disk then takes the height that
         makes its canvas square, as far as the tabs' minimum height leaves

@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from ..training import Preview
 
 PLUGIN = "napari-hypseg"
-TRAIN_WIDGET = "1. Train & embed"
+TRAIN_WIDGET = "1. Train and embed"
 DISK_WIDGET = "2. Poincaré disk"
-CLUSTERS_WIDGET = "3. Clusters & export"
+CLUSTERS_WIDGET = "3. Clusters and export"
 
 
 @dataclass

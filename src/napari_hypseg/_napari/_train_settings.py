@@ -1,4 +1,4 @@
-"""The settings form of "1. Train & embed": widgets in, :class:`ModelConfig`/:class:`TrainConfig` out.
+"""The settings form of "1. Train and embed": widgets in, :class:`ModelConfig`/:class:`TrainConfig` out.
 
 Defaults come from the dataclasses, so the widget, the CLI and the model
 files agree. Main settings are always visible; the rest folds away under

@@ -1,4 +1,4 @@
-"""The "1. Train & embed" dock widget: train a model on an image layer, then segment it.
+"""The "1. Train and embed" dock widget: train a model on an image layer, then segment it.
 
 Training and segmentation run in napari worker threads (:mod:`._jobs`); this
 widget only collects settings, starts and cancels the jobs, shows progress
@@ -269,7 +269,7 @@ class TrainWidget(QWidget):
         # dock with setParent(None) and does not delete it: a job left running
         # would install its model in the session of a widget no one sees.
         if event.type() == QEvent.Type.ParentChange and self.parent() is None and getattr(self, "running", None):
-            self._abort("Stopped: the “1. Train & embed” panel was closed.")
+            self._abort("Stopped: the “1. Train and embed” panel was closed.")
         return super().event(event)
 
     def _abort(self, message: str) -> None:
