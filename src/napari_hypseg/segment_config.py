@@ -18,7 +18,9 @@ from ._device import DEFAULT_DEVICE, check_device_name
 from ._errors import SettingError, UserError
 from .segment_modes import DEFAULT_MODE, MAX_CLUSTERS, MIN_CLUSTERS, MODES
 
-INTENSITY_CHOICES = ("auto", "raw", "denoised")
+#: the intensity channels the clustering can read; "auto" picks one per volume from its noise
+INTENSITY_KINDS = ("raw", "denoised")
+INTENSITY_CHOICES = ("auto", *INTENSITY_KINDS)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from .._errors import UserError
+from ..segment_config import INTENSITY_KINDS
 
 #: the ilastik default scales (σ 0.7 … 3.5 in voxels)
 FILTER_BANK_SIGMAS = (0.7, 1.0, 1.6, 3.5)
@@ -25,7 +26,6 @@ TV_WEIGHT = 0.1
 #: structures such as CSF into their neighbours; above it (tomograms, the phantoms) the
 #: raw intensity's noise drowns the classes (docs/method.md has the measurements)
 DENOISE_FROM_SIGMA = 0.1
-INTENSITY_KINDS = ("raw", "denoised")
 #: percentiles of the volume mapped to 0 and 1 by :func:`normalise`
 NORMALISE_PERCENTILES = (1, 99)
 
@@ -81,9 +81,14 @@ def noise_sigma(normalised: np.ndarray) -> float:
     return float(mad / 0.6745 / np.sqrt(7.0 / 6.0))
 
 
+def intensity_for_noise(sigma: float) -> str:
+    """ "denoised" from a noise σ of :data:`DENOISE_FROM_SIGMA` (normalised units) on, else "raw"."""
+    return "denoised" if sigma >= DENOISE_FROM_SIGMA else "raw"
+
+
 def choose_intensity(volume: np.ndarray) -> str:
-    """ "denoised" when the volume's estimated noise σ reaches :data:`DENOISE_FROM_SIGMA`, else "raw"."""
-    return "denoised" if noise_sigma(normalise(volume)) >= DENOISE_FROM_SIGMA else "raw"
+    """The channel :func:`intensity_for_noise` gives the volume's estimated noise σ."""
+    return intensity_for_noise(noise_sigma(normalise(volume)))
 
 
 def intensity(volume: np.ndarray, kind: str) -> np.ndarray:

@@ -353,7 +353,7 @@ def fit_dataset_clustering(
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
     if fusion.intensity == "auto":
         sigmas = [channels.noise_sigma(channels.normalise(np.asarray(v, np.float32))) for v in volumes]
-        kind = "denoised" if float(np.median(sigmas)) >= channels.DENOISE_FROM_SIGMA else "raw"
+        kind = channels.intensity_for_noise(float(np.median(sigmas)))
     else:
         kind = fusion.intensity
     beta = spatial_beta(kind) if beta is None else beta

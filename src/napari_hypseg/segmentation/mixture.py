@@ -121,22 +121,13 @@ def mixture_labels(
 
     The mean confidence is the average of each voxel's largest posterior
     before the spatial prior: an unsupervised measure of how well separated
-    the clusters are (used to choose between feature sets, never Dice).
+    the clusters are.
     """
     mixture = fit_mixture(points, k, seed=seed, fit_size=fit_size)
     post = posteriors(mixture, points)
     confidence = float(post.max(axis=1).mean())
     post = potts_mean_field(post.reshape(*shape, k), beta=beta)
     return np.argmax(post, axis=-1), confidence
-
-
-def mean_confidence(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int = FIT_SIZE) -> float:
-    """Mean largest posterior of a k-component mixture, on the fitting subsample only (cheap)."""
-    mixture = fit_mixture(points, k, seed=seed, fit_size=fit_size)
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
-    n = len(points)
-    sample = points if n <= fit_size else points[np.sort(rng.choice(n, fit_size, replace=False))]
-    return float(mixture.predict_proba(sample).max(axis=1).mean())
 
 
 def mixture_levels(
