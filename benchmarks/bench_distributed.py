@@ -8,7 +8,10 @@ processes=True, threads_per_worker=1)``; cluster start-up is timed separately.
 The model is a default-sized, untrained ``HyperbolicVAE``: the embedding's
 cost does not depend on the weights, and the clustering is fixed.
 
-Each worker's torch gets cores / W threads (``worker_env``), as ``hypseg segment --workers`` does.
+Each worker's torch gets cores / W threads (``worker_env``), as ``hypseg segment --workers`` does:
+that compares W workers on the same machine, where one worker already uses every core.
+``--torch-threads 1`` gives every worker one thread instead, the way a cluster adds workers
+each with cores of its own: that measures how the distributed path scales with workers.
 
 Bytes moved: what the workers sent each other (their ``transfer_outgoing_bytes_total``)
 and what came back to this process (labels + embeddings).
@@ -56,6 +59,9 @@ def main() -> None:
     ap.add_argument("--big", action="store_true", help="one volume of --factor x a worker's --memory-limit")
     ap.add_argument("--memory-limit", type=int, default=768, metavar="MIB", help="per worker, for --big")
     ap.add_argument("--factor", type=float, default=4.0, help="volume bytes / worker memory limit, for --big")
+    ap.add_argument(
+        "--torch-threads", type=int, default=None, help="torch threads per worker (default: cores / workers)"
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.big:
@@ -95,13 +101,15 @@ def main() -> None:
     )
     print(
         f"{args.n} volumes of {size}^3, chunk {args.chunk}, model patch {model.patch_size}, "
-        f"torch threads {torch.get_num_threads()}"
+        f"torch threads per worker {args.torch_threads or 'cores / workers'}"
     )
     results = {}
     for w in [int(v) for v in args.workers.split(",")]:
         t0 = time.perf_counter()
         # the workers import this checkout too, not another installed copy
         env = {**worker_env(w), "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+        if args.torch_threads:
+            env["OMP_NUM_THREADS"] = str(args.torch_threads)
         with (
             LocalCluster(n_workers=w, processes=True, threads_per_worker=1, dashboard_address=None, env=env) as cluster,
             Client(cluster) as client,

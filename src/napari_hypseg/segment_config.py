@@ -30,7 +30,8 @@ class FusionConfig:
     Attributes
     ----------
     intensity : {"auto", "raw", "denoised"}
-        Intensity channel; "auto" chooses per volume by mixture confidence.
+        Intensity channel; "auto" chooses per volume from its estimated noise
+        (:func:`napari_hypseg.segmentation.channels.choose_intensity`).
     embedding_weight : float
         Scale of the embedding block relative to the unit-variance intensity
         channel; 0 leaves the embedding out of the clustering. The default is
