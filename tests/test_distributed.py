@@ -17,6 +17,7 @@ from napari_hypseg.segmentation.dataset_clustering import DatasetClustering, fit
 from napari_hypseg.segmentation.distributed import embed_dask  # noqa: E402
 from napari_hypseg.segmentation.embed import embed  # noqa: E402
 from napari_hypseg.segmentation.fusion import FusionConfig  # noqa: E402
+from napari_hypseg.segmentation.metrics import dice_scores  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +98,22 @@ def test_one_clustering_gives_the_same_id_to_the_same_material_in_two_volumes(mo
     assert np.bincount(la[2][ta == 0]).argmax() == np.bincount(lb[2][tb == 0]).argmax()
     # loading reproduces the fitted object's labels exactly
     np.testing.assert_array_equal(fitted.assign(a, ea)[3], la[3])
+
+
+@pytest.mark.parametrize(("noise", "model_kind"), [(0.02, "full"), (0.4, "tied")])
+def test_dataset_clustering_models_covariance_by_the_noise(model, tmp_path, noise, model_kind):
+    rng = np.random.default_rng(0)
+    truths = [_phantom(5)[1], _phantom(6, offset=(2, 1, 3))[1]]
+    volumes = [(t + rng.normal(scale=noise, size=t.shape)).astype(np.float32) for t in truths]
+    fitted = fit_dataset_clustering(volumes, [None, None], [2, 3], latent_dim=2, seed=0, sample_size=4000)
+    assert fitted.intensity == ("denoised" if model_kind == "tied" else "raw")
+    loaded = DatasetClustering.load(fitted.save(tmp_path / "c.npz"))
+    for k in (2, 3):
+        cov = loaded.levels[k]["covariances"]
+        assert cov.shape == (k, 1, 1)
+        assert np.allclose(cov, cov[0]) == (model_kind == "tied")
+    np.testing.assert_array_equal(loaded.assign(volumes[0], None)[2], fitted.assign(volumes[0], None)[2])
+    assert dice_scores(loaded.assign(volumes[0], None)[2], truths[0]).mean > 0.8
 
 
 def test_clusters_file_loads_without_pickle(model, tmp_path):

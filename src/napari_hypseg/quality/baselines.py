@@ -1,7 +1,9 @@
 """The simple baselines every change is judged against, measured in the same run.
 
-k-means and a Gaussian mixture (scikit-learn) on one intensity channel — raw,
-Gaussian-smoothed (σ = 1, 2) or TV-denoised — and k-means on the filter bank.
+k-means and a Gaussian mixture (scikit-learn; one covariance per component,
+or one shared by all: the model our default uses on noisy volumes) on one
+intensity channel — raw, Gaussian-smoothed (σ = 1, 2) or TV-denoised — and
+k-means on the filter bank.
 Both models are fitted on a reproducible voxel subsample and then assign every
 voxel, so a 10⁶-voxel volume costs seconds.
 """
@@ -17,6 +19,8 @@ from ..segmentation import channels as F
 
 #: voxels used to fit k-means / the mixture; all voxels are then assigned
 FIT_SAMPLE = 200_000
+#: mixture baselines and their scikit-learn covariance models
+_COVARIANCE = {"gmm": "full", "gmm-tied": "tied"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ _FEATURES = {"raw": _raw, "Gaussian σ=1": _g1, "Gaussian σ=2": _g2, "TV": F.tv
 BASELINES: tuple[Baseline, ...] = tuple(
     Baseline(f"{model_name} on {feat_name}", fn, model)
     for feat_name, fn in _FEATURES.items()
-    for model, model_name in (("kmeans", "k-means"), ("gmm", "GMM"))
+    for model, model_name in (("kmeans", "k-means"), ("gmm", "GMM"), ("gmm-tied", "GMM (shared covariance)"))
 ) + (Baseline("k-means on filter bank", F.filter_bank, "kmeans"),)
 
 
@@ -63,12 +67,12 @@ def cluster_features(points: np.ndarray, k: int, model: str, *, seed: int = 0) -
     sample = points if idx is None else points[idx]
     if model == "kmeans":
         est = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(sample)
-    elif model == "gmm":
-        est = GaussianMixture(n_components=k, covariance_type="full", n_init=2, reg_covar=1e-6, random_state=seed).fit(
-            sample
-        )
+    elif model in _COVARIANCE:
+        est = GaussianMixture(
+            n_components=k, covariance_type=_COVARIANCE[model], n_init=2, reg_covar=1e-6, random_state=seed
+        ).fit(sample)
     else:
-        raise ValueError(f"model must be 'kmeans' or 'gmm', got {model!r}")
+        raise ValueError(f"model must be 'kmeans', {' or '.join(map(repr, _COVARIANCE))}, got {model!r}")
     return est.predict(points).astype(np.int32)
 
 

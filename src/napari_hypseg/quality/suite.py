@@ -137,7 +137,7 @@ def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> 
     computes exactly the clustering ``segment()`` would.
     """
     from ..segmentation.fusion import FusionConfig, fused_features  # noqa: PLC0415
-    from ..segmentation.mixture import mixture_levels, spatial_beta  # noqa: PLC0415
+    from ..segmentation.mixture import covariance_type, mixture_levels, spatial_beta  # noqa: PLC0415
     from ..segmentation.pipeline import segment  # noqa: PLC0415 - torch-heavy
     from ..training import Trainer  # noqa: PLC0415
 
@@ -158,7 +158,12 @@ def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> 
             for image in test_volumes:
                 features, kind = fused_features(image, None, latent_dim=None, config=fusion)
                 levels = mixture_levels(
-                    features, image.shape, range(min(ks), max(ks) + 1), seed=seed, beta=spatial_beta(kind)
+                    features,
+                    image.shape,
+                    range(min(ks), max(ks) + 1),
+                    seed=seed,
+                    beta=spatial_beta(kind),
+                    covariance=covariance_type(kind),
                 )
                 out.append({k: levels[k] for k in ks})
             return out

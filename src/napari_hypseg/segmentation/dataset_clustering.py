@@ -44,6 +44,8 @@ from .mixture import (
     FIT_SIZE,
     SPATIAL_BETA,
     SPATIAL_ITERATIONS,
+    component_covariances,
+    covariance_type,
     fit_mixture,
     match_level_ids,
     posteriors,
@@ -390,13 +392,14 @@ def fit_dataset_clustering(
     levels = {}
     previous = None
     for k in ks:
-        mixture = fit_mixture(feats, k, seed=seed, fit_size=len(feats))
+        mixture = fit_mixture(feats, k, seed=seed, fit_size=len(feats), covariance=covariance_type(kind))
         labels = mixture.predict(feats)
         ids = match_level_ids(labels, previous, k)
         levels[k] = {
             "weights": mixture.weights_,
             "means": mixture.means_,
-            "covariances": mixture.covariances_,
+            # stored per component: a tied mixture scores exactly as a full one with equal covariances
+            "covariances": component_covariances(mixture),
             "ids": ids,
         }
         previous = ids[labels]

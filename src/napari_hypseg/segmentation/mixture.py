@@ -12,6 +12,16 @@ mean-field iterations of a Potts model multiply each voxel's posterior by
 isolated misassignments without moving boundaries much (+0.01 on the MRI,
 +0.03 on the tomogram in our measurements).
 
+Why the covariance depends on the noise: on a clean volume (an MRI) each class
+has its own spread (CSF is broad, white matter tight), and a full covariance
+per component models it. On a noisy one (a tomogram, the phantoms) the
+within-class spread is mostly the acquisition noise, the same for every class;
+a covariance per component then lets the broadest one take the tails of all
+the others (on the real tomogram the bright-shell component took 4 % of the
+background). There the mixture shares one covariance between its components
+("tied", linear boundaries): tomogram 0.458 → 0.535, phantom level 3
+0.271 → 0.302 (docs/method.md). Tied on the clean MRI costs 0.08.
+
 Each level is fitted on one seeded voxel subsample and then every voxel is
 scored, so a 10⁷-voxel volume costs seconds per level.
 """
@@ -32,6 +42,10 @@ SPATIAL_BETA = 3.0
 #: ... and on a noisy one (read through its denoised intensity): the weaker each voxel's own
 #: evidence, the more its neighbours should count (docs/method.md has the measurements)
 SPATIAL_BETA_NOISY = 6.0
+#: covariance model of the components on a clean volume (each class its own spread) ...
+COVARIANCE = "full"
+#: ... and on a noisy one, read through its denoised intensity (one spread, the noise's, shared)
+COVARIANCE_NOISY = "tied"
 #: mean-field iterations
 SPATIAL_ITERATIONS = 5
 #: EM initialisations per level, one fit each; the best likelihood wins. k-means
@@ -49,8 +63,24 @@ def spatial_beta(intensity_kind: str) -> float:
     return SPATIAL_BETA_NOISY if intensity_kind == "denoised" else SPATIAL_BETA
 
 
-def fit_mixture(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int = FIT_SIZE):
-    """A full-covariance :class:`sklearn.mixture.GaussianMixture` fitted on a seeded subsample of ``points`` (N, C)."""
+def covariance_type(intensity_kind: str) -> str:
+    """The covariance model for features read through the ``intensity_kind`` channel ("raw" or "denoised")."""
+    return COVARIANCE_NOISY if intensity_kind == "denoised" else COVARIANCE
+
+
+def component_covariances(mixture) -> np.ndarray:
+    """(k, C, C) covariance of every component, whatever the mixture's covariance model (a tied one repeats its own)."""
+    cov = np.asarray(mixture.covariances_, np.float64)
+    if mixture.covariance_type == "tied":
+        return np.repeat(cov[None], mixture.n_components, axis=0)
+    if mixture.covariance_type != "full":
+        raise UserError(f"unsupported covariance model {mixture.covariance_type!r}")
+    return cov
+
+
+def fit_mixture(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int = FIT_SIZE, covariance: str = COVARIANCE):
+    """A :class:`sklearn.mixture.GaussianMixture` (``covariance`` "full" or "tied") fitted on a seeded subsample
+    of ``points`` (N, C)."""
     from sklearn.mixture import GaussianMixture  # noqa: PLC0415 - heavy import, needed only here
 
     points = np.asarray(points)
@@ -66,7 +96,7 @@ def fit_mixture(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int = FI
     for i, init in enumerate(INITIALISATIONS):
         mixture = GaussianMixture(
             n_components=k,
-            covariance_type="full",
+            covariance_type=covariance,
             init_params=init,
             reg_covar=REG_COVAR,
             random_state=int(np.random.SeedSequence(seed, spawn_key=(1, k, i)).generate_state(1)[0]),
@@ -115,6 +145,7 @@ def mixture_labels(
     *,
     seed: int = 0,
     beta: float = SPATIAL_BETA,
+    covariance: str = COVARIANCE,
     fit_size: int = FIT_SIZE,
 ) -> tuple[np.ndarray, float]:
     """Labels 0..k-1 (int64, ``shape``) of a k-component mixture with the Potts prior, and the mean confidence.
@@ -123,7 +154,7 @@ def mixture_labels(
     before the spatial prior: an unsupervised measure of how well separated
     the clusters are.
     """
-    mixture = fit_mixture(points, k, seed=seed, fit_size=fit_size)
+    mixture = fit_mixture(points, k, seed=seed, fit_size=fit_size, covariance=covariance)
     post = posteriors(mixture, points)
     confidence = float(post.max(axis=1).mean())
     post = potts_mean_field(post.reshape(*shape, k), beta=beta)
@@ -137,6 +168,7 @@ def mixture_levels(
     *,
     seed: int = 0,
     beta: float = SPATIAL_BETA,
+    covariance: str = COVARIANCE,
     fit_size: int = FIT_SIZE,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, np.ndarray]:
@@ -153,7 +185,7 @@ def mixture_levels(
     levels: dict[int, np.ndarray] = {}
     previous = None
     for done, k in enumerate(ks, start=1):
-        labels, _ = mixture_labels(points, shape, k, seed=seed, beta=beta, fit_size=fit_size)
+        labels, _ = mixture_labels(points, shape, k, seed=seed, beta=beta, covariance=covariance, fit_size=fit_size)
         labels = labels.reshape(-1)
         labels = match_level_ids(labels, previous, k)[labels]
         levels[k] = (labels + 1).astype(dtype).reshape(shape)

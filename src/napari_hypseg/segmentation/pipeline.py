@@ -17,7 +17,7 @@ from .binning import bin_volume, binned_shape, check_binning, upsample_labels
 from .embed import embed
 from .fusion import fused_features
 from .hierarchy import Hierarchy, build_hierarchy
-from .mixture import mixture_levels, spatial_beta
+from .mixture import covariance_type, mixture_levels, spatial_beta
 
 StageProgress = Callable[[str, int, int], None]
 
@@ -203,6 +203,7 @@ def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, 
         config.levels,
         seed=config.seed,
         beta=spatial_beta(intensity),
+        covariance=covariance_type(intensity),
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
     hierarchy = Hierarchy(
