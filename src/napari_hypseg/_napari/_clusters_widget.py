@@ -5,8 +5,8 @@ physical volume, mean and sd of intensity, bounding box), exportable as CSV.
 
 Every level k = 2 … K_max is precomputed by the core, so moving the slider
 only swaps the array shown by the one live labels layer "hypseg clusters"
-(no copy). The default, mixture, clusters the embedding fused with the
-intensities (Gaussian mixture with a spatial prior per level). Nested levels
+(no copy). The default, mixture, clusters the (denoised, on a noisy volume)
+intensities with a Gaussian mixture and a spatial prior per level. Nested levels
 (k-means by bisection) keep cluster ids, hence colours, as clusters split;
 flat levels are an independent k-means per k. A mode other than the one
 segmented is computed the first time it is chosen, in a worker, from the
@@ -58,7 +58,7 @@ EMPTY_TEXT = (
     "(“Max clusters” in step 1) and export the labels."
 )
 MODE_TIPS = {
-    "mixture": "mixture: Gaussian mixture with a spatial prior on the embedding fused with intensity (default)",
+    "mixture": "mixture: Gaussian mixture with a spatial prior on the intensity, denoised if noisy (default)",
     "nested": "nested: each level splits clusters of the level below; ids and colours stay as clusters split",
     "flat": "flat: an independent k-means for every k (computed the first time you choose it)",
 }

@@ -56,7 +56,8 @@ def add_segment_args(parser: argparse.ArgumentParser) -> None:
         "--mode",
         choices=MODES,
         default=defaults.mode,
-        help="mixture (default): Gaussian mixture with a spatial prior on the embedding fused with intensity; "
+        help="mixture (default): Gaussian mixture with a spatial prior on the intensity (TV-denoised on a noisy "
+        "volume); "
         "nested / flat: Poincaré k-means on the embedding alone (the paper's protocol)",
     )
     parser.add_argument(

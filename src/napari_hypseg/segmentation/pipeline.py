@@ -79,10 +79,11 @@ def segment(
     e.g. ``segment(volume, model, k_max=4, device="cpu")``. ``binning``
     mean-pools the volume by that factor first (streaming from a memory map),
     for tomograms too large to embed at full resolution. The default mode,
-    ``"mixture"``, clusters the embedding fused with an intensity channel
-    (:mod:`.fusion`) with a Gaussian mixture and a Potts prior per level
-    (:mod:`.mixture`). The two halves are :func:`embed_volume` and
-    :func:`cluster_embedding`; this bins the volume once for both.
+    ``"mixture"``, clusters an intensity channel chosen from the volume's
+    noise (:mod:`.fusion`; the embedding only when ``fusion.embedding_weight``
+    > 0) with a Gaussian mixture and a Potts prior per level (:mod:`.mixture`).
+    The two halves are :func:`embed_volume` and :func:`cluster_embedding`;
+    this bins the volume once for both.
     """
     config = _with_settings(config, settings)
     shape = tuple(volume.shape)
