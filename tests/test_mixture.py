@@ -12,6 +12,7 @@ from napari_hypseg.segmentation.metrics import dice_scores
 from napari_hypseg.segmentation.mixture import (
     component_covariances,
     covariance_type,
+    describe,
     fit_mixture,
     mixture_labels,
     mixture_levels,
@@ -83,6 +84,7 @@ def test_mixture_levels_are_reproducible_and_ids_follow_the_coarser_level():
 def test_noisy_volumes_share_one_covariance_and_clean_ones_keep_one_per_class():
     assert covariance_type("denoised") == "tied"
     assert covariance_type("raw") == "full"
+    assert describe("raw") == "Gaussian mixture on the raw intensity, a covariance per cluster, spatial prior β = 3"
     rng = np.random.default_rng(0)
     points = np.concatenate([rng.normal(0.0, 1.0, (3000, 2)), rng.normal(5.0, 0.3, (600, 2))]).astype(np.float32)
     tied = fit_mixture(points, 2, seed=0, covariance="tied")

@@ -195,7 +195,12 @@ class ClustersWidget(QWidget):
             self.mode.setCurrentText(self.session.mode)
             self.mode.blockSignals(False)
         if self._recluster is None:
-            self.status.setText(f"Showing k = {k} ({self.session.mode}) in “hypseg clusters”.")
+            result = self.session.result
+            held = result.segmentation.occupied(k) if result is not None else k
+            empty = f" {held} of the {k} clusters hold voxels: the mixture left the rest empty." if held < k else ""
+            self.status.setText(f"Showing k = {k} ({self.session.mode}) in “hypseg clusters”.{empty}")
+            # how the levels were made (channel, covariance, prior), on hover: the line stays short
+            self.status.setToolTip(result.segmentation.clustering_summary if result is not None else "")
 
     # -- widget -> session -------------------------------------------------------
     def _on_slider(self, value: int) -> None:

@@ -275,6 +275,13 @@ def segment_volume(
         embedding=result.embedding,
         manifest={"model": str(model_path) if model_path else None, "settings": settings},
     )
+    print(f"{label}: {result.clustering_summary}", file=sys.stderr)
+    for k in ks:
+        held = result.occupied(k)
+        if held < k:
+            print(
+                f"{label}: k = {k} has {held} clusters with voxels (the mixture left {k - held} empty)", file=sys.stderr
+            )
     print(f"{label}: {len(ks)} label files in {time.perf_counter() - t0:.1f} s -> {out_dir}", file=sys.stderr)
     return written, result
 

@@ -68,6 +68,17 @@ def covariance_type(intensity_kind: str) -> str:
     return COVARIANCE_NOISY if intensity_kind == "denoised" else COVARIANCE
 
 
+def describe(intensity_kind: str) -> str:
+    """One line for users: what the mixture clustered, with which covariance and prior."""
+    channel = "TV-denoised intensity" if intensity_kind == "denoised" else "raw intensity"
+    covariance = (
+        "one covariance shared by the clusters"
+        if covariance_type(intensity_kind) == "tied"
+        else "a covariance per cluster"
+    )
+    return f"Gaussian mixture on the {channel}, {covariance}, spatial prior β = {spatial_beta(intensity_kind):g}"
+
+
 def component_covariances(mixture) -> np.ndarray:
     """(k, C, C) covariance of every component, whatever the mixture's covariance model (a tied one repeats its own)."""
     cov = np.asarray(mixture.covariances_, np.float64)

@@ -17,7 +17,7 @@ from .binning import bin_volume, binned_shape, check_binning, upsample_labels
 from .embed import embed
 from .fusion import fused_features
 from .hierarchy import Hierarchy, build_hierarchy
-from .mixture import covariance_type, mixture_levels, spatial_beta
+from .mixture import covariance_type, describe, mixture_levels, spatial_beta
 
 StageProgress = Callable[[str, int, int], None]
 
@@ -37,6 +37,23 @@ class Segmentation:
     shape: tuple[int, ...] | None = None
     #: intensity channel the mixture used ("raw" or "denoised"; None for k-means modes)
     intensity: str | None = None
+
+    @property
+    def clustering_summary(self) -> str:
+        """How the levels were made, in one line (for the CLI and the widgets)."""
+        if self.intensity is not None:
+            return describe(self.intensity)
+        return f"{self.hierarchy.mode} Poincaré k-means on the embedding"
+
+    def occupied(self, k: int) -> int:
+        """How many of level ``k``'s clusters hold voxels: a mixture may leave a component empty.
+
+        With a covariance shared by the components (noisy volumes) a component
+        can sit between two others and win no voxel, and the spatial prior can
+        absorb a small one; forcing all k to hold voxels lost quality
+        (docs/method.md), so the level keeps fewer and says so.
+        """
+        return int(np.count_nonzero(np.bincount(self.hierarchy.labels(k).ravel(), minlength=k + 1)[1:]))
 
     def labels(self, k: int, *, full_resolution: bool = True) -> np.ndarray:
         labels = self.hierarchy.labels(k)
