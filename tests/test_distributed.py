@@ -185,7 +185,7 @@ def test_blockwise_assignment_equals_the_in_memory_one_on_two_worker_processes(m
     assert saved.blockwise and saved.halo == 5
     reference = saved.assign(b, eb, [2, 3])
     labels, embedding = lazy_assignment(
-        da.from_array(b, chunks=(8, 7, 9)), model, [2, 3], saved, client=cluster, payload=model_payload(model, cluster)
+        da.from_array(b, chunks=(8, 7, 9)), model, [2, 3], saved, client=cluster, payload=model_payload(model)
     )
     # each block reads its own 8-voxel halo (the Potts prior's 5, the encoder's 3); only a face chunk
     # thinner than the encoder's mirror (4 voxels) is merged into its neighbour
@@ -583,3 +583,53 @@ def test_a_failed_dataset_run_leaves_no_half_written_labels_and_the_rerun_resume
         np.asarray(omezarr.read_labels_multiscale(image / "labels" / "hypseg_k3")[0][0]),
         saved.assign(vol, None, [3])[3],
     )
+
+
+def test_a_worker_killed_mid_run_leaves_the_labels_unchanged(model):
+    """One of two worker processes is killed (SIGKILL) while blocks are being computed: its nanny
+    restarts it, dask reruns the lost tasks, and the labels equal the in-process ones."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    volumes = [_phantom(s, shape=(24, 22, 20))[0] for s in range(4)]
+    kw = dict(fusion=FusionConfig(intensity="raw"), seed=0, sample_size=6000, chunks=9)
+    clustering, reference, _ = segment_dataset(volumes, model, [2, 3], **kw)
+    assert clustering.blockwise  # the block-by-block path: many small tasks to lose
+
+    def results_held(dask_scheduler):
+        return sum(ts.state == "memory" for ts in dask_scheduler.tasks.values())
+
+    with (
+        LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as lc,
+        Client(lc) as client,
+    ):
+        pids = sorted(client.run(os.getpid).values())
+        outcome = {}
+
+        def run():
+            try:
+                outcome["labels"] = segment_dataset(volumes, model, [2, 3], clustering=clustering, client=client, **kw)[
+                    1
+                ]
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 120
+        # the model, the clustering and at least two blocks are on the workers: the run is under way
+        while thread.is_alive() and time.monotonic() < deadline and client.run_on_scheduler(results_held) < 4:
+            time.sleep(0.02)
+        killed_mid_run = thread.is_alive()
+        os.kill(pids[0], signal.SIGKILL)
+        thread.join(timeout=300)
+        assert not thread.is_alive(), "the run hung after a worker was killed"
+    assert killed_mid_run, "the run ended before the kill: make it longer"
+    assert "error" not in outcome, f"the run failed after a worker was killed: {outcome.get('error')!r}"
+    for got, want in zip(outcome["labels"], reference):
+        for k in (2, 3):
+            np.testing.assert_array_equal(got[k], want[k])
