@@ -268,7 +268,7 @@ def segment_blockwise(
     :meth:`.DatasetClustering.assign` and its embedding that of
     :func:`.embed.embed`, to float rounding. ``payload`` is the model from
     :func:`.distributed.model_payload`, ``shared`` the clustering as one graph
-    key or scattered future. With ``targets`` (a labels and an embedding zarr
+    key. With ``targets`` (a labels and an embedding zarr
     array, chunked as the blocks) each task writes its block there and the
     result is a lazy array of one marker per block, computed for its effect.
     """
