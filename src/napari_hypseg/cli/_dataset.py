@@ -353,9 +353,9 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
         if streamed:
             import dask  # noqa: PLC0415
 
-            from ..segmentation.distributed import model_payload  # noqa: PLC0415
+            from ..segmentation.distributed import model_on_workers  # noqa: PLC0415
 
-            payload, shared = model_payload(model), dask.delayed(clustering, pure=True)
+            payload, shared = model_on_workers(model, client), dask.delayed(clustering, pure=True)
             for i in streamed:
                 path, (volume, data) = todo[i], read[i]
                 written = _stream_ome_zarr(

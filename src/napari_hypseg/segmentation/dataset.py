@@ -412,9 +412,9 @@ def segment_dataset(
 
     ks = sorted(int(k) for k in ks)
     arrays = [v if isinstance(v, da.Array) else da.from_array(np.asarray(v), chunks=chunks or "auto") for v in volumes]
-    from .distributed import model_payload  # noqa: PLC0415
+    from .distributed import model_on_workers  # noqa: PLC0415
 
-    payload = model_payload(model)  # one graph key: one copy of the weights per worker, shared by all volumes
+    payload = model_on_workers(model, client)  # one copy of the weights per worker, shared by all volumes
     lazy_embeddings = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
     if clustering is not None and clustering.blockwise:
         # one pass, block by block: embedding, then assignment with the Potts prior's halo

@@ -10,7 +10,8 @@ never thinner than the halo (dask rechunks it otherwise). Result: equal to the
 single-process embedding to float rounding, whatever the chunking.
 
 The model travels once per worker as a single ``dask.delayed`` key every
-block task depends on (recomputable if a worker dies, unlike scattered data).
+block task depends on (recomputable if a worker dies, unlike scattered data),
+computed once and replicated to every worker when a client is given.
 Each worker process rebuilds the network once (cached by the weights'
 token), not per block.
 """
@@ -48,14 +49,30 @@ def model_payload(model: HyperbolicVAE):
     is a graph key rather than data scattered up front because a graph key can
     be recomputed: when a worker dies mid-run, scattered data on it is lost for
     good and the whole run failed (tested: a worker killed mid-run), while a
-    key is rebuilt wherever the lost tasks rerun. It costs some throughput on
-    8 small volumes: 2 workers against 1 ran 1.43–1.58× faster, against
-    1.64–1.73× with scattering (docs/scaling.md).
+    key is rebuilt wherever the lost tasks rerun. With a client, use
+    :func:`model_on_workers`, which also copies it to every worker first.
     """
     import dask  # noqa: PLC0415
 
     token, config, state = model_state(model)
     return dask.delayed((token, config, state), pure=True, name=f"hypseg-model-{token}")
+
+
+def model_on_workers(model: HyperbolicVAE, client=None):
+    """:func:`model_payload`, and with a distributed ``client`` already computed and copied to every worker.
+
+    A graph key alone lives on the worker that first computed it, and the
+    scheduler then prefers that worker for every block task that depends on
+    it. Computing it once and replicating the result puts a copy on each
+    worker before the blocks are sent; the result keeps its recipe, so a copy
+    lost with a dead worker is fetched from another or recomputed.
+    """
+    payload = model_payload(model)
+    if client is None:
+        return payload
+    future = client.compute(payload)
+    client.replicate([future])
+    return future
 
 
 def worker_model(payload, device: torch.device) -> HyperbolicVAE:
