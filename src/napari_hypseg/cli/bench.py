@@ -167,10 +167,9 @@ def run_suite(args: argparse.Namespace) -> int:
         log(f"{case.name}: {len(case.volumes)} volume(s)")
         results.append(run_case(case, rows, seeds=seeds, log=log))
     wall = time.perf_counter() - t0
-    fused_flag = " --fused" if args.fused else ""
-    # --steps only matters to rows that train (the default row does not read the embedding)
-    steps_flag = f" --steps {steps}" if args.fused else ""
-    command = f"hypseg bench --suite{' --quick' if args.quick else ''}{fused_flag}{steps_flag} --seeds {n_seeds}"
+    # --steps only matters to the row that trains (the default row does not read the embedding)
+    fused_flag = f" --fused --steps {steps}" if args.fused else ""
+    command = f"hypseg bench --suite{' --quick' if args.quick else ''}{fused_flag} --seeds {n_seeds}"
     header = (
         f"`{command}` on {describe_device(device)}, wall time {wall / 60:.1f} min. Mean ± sd of the "
         f"Hungarian-matched mean Dice over volumes × seeds; the best baseline is chosen per case and level."

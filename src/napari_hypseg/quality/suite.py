@@ -137,7 +137,7 @@ def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> 
     computes exactly the clustering ``segment()`` would.
     """
     from ..segmentation.fusion import FusionConfig, fused_features  # noqa: PLC0415
-    from ..segmentation.mixture import covariance_type, mixture_levels, spatial_beta  # noqa: PLC0415
+    from ..segmentation.mixture import channel_settings, mixture_levels  # noqa: PLC0415
     from ..segmentation.pipeline import segment  # noqa: PLC0415 - torch-heavy
     from ..training import Trainer  # noqa: PLC0415
 
@@ -162,8 +162,7 @@ def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> 
                     image.shape,
                     range(min(ks), max(ks) + 1),
                     seed=seed,
-                    beta=spatial_beta(kind),
-                    covariance=covariance_type(kind),
+                    **channel_settings(kind),
                 )
                 out.append({k: levels[k] for k in ks})
             return out

@@ -68,15 +68,19 @@ def covariance_type(intensity_kind: str) -> str:
     return COVARIANCE_NOISY if intensity_kind == "denoised" else COVARIANCE
 
 
+def channel_settings(intensity_kind: str) -> dict:
+    """The mixture's settings that follow the intensity channel: ``beta`` and ``covariance``, for
+    :func:`mixture_levels` (``**channel_settings(kind)``)."""
+    return {"beta": spatial_beta(intensity_kind), "covariance": covariance_type(intensity_kind)}
+
+
 def describe(intensity_kind: str) -> str:
     """One line for users: what the mixture clustered, with which covariance and prior."""
+    settings = channel_settings(intensity_kind)
     channel = "TV-denoised intensity" if intensity_kind == "denoised" else "raw intensity"
-    covariance = (
-        "one covariance shared by the clusters"
-        if covariance_type(intensity_kind) == "tied"
-        else "a covariance per cluster"
-    )
-    return f"Gaussian mixture on the {channel}, {covariance}, spatial prior β = {spatial_beta(intensity_kind):g}"
+    shared = settings["covariance"] == "tied"
+    covariance = "one covariance shared by the clusters" if shared else "a covariance per cluster"
+    return f"Gaussian mixture on the {channel}, {covariance}, spatial prior β = {settings['beta']:g}"
 
 
 def component_covariances(mixture) -> np.ndarray:

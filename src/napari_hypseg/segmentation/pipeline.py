@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from .binning import bin_volume, binned_shape, check_binning, upsample_labels
 from .embed import embed
 from .fusion import fused_features
 from .hierarchy import Hierarchy, build_hierarchy
-from .mixture import covariance_type, describe, mixture_levels, spatial_beta
+from .mixture import channel_settings, describe, mixture_levels
 
 StageProgress = Callable[[str, int, int], None]
 
@@ -37,6 +37,8 @@ class Segmentation:
     shape: tuple[int, ...] | None = None
     #: intensity channel the mixture used ("raw" or "denoised"; None for k-means modes)
     intensity: str | None = None
+    #: level -> clusters holding voxels, counted once (the slider asks on every move)
+    _occupied: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def clustering_summary(self) -> str:
@@ -53,7 +55,10 @@ class Segmentation:
         absorb a small one; forcing all k to hold voxels lost quality
         (docs/method.md), so the level keeps fewer and says so.
         """
-        return int(np.count_nonzero(np.bincount(self.hierarchy.labels(k).ravel(), minlength=k + 1)[1:]))
+        if k not in self._occupied:
+            counts = np.bincount(self.hierarchy.labels(k).ravel(), minlength=k + 1)[1:]
+            self._occupied[k] = int(np.count_nonzero(counts))
+        return self._occupied[k]
 
     def labels(self, k: int, *, full_resolution: bool = True) -> np.ndarray:
         labels = self.hierarchy.labels(k)
@@ -220,8 +225,7 @@ def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, 
         grid,
         config.levels,
         seed=config.seed,
-        beta=spatial_beta(intensity),
-        covariance=covariance_type(intensity),
+        **channel_settings(intensity),
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
     hierarchy = Hierarchy(
