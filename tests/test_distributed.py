@@ -182,7 +182,7 @@ def test_blockwise_assignment_equals_the_in_memory_one_on_two_worker_processes(m
         seed=0,
         sample_size=5000,
     )
-    assert saved.blockwise and saved.halo == 5
+    assert saved.halo == 5
     reference = saved.assign(b, eb, [2, 3])
     labels, embedding = lazy_assignment(
         da.from_array(b, chunks=(8, 7, 9)), model, [2, 3], saved, client=cluster, payload=model_payload(model)
@@ -194,6 +194,52 @@ def test_blockwise_assignment_equals_the_in_memory_one_on_two_worker_processes(m
     for i, k in enumerate((2, 3)):
         np.testing.assert_array_equal(got[..., i], reference[k])
     assert np.abs(cluster.compute(embedding).result() - eb).max() <= 1e-5
+
+
+def test_blockwise_tv_clustering_equals_the_in_memory_one_on_two_worker_processes(model, cluster):
+    """A clustering of the TV-denoised channel is assigned block by block too: each block reads the TV
+    filter's halo as well as the Potts prior's, and the labels are the whole-volume ones."""
+    from napari_hypseg.segmentation import channels
+    from napari_hypseg.segmentation.dataset import lazy_assignment
+    from napari_hypseg.segmentation.distributed import model_payload
+
+    shape = (96, 20, 18)  # blocks of 24 along z, each reading 21 + 3 voxels beyond it: most see part of the volume
+    volume, truth = _phantom(30, shape=shape)
+    volume += np.random.default_rng(1).normal(scale=0.3, size=shape).astype(np.float32)
+    truth[60:80, 5:15, 4:14] = 1
+    volume[60:80, 5:15, 4:14] += 1.0
+    emb = embed(volume, model, device="cpu")
+    saved = fit_dataset_clustering(
+        [volume], [emb], [2, 3], latent_dim=2, fusion=FusionConfig(intensity="denoised"), seed=0, sample_size=20000
+    )
+    assert saved.halo == 5 + channels.TV_HALO
+    reference = saved.assign(volume, emb, [2, 3])
+    assert dice_scores(reference[2], truth).mean > 0.8  # a real segmentation, not a constant one
+    labels, _ = lazy_assignment(
+        da.from_array(volume, chunks=(24, 20, 18)), model, [2, 3], saved, client=cluster, payload=model_payload(model)
+    )
+    assert labels.numblocks[:3] == (4, 1, 1)
+    got = cluster.compute(labels).result()
+    for i, k in enumerate((2, 3)):
+        np.testing.assert_array_equal(got[..., i], reference[k])
+
+
+def test_tv_of_a_block_with_its_halo_is_the_whole_volume_tv():
+    from napari_hypseg.segmentation import channels
+    from napari_hypseg.segmentation.dataset_clustering import intensity_bounds
+
+    volume = np.random.default_rng(0).normal(size=(80, 24, 24)).astype(np.float32)
+    volume[30:50] += 2.0
+    bounds = intensity_bounds(volume)
+    whole = channels.tv_denoise(volume)
+    core = slice(32, 48)
+
+    def block(halo):
+        region = channels.tv_denoise(volume[32 - halo : 48 + halo], bounds=bounds)
+        return region[halo : halo + 16]
+
+    assert np.abs(block(channels.TV_HALO) - whole[core]).max() < 1e-4
+    assert np.abs(block(2) - whole[core]).max() > 1e-3  # the halo is what makes it so
 
 
 # --- OME-Zarr and the command line ------------------------------------------
@@ -362,6 +408,19 @@ def test_cli_raw_clustering_streams_ome_zarr_block_by_block_on_two_workers(model
         here, there = (np.load(out / f"v{s}_embedding.npy") for out in streamed.values())
         np.testing.assert_array_equal(here, there)
         assert np.abs(here - np.load(tmp_path / "fit" / f"v{s}_embedding.npy")).max() <= 1e-5
+    # MRC files too are written from the scratch blocks slab by slab: the same files as the in-memory fit run's
+    out = tmp_path / "mrc"
+    assert main(["segment", *common, "--out-dir", str(out), "--clusters-from", str(clusters), "--workers", "2"]) == 0
+    capsys.readouterr()
+    assert not _leftovers(out)
+    for s in range(2):
+        for k in (2, 3):
+            np.testing.assert_array_equal(
+                read_volume(out / f"v{s}_k{k}.mrc").data, read_volume(tmp_path / "fit" / f"v{s}_k{k}.mrc").data
+            )
+            stats = (out / f"v{s}_k{k}_stats.csv").read_text()
+            assert stats == (tmp_path / "fit" / f"v{s}_k{k}_stats.csv").read_text()
+        assert json.loads((out / f"v{s}_manifest.json").read_text())["levels"] == [2, 3]
     code = main(
         ["segment", *common, "--out-dir", str(tmp_path / "x"), "--clusters-from", str(clusters), "--intensity", "raw"]
     )
@@ -597,8 +656,7 @@ def test_a_worker_killed_mid_run_leaves_the_labels_unchanged(model):
 
     volumes = [_phantom(s, shape=(24, 22, 20))[0] for s in range(4)]
     kw = dict(fusion=FusionConfig(intensity="raw"), seed=0, sample_size=6000, chunks=9)
-    clustering, reference, _ = segment_dataset(volumes, model, [2, 3], **kw)
-    assert clustering.blockwise  # the block-by-block path: many small tasks to lose
+    clustering, reference, _ = segment_dataset(volumes, model, [2, 3], **kw)  # then block by block: many small tasks
 
     def results_held(dask_scheduler):
         return sum(ts.state == "memory" for ts in dask_scheduler.tasks.values())

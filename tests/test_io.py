@@ -127,6 +127,39 @@ def test_mrc_labels_copy_start_indices_of_source(tmp_mrc, tmp_path):
         assert (int(mrc.header.nxstart), int(mrc.header.nystart), int(mrc.header.nzstart)) == (3, 4, 5)
 
 
+@pytest.mark.parametrize("max_label", [5, 300])
+def test_labels_too_large_for_memory_stream_into_the_same_mrc_file(tmp_mrc, tmp_path, max_label):
+    """A dask labels array is written slab by slab (a 2-voxel slab here): the file holds what the
+    in-memory writer writes, header statistics and geometry included."""
+    import dask.array as da
+
+    source = read_volume(tmp_mrc(voxel_size=(2.0, 1.5, 1.0), origin=(10.0, 20.0, 30.0), nstart=(3, 4, 5)))
+    labels = (_labels_like(source.data).astype(np.uint16) * max_label) // 3
+    lazy = da.from_array(labels, chunks=(3, 5, 4))
+    whole = write_labels(tmp_path / "whole.mrc", labels, like=source)
+    from napari_hypseg.io import mrc as mrc_io
+
+    slabs = mrc_io.write_mrc_slabs(
+        tmp_path / "slabs.mrc",
+        lazy,
+        mrc_io.mrc_header_for(source.geometry, name="slabs.mrc"),
+        dtype=mrc_io.labels_dtype_for_mrc(max_label),
+        labels=True,
+        slab_voxels=2 * labels.shape[1] * labels.shape[2],
+    )
+    streamed = write_labels(tmp_path / "streamed.mrc", lazy, like=source)
+    with mrcfile.open(whole) as a:
+        for other in (slabs, streamed):
+            with mrcfile.open(other) as b:
+                np.testing.assert_array_equal(a.data, b.data)
+                assert a.data.dtype == b.data.dtype
+                for field in ("cella", "origin", "nxstart", "nystart", "nzstart", "mode", "label", "nlabl", "mx", "my", "mz"):
+                    assert a.header[field].tobytes() == b.header[field].tobytes(), field
+                for field in ("dmin", "dmax", "dmean", "rms"):
+                    assert float(b.header[field]) == pytest.approx(float(a.header[field]), rel=1e-5, abs=1e-6), field
+    assert read_volume(streamed).metadata["is_labels"]
+
+
 def test_image_round_trip_is_float32_on_source_grid(tmp_mrc, tmp_path):
     source = read_volume(tmp_mrc(voxel_size=(2.0, 1.5, 1.0)))
     image = np.asarray(source.data, dtype=np.float64) / 7.0

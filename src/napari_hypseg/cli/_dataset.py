@@ -6,11 +6,12 @@ default single-volume path (a clustering per volume) is unchanged.
 
 Outputs are planned as for single volumes before any work (:func:`plan_dataset_outputs`:
 the single-volume :func:`.segment.plan_outputs` for MRC / NIfTI outputs, the
-same checks for OME-Zarr ones). With a saved clustering of the raw intensity
-and OME-Zarr output, a volume is streamed (:func:`_stream_ome_zarr`): labels and
-embedding go block by block into a scratch zarr, written by the workers, and
-from it into the label pyramids and a memory-mapped ``.npy``, so neither this
-process nor any worker holds the whole volume.
+same checks for OME-Zarr ones). With a saved clustering (``--clusters-from``)
+every volume is streamed (:func:`_stream_volume`): labels and embedding go
+block by block into a scratch zarr, written by the workers, and from it into
+the label pyramids or MRC files, the statistics tables and a memory-mapped
+``.npy``, so neither this process nor any worker holds the whole volume (a
+NIfTI level, typically an MRI of 10⁷ voxels, is read into memory one level at a time).
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def _write_ome_zarr(volume, levels, embedding, ks, out_dir: Path, stem: str, ext
     return _write_manifest(volume, written, emb, ks, manifest, extra)
 
 
-def _stream_ome_zarr(
+def _stream_volume(
     volume,
     data,
     model,
@@ -225,20 +226,29 @@ def _stream_ome_zarr(
     shared,
     chunk: int,
     device: str,
-    out_dir: Path,
+    args: argparse.Namespace,
+    path: Path,
     stem: str,
     extra: dict,
     progress,
 ) -> list[Path]:
-    """Segment one volume block by block into its OME-Zarr labels and its ``.npy`` embedding."""
+    """Segment one volume block by block into a scratch zarr, then write its outputs from there.
+
+    The workers write the blocks; this process then copies them, chunk by
+    chunk or slab by slab, into the OME-Zarr labels or the MRC files (a NIfTI
+    level is read whole, one level at a time), the statistics tables and the
+    ``.npy`` embedding: no output is ever whole in memory here.
+    """
     import dask.array as da  # noqa: PLC0415
     import zarr  # noqa: PLC0415
 
     from ..io.atomic import atomic_path  # noqa: PLC0415
+    from ..io.levels import store_npy  # noqa: PLC0415
     from ..segmentation.dataset import block_grid, lazy_assignment, store_assignment  # noqa: PLC0415
     from ..segmentation.dataset_clustering import label_dtype  # noqa: PLC0415
     from ._outputs import EMBEDDING_SUFFIX  # noqa: PLC0415
 
+    out_dir = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / f"{stem}{MANIFEST_SUFFIX}"
     manifest.unlink(missing_ok=True)  # written last: its presence means complete
@@ -248,7 +258,6 @@ def _stream_ome_zarr(
     shape = tuple(data.shape)
     scratch = out_dir / f".{stem}_scratch-{os.getpid()}.zarr"
     shutil.rmtree(scratch, ignore_errors=True)
-    emb = out_dir / f"{stem}{EMBEDDING_SUFFIX}"
     try:
         group = zarr.open_group(str(scratch), mode="w", zarr_format=2)
         label_store = group.create_array(
@@ -270,13 +279,23 @@ def _stream_ome_zarr(
             targets=(label_store, embedding_store),
         )
         store_assignment(markers, client=client, progress=progress)
-        with atomic_path(emb) as tmp:
-            memmap = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(*shape, d))
-            # chunk by chunk here: the .npy is written by this process alone
-            da.store(da.from_zarr(embedding_store), memmap, lock=False, scheduler="sync")
-            memmap.flush()
-            del memmap
         stored = da.from_zarr(label_store)
+        if not writes_ome_zarr(path, args):
+            return write_levels(
+                volume.geometry,
+                lambda k: stored[..., ks.index(k)],
+                ks,
+                out_dir,
+                fmt=args.format,
+                stem=stem,
+                image=volume.data,
+                unit=volume.metadata.get("units"),
+                embedding=embedding_store,
+                manifest=extra,
+            )
+        emb = out_dir / f"{stem}{EMBEDDING_SUFFIX}"
+        with atomic_path(emb) as tmp:
+            store_npy(tmp, embedding_store)
         root = omezarr.labels_root(volume, out_dir, stem)
         written = omezarr.write_label_levels(root, {k: stored[..., i] for i, k in enumerate(ks)}, volume.spacing)
     finally:
@@ -345,10 +364,8 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
         bars[stage].update(done, total, f"{done}/{total}")
 
     extra = {"model": str(args.model), "settings": settings}
-    # a saved clustering of the raw intensity, written as OME-Zarr: block by block, nothing whole in memory
-    streamed = [
-        i for i, p in enumerate(todo) if clustering is not None and clustering.blockwise and writes_ome_zarr(p, args)
-    ]
+    # with a saved clustering every volume goes block by block: nothing of it whole in memory here
+    streamed = list(range(len(todo))) if clustering is not None else []
     with dask_client(args) as client:
         if streamed:
             import dask  # noqa: PLC0415
@@ -358,7 +375,7 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
             payload, shared = model_on_workers(model, client), dask.delayed(clustering, pure=True)
             for i in streamed:
                 path, (volume, data) = todo[i], read[i]
-                written = _stream_ome_zarr(
+                written = _stream_volume(
                     volume,
                     data,
                     model,
@@ -369,7 +386,8 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
                     shared=shared,
                     chunk=chunk,
                     device=args.device,
-                    out_dir=args.out_dir,
+                    args=args,
+                    path=path,
                     stem=stems[path],
                     extra=extra,
                     progress=report,

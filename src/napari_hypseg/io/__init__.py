@@ -36,7 +36,7 @@ import numpy as np
 from .._errors import UserError
 from .atomic import full_suffix, stem_of
 from .mrc import SUFFIXES as MRC_SUFFIXES
-from .mrc import labels_dtype_for_mrc, mrc_header_for, read_mrc, write_mrc
+from .mrc import labels_dtype_for_mrc, mrc_header_for, read_mrc, write_mrc, write_mrc_slabs
 from .nifti import SUFFIXES as NIFTI_SUFFIXES
 from .nifti import read_nifti, write_nifti
 from .stats import value_summary
@@ -131,7 +131,9 @@ def write_labels(path: str | os.PathLike, labels, like: Geometry | Volume | None
     path : path-like
         ``.mrc`` (also ``.rec``, ``.map``), ``.nii`` or ``.nii.gz``.
     labels : (Z, Y, X) array of non-negative integers or bools
-        Same shape and axis order as ``like.data``. Not modified.
+        Same shape and axis order as ``like.data``. Not modified. A dask or
+        zarr array is written to MRC slab by slab, never whole in memory
+        (to NIfTI it is computed first).
     like : Geometry or Volume, optional
         The grid the labels belong to (a volume: its :attr:`Volume.geometry`);
         its MRC voxel size, origin and start indices, or NIfTI header with
@@ -150,6 +152,8 @@ def write_labels(path: str | os.PathLike, labels, like: Geometry | Volume | None
     """
     path = Path(path)
     suffix = _write_suffix(path)
+    if _is_lazy(labels) and suffix in MRC_SUFFIXES:
+        return _write_lazy_mrc_labels(path, labels, like)
     array = _as_3d(labels, "labels")
     if array.dtype == bool:
         array = array.view(np.uint8)
@@ -268,6 +272,30 @@ def _write_suffix(path: Path) -> str:
             f"use one of {', '.join(WRITE_SUFFIXES)}"
         )
     return suffix
+
+
+def _is_lazy(values) -> bool:
+    """A dask or zarr array: computed slab by slab where the format allows, not pulled into memory whole."""
+    return not isinstance(values, np.ndarray) and hasattr(values, "shape") and hasattr(values, "dtype")
+
+
+def _write_lazy_mrc_labels(path: Path, labels, like) -> Path:
+    """:func:`write_labels` of a lazy (Z, Y, X) array into an MRC file: two passes of z slabs, range then data."""
+    if len(labels.shape) != 3:
+        raise UserError(f"expected a 3D labels volume, got shape {tuple(labels.shape)}")
+    if np.dtype(labels.dtype).kind not in "iub":
+        raise UserError(f"labels must be integers, got {labels.dtype} values")
+    step = max(1, (16 * 2**20) // max(1, int(labels.shape[1]) * int(labels.shape[2])))
+    low, high = 0, 0
+    for z0 in range(0, labels.shape[0], step):
+        slab = np.asarray(labels[z0 : z0 + step])
+        if slab.size:
+            low, high = min(low, int(slab.min())), max(high, int(slab.max()))
+    if low < 0:
+        raise UserError(f"labels must be non-negative, found label {low}")
+    geometry = _geometry_for(like, tuple(labels.shape))
+    header = mrc_header_for(geometry, name=path.name)
+    return write_mrc_slabs(path, labels, header, dtype=labels_dtype_for_mrc(high), labels=True)
 
 
 def _as_3d(values, what: str) -> np.ndarray:

@@ -81,6 +81,17 @@ def level_name(stem: str, k: int, tag: str = "") -> str:
     return f"{stem}_k{k}{tag}"
 
 
+def store_npy(path: Path, array) -> None:
+    """Write a dask or zarr array as a ``.npy`` file, chunk by chunk through a memory map."""
+    import dask.array as da  # noqa: PLC0415 - only for arrays too large for memory
+
+    memmap = np.lib.format.open_memmap(path, mode="w+", dtype=array.dtype, shape=tuple(array.shape))
+    source = array if isinstance(array, da.Array) else da.from_zarr(array)
+    da.store(source, memmap, lock=False, scheduler="sync")  # this process alone writes the file
+    memmap.flush()
+    del memmap
+
+
 def write_levels(
     geometry: Geometry,
     labels_of: Callable[[int], np.ndarray],
@@ -103,7 +114,9 @@ def write_levels(
     geometry : Geometry
         The source's grid; every label file copies it.
     labels_of : callable
-        ``labels_of(k)`` is the (Z, Y, X) label volume of level ``k``.
+        ``labels_of(k)`` is the (Z, Y, X) label volume of level ``k``: a numpy
+        array, or a dask / zarr array streamed slab by slab (MRC; see
+        :func:`napari_hypseg.io.write_labels`).
     ks : sequence of int
         The levels to write, as ``<out_dir>/<stem>_k<k><tag><suffix>``.
     out_dir : path-like
@@ -122,7 +135,7 @@ def write_levels(
     unit : str, optional
         Unit of the voxel size, for the tables; None or "unknown": :data:`UNITS` of the source's format.
     embedding : array, optional
-        Given, written as ``<stem>_embedding.npy``.
+        Given, written as ``<stem>_embedding.npy`` (a dask / zarr array chunk by chunk).
     manifest : dict, optional
         Given (even empty), ``<stem>_manifest.json`` lists every file written
         plus these fields. It is removed first and written last, so its
@@ -172,8 +185,11 @@ def write_levels(
     if embedding is not None:
         embedding_path = out_dir / f"{stem}{EMBEDDING_SUFFIX}"
         with atomic_path(embedding_path) as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, embedding)
+            if isinstance(embedding, np.ndarray):
+                with open(tmp, "wb") as handle:
+                    np.save(handle, embedding)
+            else:  # dask or zarr: chunk by chunk into a memory-mapped .npy
+                store_npy(tmp, embedding)
         written.append(embedding_path)
         files["embedding"] = embedding_path.name
     if manifest is not None:

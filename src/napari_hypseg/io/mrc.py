@@ -174,15 +174,56 @@ def write_mrc(
     with atomic_path(path) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(data)
-            mrc.voxel_size = tuple(float(v) for v in geometry["voxel_size_xyz"])
-            origin = tuple(float(v) for v in geometry["origin_xyz"])
-            mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
-            nx, ny, nz = (int(v) for v in geometry["nstart_xyz"])
-            mrc.header.nxstart, mrc.header.nystart, mrc.header.nzstart = nx, ny, nz
-            mark = LABELS_MARK if labels else IMAGE_MARK
-            mrc.header.label[0] = mark.encode("ascii")
-            mrc.header.nlabl = 1
+            _set_geometry(mrc, geometry, labels=labels)
     return path
+
+
+def write_mrc_slabs(
+    path: str | os.PathLike,
+    source,
+    geometry: dict[str, Any],
+    *,
+    dtype: np.dtype,
+    labels: bool,
+    slab_voxels: int = 16 * 2**20,
+) -> Path:
+    """:func:`write_mrc` for an array too large for memory, copied into a memory-mapped file slab by slab.
+
+    ``source`` is a (Z, Y, X) array-like read by z slabs (a dask or zarr
+    array, a memory map); each slab is converted to ``dtype``. The header's
+    minimum, maximum, mean and rms are accumulated over the slabs, so the
+    file is the one :func:`write_mrc` writes for the whole array.
+    """
+    path = Path(path)
+    shape = tuple(int(n) for n in source.shape)
+    step = max(1, slab_voxels // max(1, shape[1] * shape[2]))
+    low, high, total, squares = np.inf, -np.inf, 0.0, 0.0
+    with atomic_path(path) as tmp:
+        with mrcfile.new_mmap(tmp, shape=shape, mrc_mode=mrcfile.utils.mode_from_dtype(dtype), overwrite=True) as mrc:
+            for z0 in range(0, shape[0], step):
+                slab = np.asarray(source[z0 : z0 + step]).astype(dtype, copy=False)
+                mrc.data[z0 : z0 + step] = slab
+                values = slab.astype(np.float64)
+                low, high = min(low, float(values.min())), max(high, float(values.max()))
+                total += float(values.sum())
+                squares += float(np.square(values).sum())
+            n = max(1, int(np.prod(shape)))
+            mean = total / n
+            mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = low, high, mean
+            mrc.header.rms = float(np.sqrt(max(0.0, squares / n - mean * mean)))
+            _set_geometry(mrc, geometry, labels=labels)
+    return path
+
+
+def _set_geometry(mrc, geometry: dict[str, Any], *, labels: bool) -> None:
+    mrc.voxel_size = tuple(float(v) for v in geometry["voxel_size_xyz"])
+    origin = tuple(float(v) for v in geometry["origin_xyz"])
+    mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
+    nx, ny, nz = (int(v) for v in geometry["nstart_xyz"])
+    mrc.header.nxstart, mrc.header.nystart, mrc.header.nzstart = nx, ny, nz
+    mark = LABELS_MARK if labels else IMAGE_MARK
+    mrc.header.label[0] = mark.encode("ascii")
+    mrc.header.nlabl = 1
 
 
 def mrc_header_for(geometry: Geometry, *, name: str = "") -> dict[str, Any]:

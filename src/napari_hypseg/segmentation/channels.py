@@ -21,6 +21,13 @@ from ..segment_config import INTENSITY_KINDS
 FILTER_BANK_SIGMAS = (0.7, 1.0, 1.6, 3.5)
 #: TV weight in normalised units (scikit-image's default for images in 0..1)
 TV_WEIGHT = 0.1
+#: Chambolle iterations, a fixed number (no convergence test, which depends on the whole volume): each
+#: iteration reaches two voxels further, and what it adds falls off fast with distance, so a block with
+#: :data:`TV_HALO` voxels of context is denoised as it is inside the whole volume (measured on the real
+#: tomogram: blocks of 48 differ by < 1e-5, the labels not at all; 8 voxels of context leave 3e-4).
+#: scikit-image's own test (energy change < 2e-4 of the first) stopped there after about as many.
+TV_ITERATIONS = 50
+TV_HALO = 16
 #: estimated noise σ (normalised units) from which the clustering reads the TV-denoised
 #: intensity instead of the raw one: below it (an MRI scan or template) TV merges thin
 #: structures such as CSF into their neighbours; above it (tomograms, the phantoms) the
@@ -46,11 +53,27 @@ def gaussian(volume: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(v, sigma) if sigma > 0 else v
 
 
-def tv_denoise(volume: np.ndarray, weight: float = TV_WEIGHT) -> np.ndarray:
-    """Chambolle total-variation denoising (scikit-image) of the normalised volume."""
+def normalise_between(volume: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """:func:`normalise` with its range given: ``lo`` → 0, ``hi`` → 1 (an empty range → zeros)."""
+    v = np.asarray(volume, dtype=np.float32)
+    lo, hi = np.float32(bounds[0]), np.float32(bounds[1])
+    if not hi > lo:
+        return np.zeros_like(v)
+    return (v - lo) / (hi - lo)
+
+
+def tv_denoise(
+    volume: np.ndarray, weight: float = TV_WEIGHT, *, bounds: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Chambolle total-variation denoising (scikit-image, :data:`TV_ITERATIONS`) of the normalised volume.
+
+    ``bounds`` (the whole volume's 1st/99th percentiles) normalise a block
+    of a larger volume as the whole volume is normalised.
+    """
     from skimage.restoration import denoise_tv_chambolle  # noqa: PLC0415 - heavy import, used here only
 
-    return denoise_tv_chambolle(normalise(volume), weight=weight).astype(np.float32)
+    v = normalise(volume) if bounds is None else normalise_between(volume, bounds)
+    return denoise_tv_chambolle(v, weight=weight, eps=0.0, max_num_iter=TV_ITERATIONS).astype(np.float32)
 
 
 def noise_sigma(normalised: np.ndarray) -> float:

@@ -6,14 +6,13 @@ Three stages, each a dask graph run by whatever scheduler is given:
 2. unless a clustering is given, one is fitted on a bounded seeded sample
    of all volumes (:func:`.dataset_clustering.fit_dataset_clustering`, in
    this process: the sample is small);
-3. every volume is assigned with it. To a given clustering of the raw
-   intensity this is blockwise (:func:`assign_blockwise`): the volume's
-   1st/99th percentiles are found exactly in two histogram passes
-   (:func:`intensity_bounds`), and each block is assigned with a halo of the
-   Potts prior's reach, which gives the whole-volume labels exactly; no task
-   holds more than a block and its halo. After a fit here, and for a
-   clustering of the TV-denoised intensity (a whole-volume filter), it is one
-   task per volume.
+3. every volume is assigned with it. To a given clustering this is
+   blockwise (:func:`segment_blockwise`): the volume's 1st/99th percentiles
+   are found exactly in two histogram passes (:func:`intensity_bounds`), and
+   each block is assigned with a halo of the Potts prior's reach (plus the
+   TV filter's, for the denoised channel), which gives the whole-volume
+   labels; no task holds more than a block and its halo. After a fit here it
+   is one task per volume (the fit needed every volume here anyway).
 
 In-process (``client=None``) the same graphs run with the synchronous
 scheduler, so a cluster changes where the work happens, not the numbers.
@@ -76,10 +75,6 @@ def lazy_volume(path, shape, dtype, chunks: int):
 
 def _assign(clustering: DatasetClustering, volume: np.ndarray, embedding: np.ndarray, ks) -> dict[int, np.ndarray]:
     return clustering.assign(volume, embedding, ks)
-
-
-def _assign_keep(clustering, volume, embedding, ks):
-    return clustering.assign(volume, embedding, ks), embedding
 
 
 def _compute(collections, client, progress: Progress | None, stage: str):
@@ -277,8 +272,6 @@ def segment_blockwise(
 
     from .distributed import model_payload  # noqa: PLC0415
 
-    if not clustering.blockwise:
-        raise ValueError("a clustering of the TV-denoised intensity is assigned one volume at a time")
     ks = [int(k) for k in ks]
     halo, half, d = clustering.halo, model.patch_size // 2, model.config.latent_dim
     if min(volume.shape) < model.patch_size:
@@ -416,8 +409,8 @@ def segment_dataset(
 
     payload = model_on_workers(model, client)  # one copy of the weights per worker, shared by all volumes
     lazy_embeddings = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
-    if clustering is not None and clustering.blockwise:
-        # one pass, block by block: embedding, then assignment with the Potts prior's halo
+    if clustering is not None:
+        # one pass, block by block: embedding, then assignment with the halo of the TV filter and the Potts prior
         shared = dask.delayed(clustering, pure=True)  # one key: sent to each worker once
         pairs = [
             lazy_assignment(
@@ -428,12 +421,6 @@ def segment_dataset(
         gathered = _gather_blocks([list(p) for p in pairs], client, progress, "embed+assign")
         labels = [{k: g[0][..., i] for i, k in enumerate(ks)} for g in gathered]
         return clustering, labels, [g[1] for g in gathered]
-    if clustering is not None:
-        # the TV-denoised channel needs the whole volume: a volume's embedding is gathered on the worker assigning it
-        shared = dask.delayed(clustering, pure=True)
-        tasks = [dask.delayed(_assign_keep, pure=True)(shared, v, e, ks) for v, e in zip(arrays, lazy_embeddings)]
-        results = _compute(tasks, client, progress, "embed+assign")
-        return clustering, [r[0] for r in results], [r[1] for r in results]
     embeddings = [g[0] for g in _gather_blocks([[e] for e in lazy_embeddings], client, progress, "embed")]
     values = _compute(arrays, client, None, "read")
     latent_dim = model.config.latent_dim if model.config.hyperbolic else None

@@ -22,8 +22,10 @@ block by block (:func:`.dataset.intensity_bounds`) as in one piece
 (:func:`intensity_bounds`). With the bounds given, a voxel's features are
 pointwise and the Potts prior reaches :data:`.mixture.SPATIAL_ITERATIONS`
 voxels, so :meth:`DatasetClustering.assign` of a block with that halo gives
-the whole-volume labels of its core (:func:`.dataset.assign_blockwise`).
-The TV-denoised channel is a whole-volume computation and has no such form.
+the whole-volume labels of its core (:func:`.dataset.segment_blockwise`).
+The TV-denoised channel runs a fixed number of Chambolle iterations
+(:data:`.channels.TV_ITERATIONS`), so a block with :data:`.channels.TV_HALO`
+more voxels of context is denoised as in the whole volume, to float rounding.
 """
 
 from __future__ import annotations
@@ -74,24 +76,17 @@ class DatasetClustering:
     beta: float = SPATIAL_BETA
 
     @property
-    def blockwise(self) -> bool:
-        """Whether a block with a halo of :attr:`halo` voxels is assigned as in the whole volume (raw intensity)."""
-        return self.intensity == "raw"
-
-    @property
     def halo(self) -> int:
-        """Voxels of context a block needs on every side: the reach of the Potts mean field."""
-        return SPATIAL_ITERATIONS if self.beta > 0 else 0
+        """Voxels of context a block needs on every side: the reach of the Potts mean field, and of the TV filter."""
+        potts = SPATIAL_ITERATIONS if self.beta > 0 else 0
+        return potts + (channels.TV_HALO if self.intensity == "denoised" else 0)
 
     # -- features ---------------------------------------------------------
     def _intensity(self, volume: np.ndarray, bounds: tuple[float, float] | None) -> np.ndarray:
+        bounds = intensity_bounds(volume) if bounds is None else bounds
         if self.intensity == "raw":
-            v = normalise_between(volume, intensity_bounds(volume) if bounds is None else bounds)
-        else:
-            if bounds is not None:
-                raise UserError("the TV-denoised intensity needs the whole volume: it is not assigned block by block")
-            v = channels.tv_denoise(volume)
-        return v.reshape(-1)
+            return channels.normalise_between(volume, bounds).reshape(-1)
+        return channels.tv_denoise(volume, bounds=bounds).reshape(-1)
 
     def features(
         self, volume: np.ndarray, embedding: np.ndarray | None, bounds: tuple[float, float] | None = None
@@ -294,15 +289,6 @@ def intensity_bounds(volume: np.ndarray) -> tuple[np.float32, np.float32]:
     located = locate_ranks(high, needed_ranks(n))
     prefixes = sorted({p for p, _ in located.values()})
     return bounds_from_histograms(n, located, prefixes, low_histogram(volume, prefixes))
-
-
-def normalise_between(volume: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
-    """:func:`.channels.normalise` with its range given: ``lo`` → 0, ``hi`` → 1 (an empty range → zeros)."""
-    v = np.asarray(volume, dtype=np.float32)
-    lo, hi = np.float32(bounds[0]), np.float32(bounds[1])
-    if not hi > lo:
-        return np.zeros_like(v)
-    return (v - lo) / (hi - lo)
 
 
 def _tangent(flat: np.ndarray, latent_dim: int | None) -> np.ndarray:

@@ -114,8 +114,9 @@ def cluster_statistics(
     >>> [(r.cluster, r.voxels, r.volume, r.mean, r.sd) for r in cluster_statistics(labels, image, (2, 1, 1))]
     [(1, 2, 4.0, 2.0, 1.0), (2, 1, 2.0, 5.0, 0.0)]
     """
-    labels = np.asarray(labels) if not isinstance(labels, np.ndarray) else labels
-    if image is not None and not isinstance(image, np.ndarray):
+    # array-likes with a shape (memory maps, dask and zarr arrays) are read slab by slab below, never whole
+    labels = labels if hasattr(labels, "shape") and hasattr(labels, "dtype") else np.asarray(labels)
+    if image is not None and not hasattr(image, "shape"):
         image = np.asarray(image)
     if labels.ndim != 3:
         raise UserError(f"expected a 3D label volume, got shape {labels.shape}")
