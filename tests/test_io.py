@@ -153,7 +153,19 @@ def test_labels_too_large_for_memory_stream_into_the_same_mrc_file(tmp_mrc, tmp_
             with mrcfile.open(other) as b:
                 np.testing.assert_array_equal(a.data, b.data)
                 assert a.data.dtype == b.data.dtype
-                for field in ("cella", "origin", "nxstart", "nystart", "nzstart", "mode", "label", "nlabl", "mx", "my", "mz"):
+                for field in (
+                    "cella",
+                    "origin",
+                    "nxstart",
+                    "nystart",
+                    "nzstart",
+                    "mode",
+                    "label",
+                    "nlabl",
+                    "mx",
+                    "my",
+                    "mz",
+                ):
                     assert a.header[field].tobytes() == b.header[field].tobytes(), field
                 for field in ("dmin", "dmax", "dmean", "rms"):
                     assert float(b.header[field]) == pytest.approx(float(a.header[field]), rel=1e-5, abs=1e-6), field

@@ -6,10 +6,20 @@ import numpy as np
 import pytest
 
 from napari_hypseg._errors import UserError
-from napari_hypseg.segmentation.channels import DENOISE_FROM_SIGMA, choose_intensity, noise_sigma
+from napari_hypseg.segmentation.channels import (
+    DENOISE_FROM_SIGMA,
+    TV_WEIGHT_PER_SIGMA,
+    Channel,
+    choose_channel,
+    choose_intensity,
+    noise_sigma,
+    normalise,
+)
 from napari_hypseg.segmentation.fusion import FusionConfig, embedding_channels, fused_features
 from napari_hypseg.segmentation.metrics import dice_scores
 from napari_hypseg.segmentation.mixture import (
+    SHARED_FROM_SIGMA,
+    channel_settings,
     component_covariances,
     covariance_type,
     describe,
@@ -82,9 +92,15 @@ def test_mixture_levels_are_reproducible_and_ids_follow_the_coarser_level():
 
 
 def test_noisy_volumes_share_one_covariance_and_clean_ones_keep_one_per_class():
-    assert covariance_type("denoised") == "tied"
-    assert covariance_type("raw") == "full"
-    assert describe("raw") == "Gaussian mixture on the raw intensity, a covariance per cluster, spatial prior β = 3"
+    noisy, light = Channel("denoised", 2 * SHARED_FROM_SIGMA), Channel("denoised", SHARED_FROM_SIGMA / 2)
+    assert channel_settings(noisy) == {"covariance": "tied", "beta": 6.0}
+    # lightly noisy (an MRI acquisition): denoised, but each class keeps its own spread
+    assert channel_settings(light) == {"covariance": "full", "beta": 3.0}
+    assert covariance_type(Channel("raw", 2 * SHARED_FROM_SIGMA)) == "full"  # the raw channel asked for
+    assert describe(Channel("raw", 0.01)) == (
+        "Gaussian mixture on the raw intensity, a covariance per cluster, spatial prior β = 3"
+    )
+    assert describe(Channel("denoised", 0.1)).startswith("Gaussian mixture on the TV-denoised intensity (weight 0.07)")
     rng = np.random.default_rng(0)
     points = np.concatenate([rng.normal(0.0, 1.0, (3000, 2)), rng.normal(5.0, 0.3, (600, 2))]).astype(np.float32)
     tied = fit_mixture(points, 2, seed=0, covariance="tied")
@@ -106,8 +122,9 @@ def test_noisy_volumes_share_one_covariance_and_clean_ones_keep_one_per_class():
 
 def test_fused_features_choose_the_denoised_channel_on_a_noisy_volume():
     image, _ = _two_region_volume(0.6)
-    features, kind = fused_features(image, None, latent_dim=None)
-    assert kind == "denoised" and features.shape == (image.size, 1)
+    features, channel = fused_features(image, None, latent_dim=None)
+    assert channel.kind == "denoised" and features.shape == (image.size, 1)
+    assert channel.tv_weight == pytest.approx(TV_WEIGHT_PER_SIGMA * noise_sigma(normalise(image)))
 
 
 def test_intensity_is_denoised_from_the_noise_threshold_on():
@@ -118,10 +135,28 @@ def test_intensity_is_denoised_from_the_noise_threshold_on():
         assert choose_intensity(noisy) == expected
 
 
+def test_denoising_follows_the_noise():
+    """The TV weight grows with the estimated noise, so a lightly noisy volume keeps its thin structures."""
+    image, _ = _two_region_volume(0.0, shape=(32, 32, 32))
+    image[:, 10, :] = 0.5  # a one-voxel sheet of an intermediate class
+    rng = np.random.default_rng(2)
+    weights, kept = [], []
+    for noise in (0.05, 0.2):
+        noisy = image + rng.normal(scale=noise, size=image.shape).astype(np.float32)
+        channel = choose_channel(noisy)
+        weights.append(channel.tv_weight)
+        from napari_hypseg.segmentation.channels import intensity
+
+        kept.append(float(np.median(intensity(noisy, channel)[:, 10, :16])))  # the sheet, in the dark half
+    assert channel.kind == "denoised" and weights[0] < weights[1]
+    assert weights[0] == pytest.approx(TV_WEIGHT_PER_SIGMA * 0.05, rel=0.15)
+    assert kept[0] > kept[1]  # lighter TV keeps more of the sheet's contrast
+
+
 def test_fused_features_keep_raw_intensity_on_a_clean_volume():
     image, _ = _two_region_volume(0.0)
-    _, kind = fused_features(image, None, latent_dim=None)
-    assert kind == "raw"
+    _, channel = fused_features(image, None, latent_dim=None)
+    assert channel.kind == "raw" and channel.tv_weight == 0.0
 
 
 def test_embedding_channels_are_principal_axes_scaled_to_unit_total_variance():
@@ -155,7 +190,7 @@ def test_default_segment_is_the_mixture_on_fused_features(one_torch_thread):
     model = Trainer([phantom.image], train_config=TrainConfig(steps=2, device="cpu", preview_every=0)).fit()
     result = segment(phantom.image, model, k_min=2, k_max=4, device="cpu")
     assert result.hierarchy.mode == "mixture"
-    assert result.intensity in ("raw", "denoised")
+    assert result.intensity.kind in ("raw", "denoised")
     assert result.embedding.shape == phantom.image.shape + (model.config.latent_dim,)
     for k in (2, 3, 4):
         labels = result.labels(k)

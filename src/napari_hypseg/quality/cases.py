@@ -74,6 +74,15 @@ def real_case(loader, kind: str) -> Case:
     )
 
 
+#: Rician noise level of the suite's single-acquisition MRI case (BrainWeb's middle level is 5 %)
+MRI_NOISE = 0.06
+
+
+def noisy_mri():
+    """The MRI template with the noise of one acquisition: the template is far cleaner than any one scan."""
+    return load_mni_t1(noise=MRI_NOISE)
+
+
 def suite_cases(*, quick: bool, log=print) -> list[Case]:
     """Every case; a real one whose package is missing is skipped with its install hint.
 
@@ -84,7 +93,7 @@ def suite_cases(*, quick: bool, log=print) -> list[Case]:
         phantom_case(irregular=False, n_train=n_train, n_test=n_test),
         phantom_case(irregular=True, n_train=n_train, n_test=n_test),
     ]
-    real = [(load_hiv_tomogram, "cryo-ET"), (load_mni_t1, "MRI")]
+    real = [(load_hiv_tomogram, "cryo-ET"), (load_mni_t1, "MRI"), (noisy_mri, "MRI")]
     if not quick:
         real.append((load_confocal_nuclei, "confocal"))
     for loader, kind in real:

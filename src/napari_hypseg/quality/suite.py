@@ -156,13 +156,13 @@ def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> 
         if fusion.embedding_weight == 0:
             out = []
             for image in test_volumes:
-                features, kind = fused_features(image, None, latent_dim=None, config=fusion)
+                features, channel = fused_features(image, None, latent_dim=None, config=fusion)
                 levels = mixture_levels(
                     features,
                     image.shape,
                     range(min(ks), max(ks) + 1),
                     seed=seed,
-                    **channel_settings(kind),
+                    **channel_settings(channel),
                 )
                 out.append({k: levels[k] for k in ks})
             return out

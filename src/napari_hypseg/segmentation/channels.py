@@ -11,6 +11,8 @@ any intensity scale.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
@@ -19,8 +21,13 @@ from ..segment_config import INTENSITY_KINDS
 
 #: the ilastik default scales (σ 0.7 … 3.5 in voxels)
 FILTER_BANK_SIGMAS = (0.7, 1.0, 1.6, 3.5)
-#: TV weight in normalised units (scikit-image's default for images in 0..1)
+#: TV weight in normalised units (scikit-image's default for images in 0..1): the baselines' weight,
+#: and that of clusters files written before the weight followed the noise
 TV_WEIGHT = 0.1
+#: the clustering's TV weight per unit of estimated noise σ: denoise in proportion to the noise.
+#: Measured (docs/method.md): the real MRI with Rician noise of 6 % / 9 % (σ 0.045 / 0.065) is best at
+#: weights 0.03 / 0.05; the phantoms (σ 0.14) and the tomogram (σ 0.18) near 0.1 and 0.1-0.2
+TV_WEIGHT_PER_SIGMA = 0.7
 #: Chambolle iterations, a fixed number (no convergence test, which depends on the whole volume): each
 #: iteration reaches two voxels further, and what it adds falls off fast with distance, so a block with
 #: :data:`TV_HALO` voxels of context is denoised as it is inside the whole volume (measured on the real
@@ -29,10 +36,11 @@ TV_WEIGHT = 0.1
 TV_ITERATIONS = 50
 TV_HALO = 16
 #: estimated noise σ (normalised units) from which the clustering reads the TV-denoised
-#: intensity instead of the raw one: below it (an MRI scan or template) TV merges thin
-#: structures such as CSF into their neighbours; above it (tomograms, the phantoms) the
-#: raw intensity's noise drowns the classes (docs/method.md has the measurements)
-DENOISE_FROM_SIGMA = 0.1
+#: intensity instead of the raw one: below it (the MRI template, σ 0.028) even light TV
+#: merges thin structures such as CSF into their neighbours (0.959 → 0.910 at weight 0.03);
+#: from it on (one MRI acquisition with 6 % Rician noise, σ 0.045; phantoms; tomograms) the
+#: raw intensity's noise drowns the classes (the noisy MRI 0.617 raw against 0.868; docs/method.md)
+DENOISE_FROM_SIGMA = 0.035
 #: percentiles of the volume mapped to 0 and 1 by :func:`normalise`
 NORMALISE_PERCENTILES = (1, 99)
 
@@ -104,23 +112,49 @@ def noise_sigma(normalised: np.ndarray) -> float:
     return float(mad / 0.6745 / np.sqrt(7.0 / 6.0))
 
 
+@dataclass(frozen=True)
+class Channel:
+    """The intensity channel a clustering reads, and the estimated noise σ it follows."""
+
+    kind: str  # "raw" or "denoised"
+    sigma: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in INTENSITY_KINDS:
+            raise UserError(f"intensity channel must be one of {', '.join(INTENSITY_KINDS)}, got {self.kind!r}")
+
+    @property
+    def tv_weight(self) -> float:
+        """The TV weight of the denoised channel: :data:`TV_WEIGHT_PER_SIGMA` × σ (0 for the raw channel)."""
+        return TV_WEIGHT_PER_SIGMA * self.sigma if self.kind == "denoised" else 0.0
+
+
 def intensity_for_noise(sigma: float) -> str:
     """ "denoised" from a noise σ of :data:`DENOISE_FROM_SIGMA` (normalised units) on, else "raw"."""
     return "denoised" if sigma >= DENOISE_FROM_SIGMA else "raw"
 
 
+def choose_channel(volume: np.ndarray, kind: str = "auto") -> Channel:
+    """The channel for ``volume``: ``kind`` ("auto": by :func:`intensity_for_noise`), with its estimated σ."""
+    sigma = noise_sigma(normalise(volume))
+    return Channel(intensity_for_noise(sigma) if kind == "auto" else kind, sigma)
+
+
 def choose_intensity(volume: np.ndarray) -> str:
     """The channel :func:`intensity_for_noise` gives the volume's estimated noise σ."""
-    return intensity_for_noise(noise_sigma(normalise(volume)))
+    return choose_channel(volume).kind
 
 
-def intensity(volume: np.ndarray, kind: str) -> np.ndarray:
-    """The intensity the clustering reads: "raw" (normalised) or "denoised" (TV at :data:`TV_WEIGHT`)."""
-    if kind == "raw":
+def intensity(volume: np.ndarray, channel: Channel | str) -> np.ndarray:
+    """The intensity the clustering reads: "raw" (normalised) or "denoised" (TV at the channel's weight).
+
+    A bare kind string takes the volume's own σ (:func:`choose_channel`).
+    """
+    if isinstance(channel, str):
+        channel = choose_channel(volume, channel) if channel == "denoised" else Channel(channel, 0.0)
+    if channel.kind == "raw":
         return normalise(volume)
-    if kind == "denoised":
-        return tv_denoise(volume)
-    raise UserError(f"intensity channel must be one of {', '.join(INTENSITY_KINDS)}, got {kind!r}")
+    return tv_denoise(volume, channel.tv_weight)
 
 
 def _eigvals_sym3(m: list[list[np.ndarray]]) -> np.ndarray:

@@ -74,6 +74,8 @@ class DatasetClustering:
     # k -> dict(weights (k,), means (k, C), covariances (k, C, C), ids (k,) label id - 1 of each component)
     levels: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     beta: float = SPATIAL_BETA
+    #: TV weight of the denoised channel (files written before it followed the noise: the fixed 0.1)
+    tv_weight: float = channels.TV_WEIGHT
 
     @property
     def halo(self) -> int:
@@ -86,7 +88,7 @@ class DatasetClustering:
         bounds = intensity_bounds(volume) if bounds is None else bounds
         if self.intensity == "raw":
             return channels.normalise_between(volume, bounds).reshape(-1)
-        return channels.tv_denoise(volume, bounds=bounds).reshape(-1)
+        return channels.tv_denoise(volume, self.tv_weight, bounds=bounds).reshape(-1)
 
     def features(
         self, volume: np.ndarray, embedding: np.ndarray | None, bounds: tuple[float, float] | None = None
@@ -156,6 +158,7 @@ class DatasetClustering:
             "embedding_weight": self.embedding_weight,
             "embedding_scale": self.embedding_scale,
             "beta": self.beta,
+            "tv_weight": self.tv_weight,
             "levels": sorted(self.levels),
         }
         arrays = {
@@ -193,6 +196,7 @@ class DatasetClustering:
                     embedding_scale=header["embedding_scale"],
                     levels=levels,
                     beta=header["beta"],
+                    tv_weight=header.get("tv_weight", channels.TV_WEIGHT),
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise UserError(f"cannot read the clusters file {path}: {exc}") from None
@@ -330,21 +334,20 @@ def fit_dataset_clustering(
 
     Each volume gives an equal share of the sample (a large volume does not
     drown a small one). ``fusion.intensity="auto"`` reads the channel
-    :func:`.channels.choose_intensity` picks for the volumes' median noise σ,
-    so the whole dataset shares one; ``beta`` None takes the Potts strength
-    of that channel (:func:`.mixture.spatial_beta`).
+    :func:`.channels.intensity_for_noise` picks for the volumes' median noise σ,
+    so the whole dataset shares one (and its TV weight); ``beta`` None takes the
+    Potts strength of that channel (:func:`.mixture.spatial_beta`).
     """
     if not volumes or len(volumes) != len(embeddings):
         raise UserError("give one embedding (or None) per volume, and at least one volume")
     ks = sorted(int(k) for k in ks)
     share = max(1, sample_size // len(volumes))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
-    if fusion.intensity == "auto":
-        sigmas = [channels.noise_sigma(channels.normalise(np.asarray(v, np.float32))) for v in volumes]
-        kind = channels.intensity_for_noise(float(np.median(sigmas)))
-    else:
-        kind = fusion.intensity
-    beta = spatial_beta(kind) if beta is None else beta
+    sigmas = [channels.noise_sigma(channels.normalise(np.asarray(v, np.float32))) for v in volumes]
+    sigma = float(np.median(sigmas))
+    kind = channels.intensity_for_noise(sigma) if fusion.intensity == "auto" else fusion.intensity
+    channel = channels.Channel(kind, sigma)
+    beta = spatial_beta(channel) if beta is None else beta
     use_embedding = fusion.embedding_weight > 0
     samples_i = []
     samples_e = []
@@ -352,7 +355,7 @@ def fit_dataset_clustering(
         volume = np.asarray(volume, np.float32)
         n = volume.size
         idx = np.sort(rng.choice(n, min(share, n), replace=False))
-        samples_i.append(channels.intensity(volume, kind).reshape(-1)[idx])
+        samples_i.append(channels.intensity(volume, channel).reshape(-1)[idx])
         if use_embedding:
             if embedding is None:
                 raise UserError("fusion uses the embedding: pass one per volume")
@@ -378,7 +381,7 @@ def fit_dataset_clustering(
     levels = {}
     previous = None
     for k in ks:
-        mixture = fit_mixture(feats, k, seed=seed, fit_size=len(feats), covariance=covariance_type(kind))
+        mixture = fit_mixture(feats, k, seed=seed, fit_size=len(feats), covariance=covariance_type(channel))
         labels = mixture.predict(feats)
         ids = match_level_ids(labels, previous, k)
         levels[k] = {
@@ -400,4 +403,5 @@ def fit_dataset_clustering(
         embedding_scale=scale,
         levels=levels,
         beta=beta,
+        tv_weight=channel.tv_weight if kind == "denoised" else channels.TV_WEIGHT,
     )

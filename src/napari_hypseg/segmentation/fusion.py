@@ -7,11 +7,12 @@ Two kinds of channel, each carrying what the other lacks:
   of. Alone it collapses onto "how much of the window lies inside an object"
   and k-means cuts that into shells (issue 11).
 * **one intensity channel** encodes what is *at* the voxel: the normalised
-  intensity, or its TV-denoised version. ``"auto"`` chooses per volume from
-  its estimated noise σ (:func:`.channels.choose_intensity`): on a clean
-  volume (an MRI) denoising merges thin CSF into grey matter; on a noisy one
-  (tomograms, the phantoms) the denoised channel separates the classes far
-  better. (Choosing by the mixture's confidence, tried first, picked wrongly
+  intensity, or its TV-denoised version at a weight proportional to the
+  noise. ``"auto"`` chooses per volume from its estimated noise σ
+  (:func:`.channels.choose_channel`): on a clean volume (the MRI template)
+  denoising merges thin CSF into grey matter; on a noisy one (one MRI
+  acquisition, tomograms, the phantoms) the denoised channel separates the
+  classes far better. (Choosing by the mixture's confidence, tried first, picked wrongly
   on both real volumes: docs/method.md.)
 
 Channels are standardised; the embedding block is scaled as a whole (its
@@ -34,9 +35,9 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (sd if sd > 0 else 1.0)
 
 
-def intensity_channel(volume: np.ndarray, kind: str) -> np.ndarray:
+def intensity_channel(volume: np.ndarray, channel: channels.Channel | str) -> np.ndarray:
     """(N,) standardised intensity channel: "raw" (normalised) or "denoised" (TV)."""
-    return _standardise(channels.intensity(volume, kind).reshape(-1).astype(np.float32))
+    return _standardise(channels.intensity(volume, channel).reshape(-1).astype(np.float32))
 
 
 def embedding_channels(embedding: np.ndarray, *, latent_dim: int | None, components: int) -> np.ndarray:
@@ -71,12 +72,12 @@ def fused_features(
     *,
     latent_dim: int | None,
     config: FusionConfig = FusionConfig(),
-) -> tuple[np.ndarray, str]:
-    """(N, C) features for the mixture, and the intensity channel used ("raw" or "denoised").
+) -> tuple[np.ndarray, channels.Channel]:
+    """(N, C) features for the mixture, and the intensity channel used (its kind and noise σ).
 
     ``embedding`` is ``volume.shape + (d,)`` (or None / weight 0: intensity
     only); ``latent_dim`` as in :func:`embedding_channels`. ``intensity="auto"``
-    takes :func:`.channels.choose_intensity`'s choice.
+    takes :func:`.channels.choose_channel`'s choice.
     """
     shape = tuple(volume.shape)
     blocks = []
@@ -87,5 +88,5 @@ def fused_features(
             config.embedding_weight
             * embedding_channels(embedding, latent_dim=latent_dim, components=config.embedding_components)
         )
-    kind = channels.choose_intensity(volume) if config.intensity == "auto" else config.intensity
-    return np.concatenate([intensity_channel(volume, kind)[:, None], *blocks], axis=1), kind
+    channel = channels.choose_channel(volume, config.intensity)
+    return np.concatenate([intensity_channel(volume, channel)[:, None], *blocks], axis=1), channel

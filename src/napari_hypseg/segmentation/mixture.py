@@ -12,7 +12,7 @@ mean-field iterations of a Potts model multiply each voxel's posterior by
 isolated misassignments without moving boundaries much (+0.01 on the MRI,
 +0.03 on the tomogram in our measurements).
 
-Why the covariance depends on the noise: on a clean volume (an MRI) each class
+Why the covariance depends on the noise: on a clean or lightly noisy volume (an MRI) each class
 has its own spread (CSF is broad, white matter tight), and a full covariance
 per component models it. On a noisy one (a tomogram, the phantoms) the
 within-class spread is mostly the acquisition noise, the same for every class;
@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from .._errors import UserError
+from .channels import Channel
 
 #: voxels used to fit each mixture (every voxel is then scored)
 FIT_SIZE = 200_000
@@ -46,6 +47,11 @@ SPATIAL_BETA_NOISY = 6.0
 COVARIANCE = "full"
 #: ... and on a noisy one, read through its denoised intensity (one spread, the noise's, shared)
 COVARIANCE_NOISY = "tied"
+#: estimated noise σ from which the denoised channel counts as noise-dominated (shared covariance,
+#: stronger prior). Between :data:`.channels.DENOISE_FROM_SIGMA` and this, a volume is denoised lightly
+#: and keeps a covariance per class: an MRI with 6-9 % Rician noise (σ 0.045-0.065) lost 0.01-0.03
+#: with a shared one, the phantoms with less noise (σ 0.095) gained 0.01-0.05 (docs/method.md)
+SHARED_FROM_SIGMA = 0.08
 #: mean-field iterations
 SPATIAL_ITERATIONS = 5
 #: EM initialisations per level, one fit each; the best likelihood wins. k-means
@@ -58,29 +64,34 @@ REG_COVAR = 1e-4
 _BATCH = 1 << 20
 
 
-def spatial_beta(intensity_kind: str) -> float:
-    """The Potts strength for features read through the ``intensity_kind`` channel ("raw" or "denoised")."""
-    return SPATIAL_BETA_NOISY if intensity_kind == "denoised" else SPATIAL_BETA
+def noise_dominated(channel: Channel) -> bool:
+    """Whether the within-class spread is mostly noise: the denoised channel from σ :data:`SHARED_FROM_SIGMA` on."""
+    return channel.kind == "denoised" and channel.sigma >= SHARED_FROM_SIGMA
 
 
-def covariance_type(intensity_kind: str) -> str:
-    """The covariance model for features read through the ``intensity_kind`` channel ("raw" or "denoised")."""
-    return COVARIANCE_NOISY if intensity_kind == "denoised" else COVARIANCE
+def spatial_beta(channel: Channel) -> float:
+    """The Potts strength for features read through ``channel``."""
+    return SPATIAL_BETA_NOISY if noise_dominated(channel) else SPATIAL_BETA
 
 
-def channel_settings(intensity_kind: str) -> dict:
+def covariance_type(channel: Channel) -> str:
+    """The covariance model for features read through ``channel``."""
+    return COVARIANCE_NOISY if noise_dominated(channel) else COVARIANCE
+
+
+def channel_settings(channel: Channel) -> dict:
     """The mixture's settings that follow the intensity channel: ``beta`` and ``covariance``, for
-    :func:`mixture_levels` (``**channel_settings(kind)``)."""
-    return {"beta": spatial_beta(intensity_kind), "covariance": covariance_type(intensity_kind)}
+    :func:`mixture_levels` (``**channel_settings(channel)``)."""
+    return {"beta": spatial_beta(channel), "covariance": covariance_type(channel)}
 
 
-def describe(intensity_kind: str) -> str:
+def describe(channel: Channel) -> str:
     """One line for users: what the mixture clustered, with which covariance and prior."""
-    settings = channel_settings(intensity_kind)
-    channel = "TV-denoised intensity" if intensity_kind == "denoised" else "raw intensity"
+    settings = channel_settings(channel)
+    name = f"TV-denoised intensity (weight {channel.tv_weight:.2g})" if channel.kind == "denoised" else "raw intensity"
     shared = settings["covariance"] == "tied"
     covariance = "one covariance shared by the clusters" if shared else "a covariance per cluster"
-    return f"Gaussian mixture on the {channel}, {covariance}, spatial prior β = {settings['beta']:g}"
+    return f"Gaussian mixture on the {name}, {covariance}, spatial prior β = {settings['beta']:g}"
 
 
 def component_covariances(mixture) -> np.ndarray:

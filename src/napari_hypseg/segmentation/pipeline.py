@@ -14,6 +14,7 @@ from .._errors import UserError
 from ..model.vae import HyperbolicVAE
 from ..segment_config import SegmentConfig
 from .binning import bin_volume, binned_shape, check_binning, upsample_labels
+from .channels import Channel
 from .embed import embed
 from .fusion import fused_features
 from .hierarchy import Hierarchy, build_hierarchy
@@ -35,8 +36,8 @@ class Segmentation:
     hierarchy: Hierarchy
     binning: int = 1
     shape: tuple[int, ...] | None = None
-    #: intensity channel the mixture used ("raw" or "denoised"; None for k-means modes)
-    intensity: str | None = None
+    #: intensity channel the mixture used (its kind and noise σ; None for k-means modes)
+    intensity: Channel | None = None
     #: level -> clusters holding voxels, counted once (the slider asks on every move)
     _occupied: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
