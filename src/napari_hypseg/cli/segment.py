@@ -179,8 +179,8 @@ def register(subparsers) -> None:
         "--intensity",
         default=None,
         choices=INTENSITY_CHOICES,
-        help="intensity channel of the clustering fitted here (default auto); a raw one assigns "
-        "volumes block by block, a denoised one a volume at a time",
+        help="intensity channel of the clustering fitted here (default auto: by the volumes' noise; "
+        "denoised: TV in proportion to it)",
     )
     parser.set_defaults(func=run)
 
