@@ -11,7 +11,7 @@ from napari_hypseg.segmentation.channels import (
     TV_WEIGHT_PER_SIGMA,
     Channel,
     choose_channel,
-    choose_intensity,
+    intensity,
     noise_sigma,
     normalise,
 )
@@ -49,7 +49,7 @@ def test_noise_sigma_ignores_flat_fill_and_smooth_gradients():
     v[:, :, 10:] = np.linspace(0.0, 1.0, 20, dtype=np.float32)  # zero fill beside a clean linear ramp
     v[:, :, 10] = 0.0
     assert noise_sigma(v) == pytest.approx(0.0, abs=1e-6)
-    assert choose_intensity(v) == "raw"
+    assert choose_channel(v).kind == "raw"
     noisy = v + np.random.default_rng(0).normal(scale=0.1, size=v.shape).astype(np.float32)
     assert noise_sigma(noisy) == pytest.approx(0.1, rel=0.1)
 
@@ -132,7 +132,7 @@ def test_intensity_is_denoised_from_the_noise_threshold_on():
     rng = np.random.default_rng(1)
     for relative, expected in ((0.5, "raw"), (2.0, "denoised")):
         noisy = image + rng.normal(scale=relative * DENOISE_FROM_SIGMA, size=image.shape).astype(np.float32)
-        assert choose_intensity(noisy) == expected
+        assert choose_channel(noisy).kind == expected
 
 
 def test_denoising_follows_the_noise():
@@ -145,8 +145,6 @@ def test_denoising_follows_the_noise():
         noisy = image + rng.normal(scale=noise, size=image.shape).astype(np.float32)
         channel = choose_channel(noisy)
         weights.append(channel.tv_weight)
-        from napari_hypseg.segmentation.channels import intensity
-
         kept.append(float(np.median(intensity(noisy, channel)[:, 10, :16])))  # the sheet, in the dark half
     assert channel.kind == "denoised" and weights[0] < weights[1]
     assert weights[0] == pytest.approx(TV_WEIGHT_PER_SIGMA * 0.05, rel=0.15)

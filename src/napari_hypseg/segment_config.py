@@ -31,7 +31,7 @@ class FusionConfig:
     ----------
     intensity : {"auto", "raw", "denoised"}
         Intensity channel; "auto" chooses per volume from its estimated noise
-        (:func:`napari_hypseg.segmentation.channels.choose_intensity`).
+        (:func:`napari_hypseg.segmentation.channels.choose_channel`).
     embedding_weight : float
         Scale of the embedding block relative to the unit-variance intensity
         channel; 0 leaves the embedding out of the clustering. The default is

@@ -39,6 +39,7 @@ from .mrc import SUFFIXES as MRC_SUFFIXES
 from .mrc import labels_dtype_for_mrc, mrc_header_for, read_mrc, write_mrc, write_mrc_slabs
 from .nifti import SUFFIXES as NIFTI_SUFFIXES
 from .nifti import read_nifti, write_nifti
+from .slabs import z_slabs
 from .stats import value_summary
 from .volume import Geometry, Volume
 
@@ -285,10 +286,9 @@ def _write_lazy_mrc_labels(path: Path, labels, like) -> Path:
         raise UserError(f"expected a 3D labels volume, got shape {tuple(labels.shape)}")
     if np.dtype(labels.dtype).kind not in "iub":
         raise UserError(f"labels must be integers, got {labels.dtype} values")
-    step = max(1, (16 * 2**20) // max(1, int(labels.shape[1]) * int(labels.shape[2])))
     low, high = 0, 0
-    for z0 in range(0, labels.shape[0], step):
-        slab = np.asarray(labels[z0 : z0 + step])
+    for z in z_slabs(labels.shape):
+        slab = np.asarray(labels[z])
         if slab.size:
             low, high = min(low, int(slab.min())), max(high, int(slab.max()))
     if low < 0:

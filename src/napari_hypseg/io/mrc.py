@@ -27,6 +27,7 @@ import numpy as np
 
 from .._errors import UserError
 from .atomic import atomic_path
+from .slabs import SLAB_VOXELS, z_slabs
 from .volume import Geometry, Volume
 
 SUFFIXES = (".mrc", ".rec", ".map", ".st", ".ali", ".mrcs")
@@ -185,7 +186,7 @@ def write_mrc_slabs(
     *,
     dtype: np.dtype,
     labels: bool,
-    slab_voxels: int = 16 * 2**20,
+    slab_voxels: int = SLAB_VOXELS,
 ) -> Path:
     """:func:`write_mrc` for an array too large for memory, copied into a memory-mapped file slab by slab.
 
@@ -196,13 +197,12 @@ def write_mrc_slabs(
     """
     path = Path(path)
     shape = tuple(int(n) for n in source.shape)
-    step = max(1, slab_voxels // max(1, shape[1] * shape[2]))
     low, high, total, squares = np.inf, -np.inf, 0.0, 0.0
     with atomic_path(path) as tmp:
         with mrcfile.new_mmap(tmp, shape=shape, mrc_mode=mrcfile.utils.mode_from_dtype(dtype), overwrite=True) as mrc:
-            for z0 in range(0, shape[0], step):
-                slab = np.asarray(source[z0 : z0 + step]).astype(dtype, copy=False)
-                mrc.data[z0 : z0 + step] = slab
+            for z in z_slabs(shape, slab_voxels):
+                slab = np.asarray(source[z]).astype(dtype, copy=False)
+                mrc.data[z] = slab
                 values = slab.astype(np.float64)
                 low, high = min(low, float(values.min())), max(high, float(values.max()))
                 total += float(values.sum())

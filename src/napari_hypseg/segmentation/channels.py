@@ -140,18 +140,8 @@ def choose_channel(volume: np.ndarray, kind: str = "auto") -> Channel:
     return Channel(intensity_for_noise(sigma) if kind == "auto" else kind, sigma)
 
 
-def choose_intensity(volume: np.ndarray) -> str:
-    """The channel :func:`intensity_for_noise` gives the volume's estimated noise σ."""
-    return choose_channel(volume).kind
-
-
-def intensity(volume: np.ndarray, channel: Channel | str) -> np.ndarray:
-    """The intensity the clustering reads: "raw" (normalised) or "denoised" (TV at the channel's weight).
-
-    A bare kind string takes the volume's own σ (:func:`choose_channel`).
-    """
-    if isinstance(channel, str):
-        channel = choose_channel(volume, channel) if channel == "denoised" else Channel(channel, 0.0)
+def intensity(volume: np.ndarray, channel: Channel) -> np.ndarray:
+    """The intensity the clustering reads: "raw" (normalised) or "denoised" (TV at the channel's weight)."""
     if channel.kind == "raw":
         return normalise(volume)
     return tv_denoise(volume, channel.tv_weight)

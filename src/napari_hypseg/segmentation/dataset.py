@@ -425,7 +425,6 @@ def segment_dataset(
     from .distributed import model_on_workers  # noqa: PLC0415
 
     payload = model_on_workers(model, client)  # one copy of the weights per worker, shared by all volumes
-    lazy_embeddings = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
     if clustering is not None:
         # one pass, block by block: embedding, then assignment with the halo of the TV filter and the Potts prior
         shared = dask.delayed(clustering, pure=True)  # one key: sent to each worker once
@@ -438,6 +437,7 @@ def segment_dataset(
         gathered = _gather_blocks([list(p) for p in pairs], client, progress, "embed+assign")
         labels = [{k: g[0][..., i] for i, k in enumerate(ks)} for g in gathered]
         return clustering, labels, [g[1] for g in gathered]
+    lazy_embeddings = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
     embeddings = [g[0] for g in _gather_blocks([[e] for e in lazy_embeddings], client, progress, "embed")]
     values = _compute(arrays, client, None, "read")
     latent_dim = model.config.latent_dim if model.config.hyperbolic else None

@@ -403,5 +403,5 @@ def fit_dataset_clustering(
         embedding_scale=scale,
         levels=levels,
         beta=beta,
-        tv_weight=channel.tv_weight if kind == "denoised" else channels.TV_WEIGHT,
+        tv_weight=channel.tv_weight,
     )

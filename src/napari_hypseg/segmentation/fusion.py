@@ -35,7 +35,7 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (sd if sd > 0 else 1.0)
 
 
-def intensity_channel(volume: np.ndarray, channel: channels.Channel | str) -> np.ndarray:
+def intensity_channel(volume: np.ndarray, channel: channels.Channel) -> np.ndarray:
     """(N,) standardised intensity channel: "raw" (normalised) or "denoised" (TV)."""
     return _standardise(channels.intensity(volume, channel).reshape(-1).astype(np.float32))
 

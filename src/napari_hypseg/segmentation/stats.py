@@ -23,9 +23,10 @@ import numpy as np
 
 from .._errors import UserError
 from ..io.atomic import atomic_path
+from ..io.slabs import SLAB_VOXELS, z_slabs
 
-#: Voxels per slab (about 128 MiB of float64 temporaries).
-_SLAB_VOXELS = 16 * 2**20
+#: voxels per slab (the tests make it small to merge many slabs)
+_SLAB_VOXELS = SLAB_VOXELS
 
 CSV_COLUMNS = (
     "cluster",
@@ -151,10 +152,9 @@ def cluster_statistics(
         hi = np.concatenate([hi, np.full((extra, 3), -1, dtype=np.int64)])
         n_ids = size
 
-    plane = int(np.prod(labels.shape[1:]))
-    step = max(1, _SLAB_VOXELS // max(plane, 1))
-    for z0 in range(0, labels.shape[0], step):
-        lab = np.asarray(labels[z0 : z0 + step])
+    for z in z_slabs(labels.shape, _SLAB_VOXELS):
+        z0 = z.start
+        lab = np.asarray(labels[z])
         if lab.min() < 0:
             raise UserError("labels must be non-negative")
         size = int(lab.max()) + 1
@@ -172,7 +172,7 @@ def cluster_statistics(
 
         if image is None:
             continue
-        values = np.asarray(image[z0 : z0 + step], dtype=np.float64).ravel()
+        values = np.asarray(image[z], dtype=np.float64).ravel()
         finite = np.isfinite(values)
         ids = flat if finite.all() else flat[finite]
         values = values if finite.all() else values[finite]
