@@ -165,6 +165,20 @@ def test_exact_percentiles_block_by_block(chunks):
     assert intensity_bounds(da.from_array(spiky, chunks=4)) == dc.intensity_bounds(spiky) == (-1.0, 7.0)
 
 
+def test_bounds_of_several_volumes_at_once_equal_each_alone(cluster):
+    """One histogram pass for all volumes (lazy or in memory, on workers or here) gives each volume's own bounds."""
+    from napari_hypseg.segmentation import dataset_clustering as dc
+    from napari_hypseg.segmentation.dataset import intensity_bounds_of
+
+    rng = np.random.default_rng(3)
+    volumes = [rng.normal(loc=i, scale=1 + i, size=(9 + i, 8, 7)).astype(np.float32) for i in range(3)]
+    expected = [dc.intensity_bounds(v) for v in volumes]
+    mixed = [da.from_array(volumes[0], chunks=4), volumes[1], da.from_array(volumes[2], chunks=(5, 8, 3))]
+    assert intensity_bounds_of(mixed) == expected
+    assert intensity_bounds_of(mixed, cluster) == expected
+    assert len({b for b in expected}) == 3
+
+
 @pytest.mark.parametrize("weight", [0.0, 1.0])
 def test_blockwise_assignment_equals_the_in_memory_one_on_two_worker_processes(model, cluster, weight):
     """Labels block by block (a halo of the Potts prior's reach) are the whole-volume labels, voxel for voxel."""

@@ -55,6 +55,29 @@ def test_boxes_are_nested_disjoint_and_inside():
     assert batch.anchor.shape == batch.positive.shape == batch.negative.shape == (256, 1, 5, 5, 5)
 
 
+def test_content_negatives_miss_the_anchor_and_differ_most_from_the_positive():
+    """Of the candidate boxes, the negative is the one whose mean and sd are farthest from the positive's."""
+    vol = _volume((30, 18, 25))
+    cfg = SamplerConfig(anchor_min=6, anchor_max=14, child_min=3, child_gap=2, negatives="content")
+    sampler = _sampler(vol, config=cfg)
+    batch = sampler.sample(64)
+    a_s, a_e = batch.anchor_box.unbind(1)
+    n_s, n_e = batch.negative_box.unbind(1)
+    assert torch.equal(n_e, batch.positive_box[:, 1])
+    assert ((n_s + n_e <= a_s) | (n_s >= a_s + a_e)).any(1).float().mean() > 0.95  # as spatial negatives
+    # the patch returned is the one read at the box returned
+    assert torch.allclose(batch.negative, sampler._read(sampler.volumes[0], n_s, n_e), atol=1e-6)
+    # farther in content from the positive than spatial negatives are, on average
+    spatial = _sampler(vol, config=SamplerConfig(anchor_min=6, anchor_max=14, child_min=3, child_gap=2)).sample(64)
+
+    def gap(b):
+        return (b.negative.flatten(1).mean(1) - b.positive.flatten(1).mean(1)).abs().mean()
+
+    assert gap(batch) > gap(spatial)
+    with pytest.raises(ValueError, match="negatives"):
+        SamplerConfig(negatives="hard")
+
+
 def test_patch_of_edge_m_reads_exact_voxels():
     vol = _volume()
     sampler = _sampler(vol, m=5)

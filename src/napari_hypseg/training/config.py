@@ -10,6 +10,9 @@ from typing import Any
 from .._device import DEFAULT_DEVICE, check_device_name
 from .._errors import SettingError
 
+#: how a triplet's negative box is chosen (:attr:`SamplerConfig.negatives`)
+NEGATIVE_RULES = ("spatial", "content")
+
 
 @dataclass(frozen=True)
 class SamplerConfig:
@@ -30,12 +33,21 @@ class SamplerConfig:
     # anchors whose normalised intensity std is below this are homogeneous
     # background (e.g. the zero fill of a rotated tomogram) and are redrawn
     min_std: float = 1e-3
+    # how a triplet's negative is chosen: "spatial" (any box that misses the anchor, the paper's rule) or
+    # "content" (of `negative_candidates` such boxes, the one whose intensity content differs most from
+    # the positive's: pushes different materials apart instead of the same material in another place)
+    negatives: str = "spatial"
+    negative_candidates: int = 4
 
     def __post_init__(self) -> None:
         if self.scale_sampling not in ("uniform", "log", "auto"):
             raise ValueError(f"scale_sampling must be uniform, log or auto, got {self.scale_sampling!r}")
         if self.child_min < 1:
             raise ValueError(f"child_min must be >= 1, got {self.child_min}")
+        if self.negatives not in NEGATIVE_RULES:
+            raise ValueError(f"negatives must be one of {', '.join(NEGATIVE_RULES)}, got {self.negatives!r}")
+        if self.negative_candidates < 1:
+            raise ValueError(f"negative_candidates must be >= 1, got {self.negative_candidates}")
         if self.child_min + self.child_gap > self.anchor_max:
             raise ValueError("child_min + child_gap must not exceed anchor_max")
         if self.anchor_min > self.anchor_max:

@@ -195,13 +195,40 @@ class TripletSampler:
         informative = anchors.flatten(1).std(dim=1) >= self.config.min_std
         # stable order: informative anchors first, homogeneous ones only to fill up
         keep = torch.argsort((~informative).to(torch.int8), stable=True)[:n]
-        boxes = torch.cat([p_s[keep], n_s[keep]]), torch.cat([p_e[keep], n_e[keep]])
-        children = self.normalize(self._read(volume, *boxes))
+        a_s, a_e, p_s, p_e, n_e = a_s[keep], a_e[keep], p_s[keep], p_e[keep], n_e[keep]
+        if self.config.negatives == "content":
+            positives = self.normalize(self._read(volume, p_s, p_e))
+            n_s, negatives = self._content_negatives(volume, shape, a_s, a_e, positives, n_e)
+        else:
+            n_s = n_s[keep]
+            children = self.normalize(self._read(volume, torch.cat([p_s, n_s]), torch.cat([p_e, n_e])))
+            positives, negatives = children[:n], children[n:]
         return (
             anchors[keep],
-            children[:n],
-            children[n:],
-            torch.stack([a_s[keep], a_e[keep]], 1),
-            torch.stack([p_s[keep], p_e[keep]], 1),
-            torch.stack([n_s[keep], n_e[keep]], 1),
+            positives,
+            negatives,
+            torch.stack([a_s, a_e], 1),
+            torch.stack([p_s, p_e], 1),
+            torch.stack([n_s, n_e], 1),
         )
+
+    def _content_negatives(self, volume, shape, a_start, a_edge, positives, c_edge):
+        """Of :attr:`SamplerConfig.negative_candidates` boxes missing each anchor, the one least like the positive.
+
+        Content is the patch's mean and standard deviation of normalised
+        intensity: a box of the same material elsewhere is not pushed away
+        from the positive just for lying elsewhere.
+        """
+        n, c = a_start.shape[0], self.config.negative_candidates
+        starts = torch.cat([self._negative_starts(a_start, a_edge, c_edge, shape) for _ in range(c)])
+        patches = self.normalize(self._read(volume, starts, c_edge.repeat(c, 1)))
+        content = _content(patches).reshape(c, n, -1)
+        distance = (content - _content(positives)[None]).square().sum(-1)  # (c, n)
+        best = distance.argmax(0) * n + torch.arange(n, device=self.device)
+        return starts[best], patches[best]
+
+
+def _content(patches: torch.Tensor) -> torch.Tensor:
+    """(n, 2) mean and standard deviation of each patch."""
+    flat = patches.flatten(1)
+    return torch.stack([flat.mean(1), flat.std(1)], 1)
