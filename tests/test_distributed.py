@@ -663,6 +663,47 @@ def test_a_failed_dataset_run_leaves_no_half_written_labels_and_the_rerun_resume
     )
 
 
+def test_a_volume_failing_while_the_next_is_in_flight_leaves_neither_half_written(model, model_file, tmp_path, capsys):
+    """The next volume is started before this one's outputs are written: when it fails (here reading its
+    intensity bounds), the one in flight is abandoned too, with no scratch or labels left; the rerun completes both."""
+    images, volumes = [], []
+    for s in range(2):
+        vol, _ = _phantom(50 + s, shape=(70, 22, 20))  # two zarr chunks along z
+        volumes.append(vol)
+        images.append(omezarr.write_image(tmp_path / f"v{s}.ome.zarr", vol, (1.0, 1.0, 1.0)))
+    saved = fit_dataset_clustering(
+        volumes,
+        [embed(v, model, device="cpu") for v in volumes],
+        [2],
+        latent_dim=2,
+        fusion=FusionConfig(intensity="raw"),
+        seed=0,
+        sample_size=4000,
+    )
+    clusters = saved.save(tmp_path / "c.npz")
+    out = tmp_path / "out"
+    args = ["segment", *map(str, images), "--model", str(model_file), "--out-dir", str(out), "--device", "cpu"]
+    args += ["--chunk", "12", "--clusters", "2", "--clusters-from", str(clusters)]
+    chunk = images[1] / "0" / "1.0.0"
+    intact = chunk.read_bytes()
+    chunk.write_bytes(b"not a compressed chunk")
+    with pytest.raises(Exception):  # noqa: B017 - whatever the decompressor raises
+        main(args)
+    capsys.readouterr()
+    for image in images:
+        assert not (image / "labels" / "hypseg_k2").exists()
+        assert not _leftovers(image)
+    assert not list(out.glob("*_manifest.json")) and not _leftovers(out)
+    chunk.write_bytes(intact)
+    assert main(args) == 0
+    capsys.readouterr()
+    for image, vol in zip(images, volumes):
+        np.testing.assert_array_equal(
+            np.asarray(omezarr.read_labels_multiscale(image / "labels" / "hypseg_k2")[0][0]),
+            saved.assign(vol, None, [2])[2],
+        )
+
+
 def test_a_worker_killed_mid_run_leaves_the_labels_unchanged(model):
     """One of two worker processes is killed (SIGKILL) while blocks are being computed: its nanny
     restarts it, dask reruns the lost tasks, and the labels equal the in-process ones."""

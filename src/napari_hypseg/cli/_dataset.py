@@ -12,6 +12,8 @@ block by block into a scratch zarr, written by the workers, and from it into
 the label pyramids or MRC files, the statistics tables and a memory-mapped
 ``.npy``, so neither this process nor any worker holds the whole volume (a
 NIfTI level, typically an MRI of 10⁷ voxels, is read into memory one level at a time).
+The next volume's blocks are sent before this one's outputs are written, so
+the workers do not wait for this process between volumes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -231,8 +234,12 @@ def _stream_volume(
     stem: str,
     extra: dict,
     progress,
-) -> list[Path]:
+) -> Iterator[None]:
     """Segment one volume block by block into a scratch zarr, then write its outputs from there.
+
+    A generator: the first ``next`` plans and sends the blocks, the second
+    waits for them, writes the outputs and stops with the paths written
+    (:func:`_finish_stream`). Closed before that, it removes its scratch.
 
     The workers write the blocks; this process then copies them, chunk by
     chunk or slab by slab, into the OME-Zarr labels or the MRC files (a NIfTI
@@ -244,7 +251,7 @@ def _stream_volume(
 
     from ..io.atomic import atomic_path  # noqa: PLC0415
     from ..io.levels import store_npy  # noqa: PLC0415
-    from ..segmentation.dataset import block_grid, lazy_assignment, store_assignment  # noqa: PLC0415
+    from ..segmentation.dataset import block_grid, finish_assignment, lazy_assignment, start_assignment  # noqa: PLC0415
     from ..segmentation.dataset_clustering import label_dtype  # noqa: PLC0415
     from ._outputs import EMBEDDING_SUFFIX  # noqa: PLC0415
 
@@ -278,7 +285,9 @@ def _stream_volume(
             device=device,
             targets=(label_store, embedding_store),
         )
-        store_assignment(markers, client=client, progress=progress)
+        started = start_assignment(markers, client)
+        yield  # the blocks are on their way: the caller may start the next volume before this one's outputs
+        finish_assignment(started, client=client, progress=progress)
         stored = da.from_zarr(label_store)
         if not writes_ome_zarr(path, args):
             return write_levels(
@@ -301,6 +310,20 @@ def _stream_volume(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return _write_manifest(volume, written, emb, ks, manifest, extra)
+
+
+def _finish_stream(stream: Iterator[None]) -> list[Path]:
+    """Run a started :func:`_stream_volume` to its end: the paths it wrote."""
+    try:
+        next(stream)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("a volume stream yielded twice")  # pragma: no cover - a programming error
+
+
+def _print_paths(paths: list[Path]) -> None:
+    for p in paths:
+        print(p)
 
 
 def _write_manifest(volume, written: list[Path], emb: Path, ks, manifest: Path, extra: dict) -> list[Path]:
@@ -373,27 +396,36 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
             from ..segmentation.distributed import model_on_workers  # noqa: PLC0415
 
             payload, shared = model_on_workers(model, client), dask.delayed(clustering, pure=True)
-            for i in streamed:
-                path, (volume, data) = todo[i], read[i]
-                written = _stream_volume(
-                    volume,
-                    data,
-                    model,
-                    ks,
-                    clustering,
-                    client=client,
-                    payload=payload,
-                    shared=shared,
-                    chunk=chunk,
-                    device=args.device,
-                    args=args,
-                    path=path,
-                    stem=stems[path],
-                    extra=extra,
-                    progress=report,
-                )
-                for p in written:
-                    print(p)
+            pending = []  # at most two volumes in flight: one being written here, the next on the workers
+            try:
+                for i in streamed:
+                    path, (volume, data) = todo[i], read[i]
+                    stream = _stream_volume(
+                        volume,
+                        data,
+                        model,
+                        ks,
+                        clustering,
+                        client=client,
+                        payload=payload,
+                        shared=shared,
+                        chunk=chunk,
+                        device=args.device,
+                        args=args,
+                        path=path,
+                        stem=stems[path],
+                        extra=extra,
+                        progress=report,
+                    )
+                    next(stream)
+                    pending.append(stream)
+                    if len(pending) == 2:
+                        _print_paths(_finish_stream(pending.pop(0)))
+                while pending:
+                    _print_paths(_finish_stream(pending.pop(0)))
+            finally:
+                for stream in pending:
+                    stream.close()  # a volume not finished leaves no scratch behind
         rest = [i for i in range(len(todo)) if i not in streamed]
         labels, embeddings = [], []
         if rest:

@@ -396,25 +396,34 @@ def block_grid(
     return _blocks(volume, model, clustering)
 
 
-def store_assignment(markers, *, client=None, progress: Progress | None = None, stage: str = "embed+assign") -> None:
-    """Compute :func:`segment_blockwise`'s markers (each block writes its own outputs), reporting blocks done."""
+def start_assignment(markers, client=None) -> list:
+    """Send :func:`segment_blockwise`'s markers to ``client``'s workers now (their futures); in-process, the
+    tasks to run in :func:`finish_assignment`. Starting the next volume before finishing this one keeps the
+    workers busy while this process writes a volume's outputs."""
+    tasks = list(markers.to_delayed().ravel())
+    return tasks if client is None else client.compute(tasks)
+
+
+def finish_assignment(
+    started: list, *, client=None, progress: Progress | None = None, stage: str = "embed+assign"
+) -> None:
+    """Wait for (or, in-process, run) :func:`start_assignment`'s blocks, each writing its own outputs; reports
+    blocks done and raises what a block raised."""
     import dask  # noqa: PLC0415
 
-    tasks = list(markers.to_delayed().ravel())
     if client is None:
-        for n, task in enumerate(tasks, start=1):
+        for n, task in enumerate(started, start=1):
             dask.compute(task, scheduler="sync")
             if progress:
-                progress(f"{stage} blocks", n, len(tasks))
+                progress(f"{stage} blocks", n, len(started))
         return
     from distributed import as_completed  # noqa: PLC0415
 
-    futures = client.compute(tasks)
-    for n, future in enumerate(as_completed(futures), start=1):
-        future.result()  # raises what the block raised
+    for n, future in enumerate(as_completed(started), start=1):
+        future.result()
         future.release()
         if progress:
-            progress(f"{stage} blocks", n, len(tasks))
+            progress(f"{stage} blocks", n, len(started))
 
 
 def _aligned(chunks: tuple[tuple[int, ...], ...], grid: tuple[int, ...]) -> bool:
