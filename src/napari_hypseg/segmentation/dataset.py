@@ -20,6 +20,7 @@ scheduler, so a cluster changes where the work happens, not the numbers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -160,6 +161,9 @@ def intensity_bounds_of(volumes, client=None) -> list[tuple[np.float32, np.float
     Pass by pass rather than volume by volume: a dataset of many small
     volumes otherwise waits for two round trips to the workers per volume
     before any block is assigned (8 phantoms of 40³: 16 of them, in series).
+    Each block's histogram comes back sparse (its non-zero bins) and is
+    summed here: summed on the workers as dense arrays of 65536 bins, they
+    moved 70-100 MiB between two workers for 2 MiB of voxels.
     """
     import dask.array as da  # noqa: PLC0415
 
@@ -170,32 +174,43 @@ def intensity_bounds_of(volumes, client=None) -> list[tuple[np.float32, np.float
             bounds[i] = dc.intensity_bounds(np.asarray(v))
     if not lazy:
         return bounds
-    highs = _run([_per_block(v, dc.high_histogram, (dc._BINS,)).sum(axis=(0, 1, 2)) for _, v in lazy], client)
+    highs = _summed_histograms([(v, dc.high_histogram, dc._BINS) for _, v in lazy], client)
     counts = [int(h.sum()) for h in highs]
     located = [dc.locate_ranks(h, dc.needed_ranks(n)) for h, n in zip(highs, counts)]
     prefixes = [sorted({p for p, _ in loc.values()}) for loc in located]
-    lows = _run(
+    lows = _summed_histograms(
         [
-            _per_block(v, lambda b, ps=ps: dc.low_histogram(b, ps), (len(ps), dc._BINS)).sum(axis=(0, 1, 2))
+            (v, functools.partial(dc.low_histogram, prefixes=ps), len(ps) * dc._BINS)
             for (_, v), ps in zip(lazy, prefixes)
         ],
         client,
     )
     for (i, _), n, loc, ps, low in zip(lazy, counts, located, prefixes, lows):
-        bounds[i] = dc.bounds_from_histograms(n, loc, ps, low)
+        bounds[i] = dc.bounds_from_histograms(n, loc, ps, low.reshape(len(ps), dc._BINS))
     return bounds
 
 
-def _per_block(volume, histogram, shape: tuple[int, ...]):
-    """A dask array of ``histogram(block)`` (of ``shape``) for every block of ``volume``, one per block position."""
-    spatial = tuple((1,) * len(c) for c in volume.chunks)
-    return volume.map_blocks(
-        lambda b: histogram(b)[(None,) * 3],
-        new_axis=tuple(range(3, 3 + len(shape))),
-        chunks=(*spatial, *((n,) for n in shape)),
-        dtype=np.int64,
-        meta=np.empty((0,) * (3 + len(shape)), np.int64),
-    )
+def _sparse_histogram(histogram, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bins, counts) of ``histogram(block)``'s non-zero bins, flattened."""
+    dense = histogram(np.asarray(block)).ravel()
+    bins = np.flatnonzero(dense)
+    return bins.astype(np.int32), dense[bins]
+
+
+def _summed_histograms(jobs, client) -> list[np.ndarray]:
+    """For each ``(volume, histogram, size)``, the sum over its blocks of ``histogram(block)`` (flat, ``size``),
+    all volumes in one computation."""
+    import dask  # noqa: PLC0415
+
+    tasks, owners = [], []
+    for j, (volume, histogram, _) in enumerate(jobs):
+        for block in volume.to_delayed().ravel():
+            tasks.append(dask.delayed(_sparse_histogram, pure=True)(histogram, block))
+            owners.append(j)
+    sums = [np.zeros(size, np.int64) for _, _, size in jobs]
+    for j, (bins, counts) in zip(owners, _run(tasks, client)):
+        sums[j][bins] += counts
+    return sums
 
 
 class _Regions:
