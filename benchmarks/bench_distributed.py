@@ -26,9 +26,13 @@ assigns block by block). Reported per worker: the peak resident memory
 (the kernel's high-water mark ``VmHWM``, and the largest of samples every
 0.25 s), beside the limit.
 
+``--cli``: the same volumes through ``hypseg segment --clusters-from --scheduler`` (the
+cluster started beforehand, its start timed apart), every output file written.
+
 Usage::
 
     python benchmarks/bench_distributed.py            # 8 x 40^3
+    python benchmarks/bench_distributed.py --cli      # the same, through hypseg segment
     python benchmarks/bench_distributed.py --quick    # 8 x 24^3
     python benchmarks/bench_distributed.py --big      # one volume of 4 x 768 MiB on 2 workers of 768 MiB
 """
@@ -61,6 +65,11 @@ def main() -> None:
     ap.add_argument("--factor", type=float, default=4.0, help="volume bytes / worker memory limit, for --big")
     ap.add_argument(
         "--torch-threads", type=int, default=None, help="torch threads per worker (default: cores / workers)"
+    )
+    ap.add_argument(
+        "--cli",
+        action="store_true",
+        help="run `hypseg segment --clusters-from --scheduler` (outputs written) instead of segment_dataset",
     )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -102,7 +111,14 @@ def main() -> None:
     print(
         f"{args.n} volumes of {size}^3, chunk {args.chunk}, model patch {model.patch_size}, "
         f"torch threads per worker {args.torch_threads or 'cores / workers'}"
+        + (", through hypseg segment (MRC outputs written)" if args.cli else "")
     )
+    if args.cli:
+        from napari_hypseg.cli import main as cli
+        from napari_hypseg.model.checkpoint import save_checkpoint
+
+        clusters = clustering.save(tmp / "clusters.npz")
+        model_path = save_checkpoint(tmp / "m.pt", model)
     results = {}
     for w in [int(v) for v in args.workers.split(",")]:
         t0 = time.perf_counter()
@@ -115,14 +131,24 @@ def main() -> None:
             Client(cluster) as client,
         ):
             start = time.perf_counter() - t0
-            arrays = [lazy_volume(p, v.shape, v.dtype, args.chunk) for p, v in volumes]
             t1 = time.perf_counter()
-            _, labels, embeddings = segment_dataset(
-                arrays, model, ks, clustering=clustering, client=client, chunks=args.chunk
-            )
+            if args.cli:
+                code = cli(
+                    ["segment", *(str(p) for p, _ in volumes), "--model", str(model_path)]
+                    + ["--clusters", ",".join(map(str, ks)), "--clusters-from", str(clusters), "--device", "cpu"]
+                    + ["--out-dir", str(tmp / f"out{w}"), "--scheduler", cluster.scheduler_address]
+                    + ["--chunk", str(args.chunk)]
+                )
+                assert code == 0, f"hypseg segment exited with {code}"
+                back = 0  # written by the workers into scratch zarrs, read back from disk
+            else:
+                arrays = [lazy_volume(p, v.shape, v.dtype, args.chunk) for p, v in volumes]
+                _, labels, embeddings = segment_dataset(
+                    arrays, model, ks, clustering=clustering, client=client, chunks=args.chunk
+                )
+                back = sum(e.nbytes for e in embeddings) + sum(a.nbytes for lv in labels for a in lv.values())
             seconds = time.perf_counter() - t1
             sent = client.run(lambda dask_worker: getattr(dask_worker, "transfer_outgoing_bytes_total", 0))
-        back = sum(e.nbytes for e in embeddings) + sum(a.nbytes for lv in labels for a in lv.values())
         results[w] = {
             "seconds": seconds,
             "startup_s": start,
