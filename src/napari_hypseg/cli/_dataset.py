@@ -12,8 +12,9 @@ block by block into a scratch zarr, written by the workers, and from it into
 the label pyramids or MRC files, the statistics tables and a memory-mapped
 ``.npy``, so neither this process nor any worker holds the whole volume (a
 NIfTI level, typically an MRI of 10⁷ voxels, is read into memory one level at a time).
-The next volume's blocks are sent before this one's outputs are written, so
-the workers do not wait for this process between volumes.
+The next volumes' blocks (as many volumes as there are workers) are sent
+before this one's outputs are written, so the workers do not wait for this
+process between volumes.
 """
 
 from __future__ import annotations
@@ -396,7 +397,10 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
             from ..segmentation.distributed import model_on_workers  # noqa: PLC0415
 
             payload, shared = model_on_workers(model, client), dask.delayed(clustering, pure=True)
-            pending = []  # at most two volumes in flight: one being written here, the next on the workers
+            # volumes in flight: one being written here and, on the workers, as many as there are workers
+            # (a small volume is one block, so one volume ahead would keep only one worker busy)
+            in_flight = 1 + (len(client.scheduler_info()["workers"]) if client is not None else 1)
+            pending = []
             try:
                 for i in streamed:
                     path, (volume, data) = todo[i], read[i]
@@ -419,7 +423,7 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
                     )
                     next(stream)
                     pending.append(stream)
-                    if len(pending) == 2:
+                    if len(pending) == in_flight:
                         _print_paths(_finish_stream(pending.pop(0)))
                 while pending:
                     _print_paths(_finish_stream(pending.pop(0)))
