@@ -664,8 +664,9 @@ def test_a_failed_dataset_run_leaves_no_half_written_labels_and_the_rerun_resume
 
 
 def test_a_volume_failing_while_the_next_is_in_flight_leaves_neither_half_written(model, model_file, tmp_path, capsys):
-    """The next volume is started before this one's outputs are written: when it fails (here reading its
-    intensity bounds), the one in flight is abandoned too, with no scratch or labels left; the rerun completes both."""
+    """On workers, the next volumes are started before this one's outputs are written: when one fails (here
+    reading its intensity bounds), the one in flight is abandoned too, with no scratch or labels left; the
+    rerun completes both."""
     images, volumes = [], []
     for s in range(2):
         vol, _ = _phantom(50 + s, shape=(70, 22, 20))  # two zarr chunks along z
@@ -683,7 +684,7 @@ def test_a_volume_failing_while_the_next_is_in_flight_leaves_neither_half_writte
     clusters = saved.save(tmp_path / "c.npz")
     out = tmp_path / "out"
     args = ["segment", *map(str, images), "--model", str(model_file), "--out-dir", str(out), "--device", "cpu"]
-    args += ["--chunk", "12", "--clusters", "2", "--clusters-from", str(clusters)]
+    args += ["--chunk", "24", "--clusters", "2", "--clusters-from", str(clusters), "--workers", "2"]
     chunk = images[1] / "0" / "1.0.0"
     intact = chunk.read_bytes()
     chunk.write_bytes(b"not a compressed chunk")

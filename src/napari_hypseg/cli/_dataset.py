@@ -240,7 +240,8 @@ def _stream_volume(
 
     A generator: the first ``next`` plans and sends the blocks, the second
     waits for them, writes the outputs and stops with the paths written
-    (:func:`_finish_stream`). Closed before that, it removes its scratch.
+    (:func:`_finish_stream`). Closed before that, it waits for the blocks
+    already sent to end and removes its scratch.
 
     The workers write the blocks; this process then copies them, chunk by
     chunk or slab by slab, into the OME-Zarr labels or the MRC files (a NIfTI
@@ -252,7 +253,13 @@ def _stream_volume(
 
     from ..io.atomic import atomic_path  # noqa: PLC0415
     from ..io.levels import store_npy  # noqa: PLC0415
-    from ..segmentation.dataset import block_grid, finish_assignment, lazy_assignment, start_assignment  # noqa: PLC0415
+    from ..segmentation.dataset import (  # noqa: PLC0415
+        abandon_assignment,
+        block_grid,
+        finish_assignment,
+        lazy_assignment,
+        start_assignment,
+    )
     from ..segmentation.dataset_clustering import label_dtype  # noqa: PLC0415
     from ._outputs import EMBEDDING_SUFFIX  # noqa: PLC0415
 
@@ -287,7 +294,11 @@ def _stream_volume(
             targets=(label_store, embedding_store),
         )
         started = start_assignment(markers, client)
-        yield  # the blocks are on their way: the caller may start the next volume before this one's outputs
+        try:
+            yield  # the blocks are on their way: the caller may start the next volume before this one's outputs
+        except GeneratorExit:  # abandoned: let the blocks sent end before the scratch goes
+            abandon_assignment(started, client)
+            raise
         finish_assignment(started, client=client, progress=progress)
         stored = da.from_zarr(label_store)
         if not writes_ome_zarr(path, args):
@@ -398,8 +409,9 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
 
             payload, shared = model_on_workers(model, client), dask.delayed(clustering, pure=True)
             # volumes in flight: one being written here and, on the workers, as many as there are workers
-            # (a small volume is one block, so one volume ahead would keep only one worker busy)
-            in_flight = 1 + (len(client.scheduler_info()["workers"]) if client is not None else 1)
+            # (a small volume is one block, so one volume ahead would keep only one worker busy); in-process
+            # a started volume does not run until it is finished, so one at a time
+            in_flight = 1 if client is None else 1 + len(client.scheduler_info()["workers"])
             pending = []
             try:
                 for i in streamed:

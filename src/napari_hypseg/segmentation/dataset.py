@@ -370,8 +370,9 @@ def lazy_assignment(
     """(labels ``(Z, Y, X, len(ks))``, embedding ``(Z, Y, X, d)``) of one volume as lazy dask arrays.
 
     Only the volume's intensity bounds are computed now, unless given
-    (two histogram passes, :func:`intensity_bounds`); the rest runs when the arrays are computed or stored, block by
-    block (:func:`segment_blockwise`), so no task holds the whole volume.
+    (two histogram passes, :func:`intensity_bounds`); the rest runs when the
+    arrays are computed or stored, block by block (:func:`segment_blockwise`),
+    so no task holds the whole volume.
     """
     import dask.array as da  # noqa: PLC0415
 
@@ -434,11 +435,28 @@ def finish_assignment(
         return
     from distributed import as_completed  # noqa: PLC0415
 
-    for n, future in enumerate(as_completed(started), start=1):
-        future.result()
-        future.release()
-        if progress:
-            progress(f"{stage} blocks", n, len(started))
+    try:
+        for n, future in enumerate(as_completed(started), start=1):
+            future.result()
+            future.release()
+            if progress:
+                progress(f"{stage} blocks", n, len(started))
+    except BaseException:
+        abandon_assignment(started, client)
+        raise
+
+
+def abandon_assignment(started: list, client=None) -> None:
+    """Wait until every block of :func:`start_assignment` already sent has ended, whatever its outcome.
+
+    A block still running writes into the scratch arrays after the caller
+    has given up on them; removing them before that leaves a recreated
+    scratch folder behind (observed).
+    """
+    if client is not None:
+        from distributed import wait  # noqa: PLC0415
+
+        wait(started)
 
 
 def _aligned(chunks: tuple[tuple[int, ...], ...], grid: tuple[int, ...]) -> bool:
