@@ -167,11 +167,8 @@ def intensity_bounds_of(volumes, client=None) -> list[tuple[np.float32, np.float
     """
     import dask.array as da  # noqa: PLC0415
 
-    bounds: list = [None] * len(volumes)
+    bounds: list = [None if isinstance(v, da.Array) else dc.intensity_bounds(np.asarray(v)) for v in volumes]
     lazy = [(i, v) for i, v in enumerate(volumes) if isinstance(v, da.Array)]
-    for i, v in enumerate(volumes):
-        if not isinstance(v, da.Array):
-            bounds[i] = dc.intensity_bounds(np.asarray(v))
     if not lazy:
         return bounds
     highs = _summed_histograms([(v, dc.high_histogram, dc._BINS) for _, v in lazy], client)
