@@ -71,6 +71,13 @@ def main() -> None:
         action="store_true",
         help="run `hypseg segment --clusters-from --scheduler` (outputs written) instead of segment_dataset",
     )
+    ap.add_argument(
+        "--fit",
+        choices=("raw", "denoised"),
+        default=None,
+        help="--big: fit the clustering in the run, block by block, on this channel (default: a raw clustering "
+        "fitted beforehand on a 64^3 corner, given with --clusters-from)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.big:
@@ -222,26 +229,30 @@ def big(args) -> None:
         torch.manual_seed(0)
         model = HyperbolicVAE(ModelConfig(channels=(4,), kernel_size=3, hidden=8)).eval()  # m = 3
         model.set_normalization(-2.0, 4.0)
-        import mrcfile
+        clusters = tmp / "clusters.npz"
+        if args.fit is None:
+            import mrcfile
 
-        with mrcfile.mmap(path, permissive=True) as mrc:
-            corner = np.array(mrc.data[:64, :64, :64])
-        clustering = fit_dataset_clustering(
-            [corner],
-            [embed(corner, model, device="cpu")],
-            [2],
-            latent_dim=model.config.latent_dim,
-            fusion=FusionConfig(intensity="raw"),
-            seed=0,
-            sample_size=50_000,
-        )
-        clusters = clustering.save(tmp / "clusters.npz")
+            with mrcfile.mmap(path, permissive=True) as mrc:
+                corner = np.array(mrc.data[:64, :64, :64])
+            fit_dataset_clustering(
+                [corner],
+                [embed(corner, model, device="cpu")],
+                [2],
+                latent_dim=model.config.latent_dim,
+                fusion=FusionConfig(intensity="raw"),
+                seed=0,
+                sample_size=50_000,
+            ).save(clusters)
+            clustering_args = ["--clusters-from", str(clusters)]
+        else:  # fitted by the run itself on a sample read block by block
+            clustering_args = ["--intensity", args.fit, "--save-clusters", str(clusters)]
         model_path = save_checkpoint(tmp / "m.pt", model)
         nbytes = int(np.prod(shape)) * 4
         print(
             f"volume {shape} float32 = {nbytes / 2**20:.0f} MiB ({nbytes / limit:.2f} x the {args.memory_limit} MiB "
             f"limit of each of 2 workers), written in {written_s:.0f} s; model m = {model.patch_size}, level 2, "
-            f"chunk {args.chunk}"
+            f"chunk {args.chunk}; clustering: {'fitted in the run, ' + args.fit if args.fit else 'given (raw)'}"
         )
         env = {**worker_env(2), "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
         with (
@@ -277,8 +288,7 @@ def big(args) -> None:
                     "2",
                     "--out-dir",
                     str(tmp / "out"),
-                    "--clusters-from",
-                    str(clusters),
+                    *clustering_args,
                     "--format",
                     "ome-zarr",
                     "--device",
@@ -305,6 +315,7 @@ def big(args) -> None:
             "seconds": seconds,
             "voxels_per_second": int(np.prod(shape)) / seconds,
             "label_counts": counts.tolist(),
+            "clustering": args.fit or "given (raw)",
             "client_peak_anon_bytes": max(client_peak),
             "workers": {},
         }

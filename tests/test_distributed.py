@@ -145,6 +145,55 @@ def test_distributed_labels_identical_to_in_process(model, cluster):
             np.testing.assert_array_equal(a[k], c[k])
 
 
+@pytest.mark.parametrize(("noise", "kind"), [(0.02, "raw"), (0.4, "denoised")])
+def test_a_fit_block_by_block_equals_the_fit_in_memory(model, noise, kind):
+    from napari_hypseg.segmentation.dataset import fit_blockwise
+
+    rng = np.random.default_rng(3)
+    truths = [_phantom(20, shape=(60, 24, 24))[1], _phantom(21, shape=(60, 24, 24), offset=(30, 2, 1))[1]]
+    volumes = [(t + rng.normal(scale=noise, size=t.shape)).astype(np.float32) for t in truths]
+    kw = dict(seed=0, sample_size=6000)
+    whole = fit_dataset_clustering(volumes, [None, None], [2, 3], latent_dim=2, **kw)
+    # chunks of 10: the raw pass and the TV pass (16 voxels of context) both go block by block
+    blocks = fit_blockwise([da.from_array(v, chunks=10) for v in volumes], model, [2, 3], **kw)
+    assert whole.intensity == blocks.intensity == kind
+    assert whole.tv_weight == blocks.tv_weight  # the noise σ of the same residuals
+    for k in (2, 3):
+        for name in ("weights", "means", "covariances"):
+            np.testing.assert_allclose(blocks.levels[k][name], whole.levels[k][name], rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(blocks.levels[k]["ids"], whole.levels[k]["ids"])
+
+
+def test_a_fit_holds_no_whole_volume_in_memory(model, tmp_path):
+    """The fit reads each sampled block where it lies: this process's peak allocation stays far below the volume."""
+    import tracemalloc
+
+    from napari_hypseg.io import write_image
+    from napari_hypseg.io.volume import Volume
+    from napari_hypseg.segmentation.dataset import fit_blockwise, lazy_volume
+
+    rng = np.random.default_rng(4)
+    vol = rng.normal(size=(192, 192, 192)).astype(np.float32)  # 27 MiB
+    vol[48:144, 48:144, 48:144] += 4.0
+    path = tmp_path / "big.mrc"
+    write_image(path, vol, like=Volume(vol, format="mrc"))
+    size = vol.nbytes
+    del vol
+    lazy = lazy_volume(path, (192, 192, 192), np.float32, 32)
+    kw = dict(fusion=FusionConfig(intensity="raw"), seed=0, sample_size=20000)
+    fit_blockwise([lazy], model, [2], **kw)  # once first: what it imports is not the fit's memory
+    tracemalloc.start()
+    try:
+        fitted = fit_blockwise([lazy], model, [2], **kw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    low, high = sorted(fitted.levels[2]["means"][:, 0])
+    assert high - low > 2.0  # the box (+4 over unit noise) and the rest, in standardised units (sd about 1.7)
+    # the percentiles' histograms (a few MiB whatever the volume's size) and the sample; whole, the volume alone
+    assert peak < size / 2, f"peak {peak / 2**20:.1f} MiB for a {size / 2**20:.0f} MiB volume"
+
+
 # --- blockwise assignment: no task holds the whole volume --------------------
 
 
@@ -334,7 +383,7 @@ def test_cli_one_clustering_on_two_workers_then_reuse_and_skip(model_file, tmp_p
     )
     err = capsys.readouterr().err
     assert "dask dashboard" in err and clusters.is_file()
-    assert "embed blocks" in err and "assign" in err  # progress: blocks, then volumes
+    assert "sample" in err and "embed+assign blocks" in err  # progress: the fit's sample, then the blocks
     out2 = tmp_path / "out2"
     args = [
         "segment",

@@ -6,8 +6,10 @@ default single-volume path (a clustering per volume) is unchanged.
 
 Outputs are planned as for single volumes before any work (:func:`plan_dataset_outputs`:
 the single-volume :func:`.segment.plan_outputs` for MRC / NIfTI outputs, the
-same checks for OME-Zarr ones). With a saved clustering (``--clusters-from``)
-every volume is streamed (:func:`_stream_volume`): labels and embedding go
+same checks for OME-Zarr ones). Without a saved clustering (``--clusters-from``)
+one is fitted first on a bounded sample read block by block
+(:func:`.dataset.fit_blockwise`). Then every volume is streamed
+(:func:`_stream_volume`): labels and embedding go
 block by block into a scratch zarr, written by the workers, and from it into
 the label pyramids or MRC files, the statistics tables and a memory-mapped
 ``.npy``, so neither this process nor any worker holds the whole volume (a
@@ -202,22 +204,6 @@ def plan_dataset_outputs(paths: list[Path], stems: dict[Path, str], model_config
         )
 
 
-def _write_ome_zarr(volume, levels, embedding, ks, out_dir: Path, stem: str, extra: dict) -> list[Path]:
-    from ..io.atomic import atomic_path  # noqa: PLC0415
-    from ._outputs import EMBEDDING_SUFFIX  # noqa: PLC0415
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = out_dir / f"{stem}{MANIFEST_SUFFIX}"
-    manifest.unlink(missing_ok=True)  # written last: its presence means complete
-    root = omezarr.labels_root(volume, out_dir, stem)
-    written = omezarr.write_label_levels(root, {k: levels[k] for k in ks}, volume.spacing)
-    emb = out_dir / f"{stem}{EMBEDDING_SUFFIX}"
-    with atomic_path(emb) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, embedding)
-    return _write_manifest(volume, written, emb, ks, manifest, extra)
-
-
 def _stream_volume(
     volume,
     data,
@@ -235,6 +221,7 @@ def _stream_volume(
     stem: str,
     extra: dict,
     progress,
+    bounds=None,
 ) -> Iterator[None]:
     """Segment one volume block by block into a scratch zarr, then write its outputs from there.
 
@@ -292,6 +279,7 @@ def _stream_volume(
             chunks=chunk,
             device=device,
             targets=(label_store, embedding_store),
+            bounds=bounds,
         )
         started = start_assignment(markers, client)
         try:
@@ -361,7 +349,6 @@ def _write_manifest(volume, written: list[Path], emb: Path, ks, manifest: Path, 
 
 
 def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, str], model) -> int:
-    from ..segmentation.dataset import segment_dataset  # noqa: PLC0415
     from ..segmentation.dataset_clustering import DatasetClustering  # noqa: PLC0415
 
     check_dataset_args(args)
@@ -399,89 +386,70 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
         bars[stage].update(done, total, f"{done}/{total}")
 
     extra = {"model": str(args.model), "settings": settings}
-    # with a saved clustering every volume goes block by block: nothing of it whole in memory here
-    streamed = list(range(len(todo))) if clustering is not None else []
     with dask_client(args) as client:
-        if streamed:
-            import dask  # noqa: PLC0415
+        import dask  # noqa: PLC0415
 
-            from ..segmentation.distributed import model_on_workers  # noqa: PLC0415
+        from ..segmentation.dataset import fit_blockwise, intensity_bounds_of  # noqa: PLC0415
+        from ..segmentation.distributed import model_on_workers  # noqa: PLC0415
 
-            payload, shared = model_on_workers(model, client), dask.delayed(clustering, pure=True)
-            # volumes in flight: one being written here and, on the workers, as many as there are workers
-            # (a small volume is one block, so one volume ahead would keep only one worker busy); in-process
-            # a started volume does not run until it is finished, so one at a time
-            in_flight = 1 if client is None else 1 + len(client.scheduler_info()["workers"])
-            pending = []
-            try:
-                for i in streamed:
-                    path, (volume, data) = todo[i], read[i]
-                    stream = _stream_volume(
-                        volume,
-                        data,
-                        model,
-                        ks,
-                        clustering,
-                        client=client,
-                        payload=payload,
-                        shared=shared,
-                        chunk=chunk,
-                        device=args.device,
-                        args=args,
-                        path=path,
-                        stem=stems[path],
-                        extra=extra,
-                        progress=report,
-                    )
-                    next(stream)
-                    pending.append(stream)
-                    if len(pending) == in_flight:
-                        _print_paths(_finish_stream(pending.pop(0)))
-                while pending:
-                    _print_paths(_finish_stream(pending.pop(0)))
-            finally:
-                for stream in pending:
-                    stream.close()  # a volume not finished leaves no scratch behind
-        rest = [i for i in range(len(todo)) if i not in streamed]
-        labels, embeddings = [], []
-        if rest:
-            clustering, labels, embeddings = segment_dataset(
-                [read[i][1] for i in rest],
+        payload = model_on_workers(model, client)  # one copy of the weights per worker, shared by all volumes
+        # with a saved clustering each volume finds its own percentiles as it starts; a fit needs them all first
+        bounds = [None] * len(read)
+        if clustering is None:
+            bounds = intensity_bounds_of([data for _, data in read], client)  # all volumes, two passes in all
+            # fitted on a bounded sample read block by block: no volume whole in memory, here or on a worker
+            clustering = fit_blockwise(
+                [data for _, data in read],
                 model,
                 ks,
-                clustering=clustering,
+                bounds=bounds,
                 client=client,
+                payload=payload,
+                fusion=fusion,
                 seed=args.seed,
                 chunks=chunk,
                 device=args.device,
                 progress=report,
-                fusion=fusion,
             )
+        if args.save_clusters:
+            print(f"clusters: {clustering.save(args.save_clusters)}")
+        shared = dask.delayed(clustering, pure=True)
+        # volumes in flight: one being written here and, on the workers, as many as there are workers
+        # (a small volume is one block, so one volume ahead would keep only one worker busy); in-process
+        # a started volume does not run until it is finished, so one at a time
+        in_flight = 1 if client is None else 1 + len(client.scheduler_info()["workers"])
+        pending = []
+        try:
+            for path, (volume, data), volume_bounds in zip(todo, read, bounds):
+                stream = _stream_volume(
+                    volume,
+                    data,
+                    model,
+                    ks,
+                    clustering,
+                    client=client,
+                    payload=payload,
+                    shared=shared,
+                    chunk=chunk,
+                    device=args.device,
+                    args=args,
+                    path=path,
+                    stem=stems[path],
+                    extra=extra,
+                    progress=report,
+                    bounds=volume_bounds,
+                )
+                next(stream)
+                pending.append(stream)
+                if len(pending) == in_flight:
+                    _print_paths(_finish_stream(pending.pop(0)))
+            while pending:
+                _print_paths(_finish_stream(pending.pop(0)))
+        finally:
+            for stream in pending:
+                stream.close()  # a volume not finished leaves no scratch behind
     for bar in bars.values():
         bar.close()
-    if args.save_clusters:
-        print(f"clusters: {clustering.save(args.save_clusters)}")
-    for i, levels, embedding in zip(rest, labels, embeddings):
-        path, (volume, _) = todo[i], read[i]
-        if writes_ome_zarr(path, args):
-            written = _write_ome_zarr(volume, levels, embedding, ks, args.out_dir, stems[path], extra)
-        else:
-            if volume.format == "ome-zarr":
-                volume.data = np.asarray(volume.data)
-            written = write_levels(
-                volume.geometry,
-                levels.__getitem__,
-                ks,
-                args.out_dir,
-                fmt=args.format,
-                stem=stems[path],
-                image=volume.data,
-                unit=volume.metadata.get("units"),
-                embedding=embedding,
-                manifest=extra,
-            )
-        for p in written:
-            print(p)
     hours = (time.perf_counter() - t0) / 3600
     print(f"{len(todo)} volumes, {len(todo) / hours:.0f} volumes/hour", file=sys.stderr)
     return 0

@@ -104,7 +104,20 @@ def noise_sigma(normalised: np.ndarray) -> float:
             index = [1, 1, 1]
             index[axis] = side
             kernel[tuple(index)] = -1.0 / 6.0
-    residual = ndimage.convolve(v, kernel)[1:-1, 1:-1, 1:-1]
+    return sigma_from_residuals(ndimage.convolve(v, kernel)[1:-1, 1:-1, 1:-1])
+
+
+def face_residuals(normalised: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """:func:`noise_sigma`'s residual at each of ``points`` ((n, 3) voxel indices, none on a face of the array)."""
+    v = np.asarray(normalised, dtype=np.float32)
+    z, y, x = np.asarray(points).T
+    neighbours = v[z - 1, y, x] + v[z + 1, y, x] + v[z, y - 1, x] + v[z, y + 1, x] + v[z, y, x - 1] + v[z, y, x + 1]
+    return v[z, y, x] - neighbours / np.float32(6.0)
+
+
+def sigma_from_residuals(residual: np.ndarray) -> float:
+    """The noise σ from residuals against the six face neighbours (all voxels', or a sample's)."""
+    residual = np.asarray(residual).reshape(-1)
     residual = residual[residual != 0]
     if residual.size == 0:
         return 0.0

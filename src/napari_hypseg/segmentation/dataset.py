@@ -2,17 +2,16 @@
 
 Three stages, each a dask graph run by whatever scheduler is given:
 
-1. every volume is embedded blockwise (:func:`.distributed.embed_dask`);
-2. unless a clustering is given, one is fitted on a bounded seeded sample
-   of all volumes (:func:`.dataset_clustering.fit_dataset_clustering`, in
-   this process: the sample is small);
-3. every volume is assigned with it. To a given clustering this is
-   blockwise (:func:`segment_blockwise`): the volume's 1st/99th percentiles
-   are found exactly in two histogram passes (:func:`intensity_bounds`), and
-   each block is assigned with a halo of the Potts prior's reach (plus the
-   TV filter's, for the denoised channel), which gives the whole-volume
-   labels; no task holds more than a block and its halo. After a fit here it
-   is one task per volume (the fit needed every volume here anyway).
+1. every volume's 1st/99th percentiles, found exactly in two histogram
+   passes (:func:`intensity_bounds`);
+2. unless a clustering is given, one is fitted on a bounded seeded sample of
+   all volumes (:func:`fit_blockwise`): the blocks holding sampled voxels
+   return those voxels' values (:mod:`.fit_sample`) and the mixtures are
+   fitted here on them (the sample is small);
+3. every volume is embedded and assigned block by block
+   (:func:`segment_blockwise`), each block with a halo of the Potts prior's
+   reach (plus the TV filter's, for the denoised channel), which gives the
+   whole-volume labels. No task holds more than a block and its halo.
 
 In-process (``client=None``) the same graphs run with the synchronous
 scheduler, so a cluster changes where the work happens, not the numbers.
@@ -31,8 +30,9 @@ from .._errors import UserError
 from ..model.dense import encode_block
 from ..model.vae import HyperbolicVAE
 from . import dataset_clustering as dc
-from .dataset_clustering import DatasetClustering, fit_dataset_clustering
-from .distributed import embed_dask, merge_thin_chunks
+from . import fit_sample
+from .dataset_clustering import DatasetClustering
+from .distributed import Regions, embed_dask, merge_thin_chunks
 from .fusion import FusionConfig
 from .mixture import FIT_SIZE
 
@@ -72,10 +72,6 @@ def lazy_volume(path, shape, dtype, chunks: int):
     return da.from_array(
         PathArray(path, shape, dtype), chunks=chunks, name=f"hypseg-volume-{path}", asarray=False, inline_array=True
     )
-
-
-def _assign(clustering: DatasetClustering, volume: np.ndarray, embedding: np.ndarray, ks) -> dict[int, np.ndarray]:
-    return clustering.assign(volume, embedding, ks)
 
 
 def _compute(collections, client, progress: Progress | None, stage: str):
@@ -196,7 +192,12 @@ def _sparse_histogram(histogram, block: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def _summed_histograms(jobs, client) -> list[np.ndarray]:
     """For each ``(volume, histogram, size)``, the sum over its blocks of ``histogram(block)`` (flat, ``size``),
-    all volumes in one computation."""
+    all volumes in one computation.
+
+    Each block's histogram is added as it arrives and then dropped: held until
+    all had come back, a volume of thousands of blocks would keep its sparse
+    histograms (up to 12 bytes per voxel) here at once.
+    """
     import dask  # noqa: PLC0415
 
     tasks, owners = [], []
@@ -205,26 +206,27 @@ def _summed_histograms(jobs, client) -> list[np.ndarray]:
             tasks.append(dask.delayed(_sparse_histogram, pure=True)(histogram, block))
             owners.append(j)
     sums = [np.zeros(size, np.int64) for _, _, size in jobs]
-    for j, (bins, counts) in zip(owners, _run(tasks, client)):
+    for j, (bins, counts) in _as_they_come(tasks, owners, client):
         sums[j][bins] += counts
     return sums
 
 
-class _Regions:
-    """A lazy volume as one object (one graph key per worker), read region by region inside a block task.
+def _as_they_come(tasks, tags, client):
+    """(tag, result) of each task as it finishes (in-process: in order), nothing kept once yielded."""
+    import dask  # noqa: PLC0415
 
-    A block task reads its own block and halo, so it depends on no other
-    block: nothing waits in a worker's memory for a neighbour (with
-    ``map_overlap`` the halo slices of a whole plane of blocks did, and killed
-    640 MiB workers on a 2.5 GiB volume).
-    """
+    if client is None:
+        for tag, task in zip(tags, tasks):
+            yield tag, dask.compute(task, scheduler="sync")[0]
+        return
+    from distributed import as_completed  # noqa: PLC0415
 
-    def __init__(self, array):
-        self.array = array
-
-    def read(self, lo, hi) -> np.ndarray:
-        region = self.array[tuple(slice(a, b) for a, b in zip(lo, hi))]
-        return np.asarray(region.compute(scheduler="sync") if hasattr(region, "dask") else region, np.float32)
+    futures = client.compute(tasks)
+    tag_of = {f.key: t for f, t in zip(futures, tags)}
+    for future in as_completed(futures):
+        result = future.result()
+        future.release()
+        yield tag_of[future.key], result
 
 
 def _segment_block(
@@ -313,7 +315,7 @@ def segment_blockwise(
             "patch along some axis"
         )
     chunks = _blocks(volume, model, clustering)
-    source = dask.delayed(_Regions(volume), name=f"hypseg-regions-{volume.name}")
+    source = dask.delayed(Regions(volume), name=f"hypseg-regions-{volume.name}")
     starts = tuple(tuple(int(v) for v in np.cumsum((0, *c))) for c in chunks)
     common = dict(
         source=source,
@@ -461,6 +463,56 @@ def _aligned(chunks: tuple[tuple[int, ...], ...], grid: tuple[int, ...]) -> bool
     return all(b % g == 0 for c, g in zip(chunks, grid) for b in np.cumsum(c)[:-1])
 
 
+def fit_blockwise(
+    volumes: Sequence,
+    model: HyperbolicVAE,
+    ks: Sequence[int],
+    *,
+    bounds: Sequence[tuple[float, float]] | None = None,
+    client=None,
+    payload=None,
+    fusion: FusionConfig = FusionConfig(),
+    seed: int = 0,
+    sample_size: int = FIT_SIZE,
+    chunks: int | None = None,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> DatasetClustering:
+    """:func:`.dataset_clustering.fit_dataset_clustering` of lazy ``volumes`` (dask arrays), block by block.
+
+    The same seeded positions; each block holding some of them reads itself
+    with the context their values need and returns only those values
+    (:mod:`.fit_sample`), so nothing of a volume beyond a block and its halo
+    is in memory anywhere. ``bounds`` are the volumes' :func:`intensity_bounds`
+    (computed here when not given).
+    """
+    import dask.array as da  # noqa: PLC0415
+
+    if not volumes:
+        raise UserError("give at least one volume")
+    arrays = [v if isinstance(v, da.Array) else da.from_array(np.asarray(v), chunks=chunks or "auto") for v in volumes]
+    bounds = intensity_bounds_of(arrays, client) if bounds is None else bounds
+    share = max(1, sample_size // len(arrays))
+    samples, channel, values = fit_sample.draw_sample(
+        arrays, bounds, share=share, seed=seed, kind=fusion.intensity, client=client, progress=progress
+    )
+    tangents = None
+    if fusion.embedding_weight > 0:
+        lazy = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
+        points = [e.vindex[tuple(s.positions.T)] for e, s in zip(lazy, samples)]
+        latent_dim = model.config.latent_dim if model.config.hyperbolic else None
+        tangents = [dc._tangent(p, latent_dim) for p in _run(points, client)]
+    return dc.fit_on_sample(
+        values,
+        tangents,
+        ks,
+        channel,
+        latent_dim=model.config.latent_dim if model.config.hyperbolic else None,
+        fusion=fusion,
+        seed=seed,
+    )
+
+
 def segment_dataset(
     volumes: Sequence,
     model: HyperbolicVAE,
@@ -478,6 +530,10 @@ def segment_dataset(
     """Labels per volume (``{k: labels}``) with one clustering; returns (clustering, labels, embeddings).
 
     ``volumes`` are dask arrays (e.g. :func:`lazy_volume`) or numpy arrays.
+    Without ``clustering`` one is fitted first (:func:`fit_blockwise`); then
+    every volume is embedded and assigned block by block. The labels and
+    embeddings returned are gathered here: to keep them out of memory, store
+    :func:`lazy_assignment`'s arrays instead (as ``hypseg segment`` does).
     """
     import dask  # noqa: PLC0415
     import dask.array as da  # noqa: PLC0415
@@ -487,38 +543,41 @@ def segment_dataset(
     from .distributed import model_on_workers  # noqa: PLC0415
 
     payload = model_on_workers(model, client)  # one copy of the weights per worker, shared by all volumes
-    if clustering is not None:
-        # one pass, block by block: embedding, then assignment with the halo of the TV filter and the Potts prior
-        shared = dask.delayed(clustering, pure=True)  # one key: sent to each worker once
-        pairs = [
-            lazy_assignment(
-                v,
-                model,
-                ks,
-                clustering,
-                client=client,
-                payload=payload,
-                shared=shared,
-                chunks=chunks,
-                device=device,
-                bounds=b,
-            )
-            for v, b in zip(arrays, intensity_bounds_of(arrays, client))
-        ]
-        gathered = _gather_blocks([list(p) for p in pairs], client, progress, "embed+assign")
-        labels = [{k: g[0][..., i] for i, k in enumerate(ks)} for g in gathered]
-        return clustering, labels, [g[1] for g in gathered]
-    lazy_embeddings = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
-    embeddings = [g[0] for g in _gather_blocks([[e] for e in lazy_embeddings], client, progress, "embed")]
-    values = _compute(arrays, client, None, "read")
-    latent_dim = model.config.latent_dim if model.config.hyperbolic else None
-    clustering = fit_dataset_clustering(
-        values, embeddings, ks, latent_dim=latent_dim, fusion=fusion, seed=seed, sample_size=sample_size
-    )
-    if progress:
-        progress("fit", 1, 1)
-    shared = dask.delayed(clustering, pure=True)
-    # the fit needed every embedding here; the assignment sends each back with its volume
-    tasks = [dask.delayed(_assign, pure=True)(shared, v, e, ks) for v, e in zip(values, embeddings)]
-    labels = _compute(tasks, client, progress, "assign")
-    return clustering, labels, embeddings
+    bounds = intensity_bounds_of(arrays, client)
+    if clustering is None:
+        clustering = fit_blockwise(
+            arrays,
+            model,
+            ks,
+            bounds=bounds,
+            client=client,
+            payload=payload,
+            fusion=fusion,
+            seed=seed,
+            sample_size=sample_size,
+            chunks=chunks,
+            device=device,
+            progress=progress,
+        )
+        if progress:
+            progress("fit", 1, 1)
+    # one pass, block by block: embedding, then assignment with the halo of the TV filter and the Potts prior
+    shared = dask.delayed(clustering, pure=True)  # one key: sent to each worker once
+    pairs = [
+        lazy_assignment(
+            v,
+            model,
+            ks,
+            clustering,
+            client=client,
+            payload=payload,
+            shared=shared,
+            chunks=chunks,
+            device=device,
+            bounds=b,
+        )
+        for v, b in zip(arrays, bounds)
+    ]
+    gathered = _gather_blocks([list(p) for p in pairs], client, progress, "embed+assign")
+    labels = [{k: g[0][..., i] for i, k in enumerate(ks)} for g in gathered]
+    return clustering, labels, [g[1] for g in gathered]

@@ -40,7 +40,7 @@ import torch
 
 from .. import hyperbolic as hyp
 from .._errors import UserError
-from . import channels
+from . import channels, fit_sample
 from .fusion import FusionConfig
 from .mixture import (
     FIT_SIZE,
@@ -330,44 +330,62 @@ def fit_dataset_clustering(
     sample_size: int = FIT_SIZE,
     beta: float | None = None,
 ) -> DatasetClustering:
-    """Fit the transform and one mixture per k on a seeded sample of at most ``sample_size`` voxels from all volumes.
+    """Fit the transform and one mixture per k on a seeded sample of at most ``sample_size`` voxels (volumes in memory).
 
     Each volume gives an equal share of the sample (a large volume does not
-    drown a small one). ``fusion.intensity="auto"`` reads the channel
-    :func:`.channels.intensity_for_noise` picks for the volumes' median noise σ,
-    so the whole dataset shares one (and its TV weight); ``beta`` None takes the
-    Potts strength of that channel (:func:`.mixture.spatial_beta`).
+    drown a small one), at the positions :mod:`.fit_sample` draws; a dataset
+    of lazy volumes gets the same sample block by block
+    (:func:`.dataset.fit_blockwise`). ``fusion.intensity="auto"`` reads the
+    channel :func:`.channels.intensity_for_noise` picks for the volumes' median
+    noise σ (estimated on the sample), so the whole dataset shares one (and
+    its TV weight); ``beta`` None takes the Potts strength of that channel
+    (:func:`.mixture.spatial_beta`).
     """
     if not volumes or len(volumes) != len(embeddings):
         raise UserError("give one embedding (or None) per volume, and at least one volume")
-    ks = sorted(int(k) for k in ks)
+    volumes = [np.asarray(v, np.float32) for v in volumes]
+    rng = fit_sample.sample_rng(seed)
     share = max(1, sample_size // len(volumes))
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
-    sigmas = [channels.noise_sigma(channels.normalise(np.asarray(v, np.float32))) for v in volumes]
-    sigma = float(np.median(sigmas))
-    kind = channels.intensity_for_noise(sigma) if fusion.intensity == "auto" else fusion.intensity
-    channel = channels.Channel(kind, sigma)
+    bounds = [intensity_bounds(v) for v in volumes]
+    positions = [fit_sample.sample_positions(v.shape, share, rng) for v in volumes]
+    samples = [fit_sample.sample_in_memory(v, b, p) for v, b, p in zip(volumes, bounds, positions)]
+    channel = fit_sample.channel_for(samples, fusion.intensity)
+    if channel.kind == "raw":
+        values = [s.raw for s in samples]
+    else:
+        values = [fit_sample.denoised_in_memory(v, b, p, channel) for v, b, p in zip(volumes, bounds, positions)]
+    tangents = None
+    if fusion.embedding_weight > 0:
+        if any(e is None for e in embeddings):
+            raise UserError("fusion uses the embedding: pass one per volume")
+        tangents = [_tangent(np.asarray(e)[tuple(s.positions.T)], latent_dim) for e, s in zip(embeddings, samples)]
+    return fit_on_sample(values, tangents, ks, channel, latent_dim=latent_dim, fusion=fusion, seed=seed, beta=beta)
+
+
+def fit_on_sample(
+    values: Sequence[np.ndarray],
+    tangents: Sequence[np.ndarray] | None,
+    ks: Sequence[int],
+    channel: channels.Channel,
+    *,
+    latent_dim: int | None,
+    fusion: FusionConfig = FusionConfig(),
+    seed: int = 0,
+    beta: float | None = None,
+) -> DatasetClustering:
+    """The clustering of a drawn sample: per volume the channel's values at its sampled voxels and, when the
+    embedding is fused, its tangent embedding there."""
+    ks = sorted(int(k) for k in ks)
     beta = spatial_beta(channel) if beta is None else beta
-    use_embedding = fusion.embedding_weight > 0
-    samples_i = []
-    samples_e = []
-    for volume, embedding in zip(volumes, embeddings):
-        volume = np.asarray(volume, np.float32)
-        n = volume.size
-        idx = np.sort(rng.choice(n, min(share, n), replace=False))
-        samples_i.append(channels.intensity(volume, channel).reshape(-1)[idx])
-        if use_embedding:
-            if embedding is None:
-                raise UserError("fusion uses the embedding: pass one per volume")
-            flat = np.asarray(embedding).reshape(-1, embedding.shape[-1])
-            samples_e.append(_tangent(flat[idx], latent_dim))
-    d = samples_e[0].shape[1] if use_embedding else 0
+    use_embedding = tangents is not None
+    x = np.concatenate([np.asarray(v, np.float32).reshape(-1) for v in values])
+    d = tangents[0].shape[1] if use_embedding else 0
     mean = np.zeros(d, np.float32)
     axes = np.zeros((d, 0), np.float32)
     scale = 1.0
-    block = np.zeros((sum(len(s) for s in samples_i), 0), np.float32)
+    block = np.zeros((len(x), 0), np.float32)
     if use_embedding:
-        tangent = np.concatenate(samples_e)
+        tangent = np.concatenate(tangents)
         mean = tangent.mean(axis=0)
         cov = np.cov(tangent - mean, rowvar=False).reshape(d, d)
         eigval, eigvec = np.linalg.eigh(cov)
@@ -375,7 +393,6 @@ def fit_dataset_clustering(
         total = float(eigval.clip(min=0).sum())
         axes, scale = eigvec[:, order].astype(np.float32), float(np.sqrt(total if total > 0 else 1.0))
         block = (fusion.embedding_weight * ((tangent - mean) @ axes) / scale).astype(np.float32)
-    x = np.concatenate(samples_i)
     mu, sd = float(x.mean()), float(x.std()) or 1.0
     feats = np.concatenate([((x - mu) / sd)[:, None].astype(np.float32), block], axis=1)
     levels = {}
@@ -393,7 +410,7 @@ def fit_dataset_clustering(
         }
         previous = ids[labels]
     return DatasetClustering(
-        intensity=kind,
+        intensity=channel.kind,
         intensity_mean=mu,
         intensity_sd=sd,
         latent_dim=latent_dim,

@@ -1,0 +1,181 @@
+"""The voxels a dataset's clustering is fitted on, read block by block where they lie.
+
+:func:`.dataset_clustering.fit_dataset_clustering` fits on at most
+``sample_size`` voxels: an equal share of every volume at seeded positions
+(:func:`sample_positions`). For a dataset of lazy volumes
+(:func:`draw_sample`) each block holding some of them is one task that reads
+the block with the context its values need and returns only those values, so
+neither this process nor any worker ever holds a whole volume:
+
+1. the normalised intensity and the noise residual (against the six face
+   neighbours, one voxel of context) of every sampled voxel; the dataset's
+   channel follows the median over volumes of the noise σ of those residuals
+   (:func:`.channels.intensity_for_noise`, and the TV weight with it);
+2. for the denoised channel, its value at each sampled voxel: the block read
+   with :data:`.channels.TV_HALO` voxels of context, which denoises it as
+   inside the whole volume (to float rounding);
+3. when the clustering fuses the embedding, the embedding at those voxels
+   (:func:`.distributed.embed_dask`, only the blocks holding them computed).
+
+A volume in memory is one block of itself (:func:`sample_in_memory`), so the
+two ways give the same sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import channels
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Sample:
+    """What the fit reads of one volume: values at its sampled voxels."""
+
+    positions: np.ndarray  # (n, 3) voxel indices
+    raw: np.ndarray  # (n,) normalised intensity
+    residuals: np.ndarray  # noise residuals of the sampled voxels not on a face of the volume
+
+    @property
+    def sigma(self) -> float:
+        return channels.sigma_from_residuals(self.residuals)
+
+
+def sample_rng(seed: int) -> np.random.Generator:
+    """The generator of the fit's positions (its own stream of ``seed``: the mixture's draws use the seed itself)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
+
+
+def sample_positions(shape: Sequence[int], share: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 3) indices of ``min(share, voxels)`` distinct voxels drawn by ``rng``, in C order."""
+    n = int(np.prod(shape))
+    flat = np.sort(rng.choice(n, min(int(share), n), replace=False))
+    return np.stack(np.unravel_index(flat, tuple(shape)), axis=1).astype(np.int64)
+
+
+def channel_for(samples: Sequence[Sample], kind: str) -> channels.Channel:
+    """The dataset's channel: ``kind``, or for "auto" the one the volumes' median noise σ calls for."""
+    sigma = float(np.median([s.sigma for s in samples]))
+    return channels.Channel(channels.intensity_for_noise(sigma) if kind == "auto" else kind, sigma)
+
+
+def _raw_values(normalised: np.ndarray, origin, shape, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(intensity, residuals) at ``positions`` (volume indices) of a normalised region starting at ``origin``."""
+    local = positions - np.asarray(origin, np.int64)
+    interior = np.all((positions >= 1) & (positions <= np.asarray(shape) - 2), axis=1)
+    return normalised[tuple(local.T)], channels.face_residuals(normalised, local[interior])
+
+
+def sample_in_memory(volume: np.ndarray, bounds, positions: np.ndarray) -> Sample:
+    """:class:`Sample` of a volume in memory (``bounds``: its 1st/99th percentiles)."""
+    normalised = channels.normalise_between(volume, bounds)
+    raw, residuals = _raw_values(normalised, (0, 0, 0), volume.shape, positions)
+    return Sample(positions, raw, residuals)
+
+
+def denoised_in_memory(volume: np.ndarray, bounds, positions: np.ndarray, channel: channels.Channel) -> np.ndarray:
+    return channels.tv_denoise(volume, channel.tv_weight, bounds=bounds)[tuple(positions.T)]
+
+
+# -- lazy volumes, block by block -------------------------------------------
+
+
+def _raw_block(source, lo, hi, shape, positions, bounds):
+    normalised = channels.normalise_between(source.read(lo, hi), bounds)
+    return _raw_values(normalised, lo, shape, positions)
+
+
+def _denoised_block(source, lo, hi, positions, bounds, weight):
+    return channels.tv_denoise(source.read(lo, hi), weight, bounds=bounds)[tuple((positions - np.asarray(lo)).T)]
+
+
+def _regions(shape, chunks, positions: np.ndarray, pad: int) -> list[tuple[list[int], list[int], np.ndarray]]:
+    """Per block holding sampled voxels: (region start, region end, which positions), the region the block's core
+    widened by ``pad`` voxels inside the volume. A volume that one block and its padding would nearly cover is
+    one block: its blocks would each read nearly all of it again."""
+    if all(n <= max(c) + 2 * pad for n, c in zip(shape, chunks)):
+        return [([0, 0, 0], list(shape), np.arange(len(positions)))]
+    starts = [np.cumsum((0, *c)) for c in chunks]
+    index = np.stack([np.searchsorted(st, positions[:, a], side="right") - 1 for a, st in enumerate(starts)], axis=1)
+    keys, owner = np.unique(index, axis=0, return_inverse=True)
+    out = []
+    for b, key in enumerate(keys):
+        lo = [max(0, int(st[i]) - pad) for st, i in zip(starts, key)]
+        hi = [min(int(n), int(st[i + 1]) + pad) for st, i, n in zip(starts, key, shape)]
+        out.append((lo, hi, np.flatnonzero(owner.reshape(-1) == b)))
+    return out
+
+
+def _per_block(volumes, positions, pad: int, task, client, progress: Progress | None, stage: str, kw: Callable):
+    """Run ``task(source, lo, hi, positions=..., **kw(v))`` on every block of every volume ``v`` holding sampled
+    voxels (its region widened by ``pad``); per volume, a list of (which of its positions, the task's result)."""
+    import dask  # noqa: PLC0415
+
+    from .dataset import _compute  # noqa: PLC0415
+    from .distributed import Regions  # noqa: PLC0415
+
+    tasks, where = [], []
+    for v, (volume, pos) in enumerate(zip(volumes, positions)):
+        source = dask.delayed(Regions(volume), name=f"hypseg-regions-{volume.name}")
+        for lo, hi, which in _regions(volume.shape, volume.chunks, pos, pad):
+            tasks.append(dask.delayed(task, pure=True)(source, lo, hi, positions=pos[which], **kw(v)))
+            where.append((v, which))
+    results = _compute(tasks, client, progress, stage)
+    return [[(which, r) for (owner, which), r in zip(where, results) if owner == v] for v in range(len(volumes))]
+
+
+def draw_sample(
+    volumes: Sequence,
+    bounds: Sequence[tuple[float, float]],
+    *,
+    share: int,
+    seed: int,
+    kind: str,
+    client=None,
+    progress: Progress | None = None,
+) -> tuple[list[Sample], channels.Channel, list[np.ndarray]]:
+    """(per-volume :class:`Sample`, the dataset's channel, per-volume channel values at the sampled voxels) of lazy
+    ``volumes`` (dask arrays), block by block; ``bounds`` are their :func:`.dataset.intensity_bounds`."""
+    rng = sample_rng(seed)
+    positions = [sample_positions(v.shape, share, rng) for v in volumes]
+    parts = _per_block(
+        volumes,
+        positions,
+        1,
+        _raw_block,
+        client,
+        progress,
+        "sample",
+        kw=lambda v: {"shape": tuple(volumes[v].shape), "bounds": tuple(float(b) for b in bounds[v])},
+    )
+    samples = []
+    for pos, blocks in zip(positions, parts):
+        raw = np.empty(len(pos), np.float32)
+        for which, (values, _) in blocks:
+            raw[which] = values
+        samples.append(Sample(pos, raw, np.concatenate([r for _, (_, r) in blocks])))
+    channel = channel_for(samples, kind)
+    if channel.kind == "raw":
+        return samples, channel, [s.raw for s in samples]
+    parts = _per_block(
+        volumes,
+        positions,
+        channels.TV_HALO,
+        _denoised_block,
+        client,
+        progress,
+        "sample (denoised)",
+        kw=lambda v: {"bounds": tuple(float(b) for b in bounds[v]), "weight": channel.tv_weight},
+    )
+    values = []
+    for pos, blocks in zip(positions, parts):
+        out = np.empty(len(pos), np.float32)
+        for which, block_values in blocks:
+            out[which] = block_values
+        values.append(out)
+    return samples, channel, values
