@@ -164,6 +164,41 @@ def test_a_fit_block_by_block_equals_the_fit_in_memory(model, noise, kind):
         np.testing.assert_array_equal(blocks.levels[k]["ids"], whole.levels[k]["ids"])
 
 
+def test_a_large_volume_is_sampled_from_a_bounded_number_of_tiles():
+    from napari_hypseg.segmentation import fit_sample
+
+    shape = (300, 290, 310)  # 7 x 7 x 7 tiles of 48
+    a = fit_sample.sample_positions(shape, 200_000, np.random.default_rng(5))
+    b = fit_sample.sample_positions(shape, 200_000, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    assert len(a) == 200_000 and len(np.unique(a, axis=0)) == len(a)
+    assert (a >= 0).all() and (a < np.array(shape)).all()
+    assert (np.diff(np.ravel_multi_index(a.T, shape)) > 0).all()  # C order
+    assert len(np.unique(a // fit_sample.TILE, axis=0)) == fit_sample.MAX_TILES
+    # few samples wanted: few tiles, at least SAMPLES_PER_TILE voxels each
+    few = fit_sample.sample_positions(shape, 2000, np.random.default_rng(5))
+    assert len(np.unique(few // fit_sample.TILE, axis=0)) == -(-2000 // fit_sample.SAMPLES_PER_TILE)
+    # a small volume stays uniform over all of it
+    small = fit_sample.sample_positions((40, 30, 20), 10**6, np.random.default_rng(5))
+    assert len(small) == 40 * 30 * 20
+
+
+def test_a_fit_on_drawn_tiles_is_the_same_block_by_block(model, monkeypatch):
+    from napari_hypseg.segmentation import fit_sample
+    from napari_hypseg.segmentation.dataset import fit_blockwise
+
+    monkeypatch.setattr(fit_sample, "TILE", 8)  # 8 x 3 x 3 tiles of 8 in each volume: 6 of them drawn
+    rng = np.random.default_rng(6)
+    truths = [_phantom(22, shape=(60, 24, 24))[1], _phantom(23, shape=(60, 24, 24), offset=(30, 2, 1))[1]]
+    volumes = [(t + rng.normal(scale=0.4, size=t.shape)).astype(np.float32) for t in truths]
+    kw = dict(seed=0, sample_size=6000)
+    whole = fit_dataset_clustering(volumes, [None, None], [2, 3], latent_dim=2, **kw)
+    blocks = fit_blockwise([da.from_array(v, chunks=(13, 11, 9)) for v in volumes], model, [2, 3], **kw)
+    assert whole.intensity == blocks.intensity == "denoised" and whole.tv_weight == blocks.tv_weight
+    for k in (2, 3):
+        np.testing.assert_allclose(blocks.levels[k]["means"], whole.levels[k]["means"], rtol=1e-4, atol=1e-6)
+
+
 def test_a_fit_holds_no_whole_volume_in_memory(model, tmp_path):
     """The fit reads each sampled block where it lies: this process's peak allocation stays far below the volume."""
     import tracemalloc

@@ -35,11 +35,12 @@ import numpy as np
 
 from .._errors import UserError
 from ..io import omezarr, read_volume
+from ..segment_config import CPU_BLOCK
 from ._outputs import MANIFEST_SUFFIX, parse_clusters, write_levels
 from ._progress import ProgressLine
 
-#: blockwise embedding chunk edge on CPU workers, declared once (GPU workers may use a larger --chunk)
-DEFAULT_CHUNK = 48
+#: blockwise embedding chunk edge on CPU workers (GPU workers may use a larger --chunk)
+DEFAULT_CHUNK = CPU_BLOCK
 
 
 def wants_dataset_path(args: argparse.Namespace, paths: list[Path]) -> bool:

@@ -32,6 +32,7 @@ from .._errors import UserError
 from .._validation import check_volume, robust_range
 from ..model.dense import encode_block, from_tangent, read_reflected, to_tangent
 from ..model.vae import HyperbolicVAE
+from ..segment_config import CPU_BLOCK, GPU_BLOCK
 
 # A window below 3 voxels holds no structure, only its own voxel's intensity,
 # and costs (m / w)^3 the voxels: --window 1 on a small volume took 241 s and 1.5 GB.
@@ -53,8 +54,8 @@ class EmbeddingCancelled(Exception):
 
 
 def default_chunk(device: torch.device) -> int:
-    """Output block edge: ~5 GiB peak activations at 128³ on a GPU, ~0.3 GiB at 48³ on CPU."""
-    return 128 if device.type == "cuda" else 48
+    """Output block edge for ``device``."""
+    return GPU_BLOCK if device.type == "cuda" else CPU_BLOCK
 
 
 def _blocks(shape: Sequence[int], chunk: int):

@@ -28,9 +28,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..segment_config import CPU_BLOCK
 from . import channels
 
 Progress = Callable[[str, int, int], None]
+
+#: edge of the tiles a large volume's sample is drawn from: the CPU block edge, so with the default
+#: chunking a drawn tile is one block to read
+TILE = CPU_BLOCK
+#: voxels of the sample a drawn tile should hold at least, and the most tiles drawn from one volume:
+#: 64 tiles of 48³ hold 7 M voxels, so a fit reads at most that much of any volume
+SAMPLES_PER_TILE = 512
+MAX_TILES = 64
 
 
 @dataclass
@@ -52,10 +61,41 @@ def sample_rng(seed: int) -> np.random.Generator:
 
 
 def sample_positions(shape: Sequence[int], share: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, 3) indices of ``min(share, voxels)`` distinct voxels drawn by ``rng``, in C order."""
-    n = int(np.prod(shape))
-    flat = np.sort(rng.choice(n, min(int(share), n), replace=False))
-    return np.stack(np.unravel_index(flat, tuple(shape)), axis=1).astype(np.int64)
+    """(n, 3) indices of ``min(share, voxels)`` distinct voxels drawn by ``rng``, in C order.
+
+    Uniform over the volume when it has few tiles (:data:`TILE`³ voxels each,
+    on a grid from voxel 0); else uniform over a seeded subset of its tiles,
+    enough of them for :data:`SAMPLES_PER_TILE` voxels each and at most
+    :data:`MAX_TILES`, so the blocks a fit reads (and denoises) are bounded
+    whatever the volume's size. The grid does not depend on the chunking: the
+    same seed gives the same sample with any ``--chunk``.
+    """
+    shape = tuple(int(n) for n in shape)
+    tiles = tuple(-(-n // TILE) for n in shape)
+    n_tiles = int(np.prod(tiles))
+    wanted = min(n_tiles, MAX_TILES, max(1, -(-int(share) // SAMPLES_PER_TILE)))
+    if wanted == n_tiles:
+        n = int(np.prod(shape))
+        flat = np.sort(rng.choice(n, min(int(share), n), replace=False))
+        return np.stack(np.unravel_index(flat, shape), axis=1).astype(np.int64)
+    chosen = np.sort(rng.choice(n_tiles, wanted, replace=False))
+    corner = np.stack(np.unravel_index(chosen, tiles), axis=1) * TILE  # (t, 3) first voxel of each tile
+    extent = np.minimum(TILE, np.asarray(shape) - corner)  # edge tiles are cut by the volume
+    sizes = extent.prod(axis=1)
+    before = np.concatenate([[0], np.cumsum(sizes)])
+    flat = np.sort(rng.choice(int(before[-1]), min(int(share), int(before[-1])), replace=False))
+    tile = np.searchsorted(before, flat, side="right") - 1
+    inside = flat - before[tile]
+    offsets = np.stack(
+        [
+            inside // (extent[tile, 1] * extent[tile, 2]),
+            inside // extent[tile, 2] % extent[tile, 1],
+            inside % extent[tile, 2],
+        ],
+        axis=1,
+    )
+    positions = corner[tile] + offsets
+    return positions[np.lexsort(positions.T[::-1])].astype(np.int64)
 
 
 def channel_for(samples: Sequence[Sample], kind: str) -> channels.Channel:
