@@ -18,6 +18,8 @@ token), not per block.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -70,7 +72,10 @@ def model_on_workers(model: HyperbolicVAE, client=None):
     payload = model_payload(model)
     if client is None:
         return payload
-    future = client.compute(payload)
+    with warnings.catch_warnings():
+        # the weights are the graph on purpose (the recipe a lost copy is rebuilt from), sent once
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        future = client.compute(payload)
     client.replicate([future])
     return future
 
