@@ -157,6 +157,35 @@ def test_training_is_deterministic_on_cpu():
     assert torch.equal(weights[0], weights[1])
 
 
+def test_an_8_bit_memory_mapped_tomogram_is_trained_on_in_place(tmp_path):
+    """On the CPU the sampler reads the file's int8 memory map box by box: no float32 copy of the volume,
+    and the same patches and weights as from the float32 volume."""
+    import mrcfile
+
+    from napari_hypseg.io import read_volume
+
+    vol = np.clip(_volume() * 20, -128, 127).astype(np.int8)
+    path = tmp_path / "tomo8.mrc"
+    with mrcfile.new(path) as mrc:  # mode 0, as 8-bit tomograms come
+        mrc.set_data(vol)
+    mapped = read_volume(path).data
+    assert isinstance(mapped, np.memmap) and mapped.dtype == np.int8
+    cfg = FAST.with_(preview_every=0, seed=2)
+    in_place = Trainer(mapped, model_config=SMALL, train_config=cfg)
+    tensor = in_place.sampler.volumes[0]
+    assert tensor.dtype == torch.int8 and tensor.data_ptr() == mapped.ctypes.data  # the map itself
+    copied = Trainer(vol.astype(np.float32), model_config=SMALL, train_config=cfg)
+    a, b = in_place.sampler.sample(6), copied.sampler.sample(6)
+    assert a.anchor.dtype == torch.float32 and torch.equal(a.all_patches(), b.all_patches())
+    # each trained right after it is made: a run draws from torch's global generator, seeded when made
+    in_place = Trainer(mapped, model_config=SMALL, train_config=cfg)
+    in_place.fit()
+    copied = Trainer(vol.astype(np.float32), model_config=SMALL, train_config=cfg)
+    copied.fit()
+    for p, q in zip(in_place.model.parameters(), copied.model.parameters()):
+        assert torch.equal(p, q)
+
+
 def test_cancel_from_another_thread_stops_quickly_and_keeps_model(tmp_path):
     vol = _volume()
     trainer = Trainer(

@@ -150,11 +150,15 @@ class TripletSampler:
         return self._read_grid(volume, start, edge)
 
     def _read_crops(self, volume: torch.Tensor, start: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
-        """Crop each box (a view) and resize it with trilinear ``interpolate``."""
+        """Crop each box (a view) and resize it with trilinear ``interpolate``.
+
+        The volume may keep its file's integer type (a memory-mapped tomogram
+        of 8 or 16 bits): only the crops are converted to float32.
+        """
         size = (self.m,) * 3
-        out = torch.empty((start.shape[0], 1, *size), dtype=volume.dtype)
+        out = torch.empty((start.shape[0], 1, *size), dtype=torch.float32)
         for i, ((z, y, x), (ez, ey, ex)) in enumerate(zip(start.int().tolist(), edge.int().tolist())):
-            crop = volume[:, :, z : z + ez, y : y + ey, x : x + ex]
+            crop = volume[:, :, z : z + ez, y : y + ey, x : x + ex].to(torch.float32)
             if crop.shape[2:] == size:
                 out[i] = crop[0]
             else:

@@ -45,14 +45,30 @@ _MAX_RECOVERIES = 3
 _MAX_WEIGHT = 1e4
 
 
+# numpy types torch.as_tensor shares memory with (in native byte order)
+_SHAREABLE = {np.dtype(t) for t in ("float32", "float64", "float16", "int8", "uint8", "int16", "int32", "int64")}
+
+
 def _as_tensor(data: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The volume as a tensor for the sampler.
+
+    On the CPU the tensor shares the array's memory in its own type, so a
+    memory-mapped tomogram is read box by box as the sampler crops it (an
+    8-bit tomogram of 4 GB converted whole to float32 needed 16 GB); other
+    types (uint16, big-endian files) take one float32 copy. On a GPU the
+    volume is copied to the device and converted there (``grid_sample`` reads
+    it whole, in float32).
+    """
     array = np.asarray(data)
-    if array.dtype != np.float32:
-        array = array.astype(np.float32)  # integer tomograms need one float copy for grid_sample
+    if array.dtype not in _SHAREABLE or not array.dtype.isnative:
+        array = array.astype(np.float32)
     with warnings.catch_warnings():
         # read-only memory maps: torch warns it cannot guarantee immutability; we never write
         warnings.simplefilter("ignore", UserWarning)
-        return torch.as_tensor(array).to(device)
+        tensor = torch.as_tensor(array)
+    if device.type == "cpu":
+        return tensor
+    return tensor.to(device).to(torch.float32)
 
 
 def preview_coords(
