@@ -164,6 +164,21 @@ def test_a_fit_block_by_block_equals_the_fit_in_memory(model, noise, kind):
         np.testing.assert_array_equal(blocks.levels[k]["ids"], whole.levels[k]["ids"])
 
 
+def test_a_fit_with_the_embedding_fused_block_by_block_equals_the_fit_in_memory(model):
+    from napari_hypseg.segmentation.dataset import fit_blockwise
+
+    volumes = [_phantom(24)[0], _phantom(25, offset=(2, 3, 1))[0]]
+    kw = dict(fusion=FusionConfig(intensity="raw", embedding_weight=0.5), seed=0, sample_size=3000)
+    whole = fit_dataset_clustering(
+        volumes, [embed(v, model, device="cpu") for v in volumes], [2, 3], latent_dim=model.config.latent_dim, **kw
+    )
+    blocks = fit_blockwise([da.from_array(v, chunks=9) for v in volumes], model, [2, 3], **kw)
+    assert blocks.embedding_weight == 0.5 and blocks.embedding_axes.shape == whole.embedding_axes.shape
+    np.testing.assert_allclose(np.abs(blocks.embedding_axes), np.abs(whole.embedding_axes), atol=1e-4)
+    for k in (2, 3):
+        np.testing.assert_allclose(blocks.levels[k]["weights"], whole.levels[k]["weights"], atol=1e-4)
+
+
 def test_a_large_volume_is_sampled_from_a_bounded_number_of_tiles():
     from napari_hypseg.segmentation import fit_sample
 

@@ -501,7 +501,7 @@ def fit_blockwise(
         lazy = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
         points = [e.vindex[tuple(s.positions.T)] for e, s in zip(lazy, samples)]
         latent_dim = model.config.latent_dim if model.config.hyperbolic else None
-        tangents = [dc._tangent(p, latent_dim) for p in _run(points, client)]
+        tangents = [dc.tangent_coordinates(p, latent_dim) for p in _run(points, client)]
     return dc.fit_on_sample(
         values,
         tangents,

@@ -107,7 +107,7 @@ class DatasetClustering:
         return np.concatenate(cols, axis=1)
 
     def _embedding_block(self, flat: np.ndarray) -> np.ndarray:
-        tangent = _tangent(flat, self.latent_dim)
+        tangent = tangent_coordinates(flat, self.latent_dim)
         projected = (tangent - self.embedding_mean) @ self.embedding_axes
         return (self.embedding_weight * projected / self.embedding_scale).astype(np.float32)
 
@@ -295,7 +295,7 @@ def intensity_bounds(volume: np.ndarray) -> tuple[np.float32, np.float32]:
     return bounds_from_histograms(n, located, prefixes, low_histogram(volume, prefixes))
 
 
-def _tangent(flat: np.ndarray, latent_dim: int | None) -> np.ndarray:
+def tangent_coordinates(flat: np.ndarray, latent_dim: int | None) -> np.ndarray:
     flat = np.ascontiguousarray(flat, dtype=np.float32)
     if latent_dim is None:
         return flat
@@ -358,7 +358,7 @@ def fit_dataset_clustering(
     if fusion.embedding_weight > 0:
         if any(e is None for e in embeddings):
             raise UserError("fusion uses the embedding: pass one per volume")
-        tangents = [_tangent(np.asarray(e)[tuple(s.positions.T)], latent_dim) for e, s in zip(embeddings, samples)]
+        tangents = [tangent_coordinates(np.asarray(e)[tuple(p.T)], latent_dim) for e, p in zip(embeddings, positions)]
     return fit_on_sample(values, tangents, ks, channel, latent_dim=latent_dim, fusion=fusion, seed=seed, beta=beta)
 
 
