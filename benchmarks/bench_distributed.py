@@ -78,6 +78,11 @@ def main() -> None:
         help="--big: fit the clustering in the run, block by block, on this channel (default: a raw clustering "
         "fitted beforehand on a 64^3 corner, given with --clusters-from)",
     )
+    ap.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="start the workers without hypseg's imports (as before 2026-12-02)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.big:
@@ -89,6 +94,7 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     from napari_hypseg.cli._dataset import worker_env
+    from napari_hypseg.cluster import WORKER_PRELOAD
     from napari_hypseg.io import write_image
     from napari_hypseg.io.volume import Volume
     from napari_hypseg.model import HyperbolicVAE
@@ -134,7 +140,14 @@ def main() -> None:
         if args.torch_threads:
             env["OMP_NUM_THREADS"] = str(args.torch_threads)
         with (
-            LocalCluster(n_workers=w, processes=True, threads_per_worker=1, dashboard_address=None, env=env) as cluster,
+            LocalCluster(
+                n_workers=w,
+                processes=True,
+                threads_per_worker=1,
+                dashboard_address=None,
+                env=env,
+                preload=[] if args.no_preload else [WORKER_PRELOAD],  # as `hypseg segment --workers` does
+            ) as cluster,
             Client(cluster) as client,
         ):
             start = time.perf_counter() - t0

@@ -572,6 +572,19 @@ def test_documented_slurm_cluster_job_script():
     assert "#SBATCH -t 01:00:00" in script and "export OMP_NUM_THREADS=4" in script
     assert "#SBATCH --cpus-per-task=8" in script
     assert "--nworkers 2" in script and script.count("--nthreads") == 1 and "--nthreads 1" in script
+    assert "--preload napari_hypseg.segmentation.worker_preload" in script
+
+
+def test_local_workers_start_with_the_block_tasks_imports_done():
+    import argparse
+
+    from napari_hypseg.cli._dataset import dask_client
+
+    with dask_client(argparse.Namespace(workers=1, scheduler=None)) as client:
+        loaded = client.run(
+            lambda: [m in __import__("sys").modules for m in ("sklearn.mixture", "skimage.restoration")]
+        )
+    assert list(loaded.values()) == [[True, True]]
 
 
 def test_cli_ome_zarr_input_gets_its_labels_inside_it(model_file, tmp_path, capsys):

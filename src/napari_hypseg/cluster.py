@@ -9,6 +9,9 @@ auto`` on the workers then embeds on it).
 
 from __future__ import annotations
 
+#: module every hypseg dask worker imports when it starts (``dask worker --preload ...``)
+WORKER_PRELOAD = "napari_hypseg.segmentation.worker_preload"
+
 
 def slurm_cluster(
     *,
@@ -29,6 +32,7 @@ def slurm_cluster(
 
     processes = max(gpus, 1)
     extra = list(kwargs.pop("job_extra_directives", []))
+    worker_args = [*kwargs.pop("worker_extra_args", []), "--preload", WORKER_PRELOAD]
     if gpus:
         extra.append(f"--gres=gpu:{gpus}")
     return SLURMCluster(
@@ -41,6 +45,7 @@ def slurm_cluster(
         memory=memory,
         walltime=walltime,
         job_extra_directives=extra,
+        worker_extra_args=worker_args,
         # torch's threads per worker: the job's cores shared among its workers
         job_script_prologue=[
             f"export OMP_NUM_THREADS={max(1, cores // processes)}",

@@ -95,8 +95,14 @@ def dask_client(args: argparse.Namespace):
         client = Client(args.scheduler)
         cluster = None
     else:
+        from ..cluster import WORKER_PRELOAD  # noqa: PLC0415
+
         cluster = LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=True, env=worker_env(args.workers)
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            env=worker_env(args.workers),
+            preload=[WORKER_PRELOAD],
         )
         client = Client(cluster)
     print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
