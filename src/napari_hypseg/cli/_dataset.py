@@ -403,10 +403,11 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
         # with a saved clustering each volume finds its own percentiles as it starts; a fit needs them all first
         bounds = [None] * len(read)
         if clustering is None:
-            bounds = intensity_bounds_of([data for _, data in read], client)  # all volumes, two passes in all
+            arrays = [data for _, data in read]
+            bounds = intensity_bounds_of(arrays, client)  # all volumes, two passes in all
             # fitted on a bounded sample read block by block: no volume whole in memory, here or on a worker
             clustering = fit_blockwise(
-                [data for _, data in read],
+                arrays,
                 model,
                 ks,
                 bounds=bounds,

@@ -32,7 +32,7 @@ from ..model.vae import HyperbolicVAE
 from . import dataset_clustering as dc
 from . import fit_sample
 from .dataset_clustering import DatasetClustering
-from .distributed import Regions, embed_dask, merge_thin_chunks
+from .distributed import Regions, as_they_come, embed_dask, merge_thin_chunks
 from .fusion import FusionConfig
 from .mixture import FIT_SIZE
 
@@ -74,27 +74,11 @@ def lazy_volume(path, shape, dtype, chunks: int):
     )
 
 
-def _compute(collections, client, progress: Progress | None, stage: str):
-    """Compute ``collections`` (a list) on ``client`` or in-process, reporting tasks done."""
-    import dask  # noqa: PLC0415
+def _as_dask(volume, chunks: int | None):
+    """``volume`` as a dask array: a dask array as it is, anything else wrapped in chunks of ``chunks``."""
+    import dask.array as da  # noqa: PLC0415
 
-    if client is None:
-        done = []
-        for i, c in enumerate(collections):
-            done.append(dask.compute(c, scheduler="sync")[0])
-            if progress:
-                progress(stage, i + 1, len(collections))
-        return done
-    from distributed import as_completed  # noqa: PLC0415
-
-    futures = client.compute(collections)
-    index = {f.key: i for i, f in enumerate(futures)}
-    results = [None] * len(futures)
-    for n, future in enumerate(as_completed(futures), start=1):
-        results[index[future.key]] = future.result()
-        if progress:
-            progress(stage, n, len(futures))
-    return results
+    return volume if isinstance(volume, da.Array) else da.from_array(np.asarray(volume), chunks=chunks or "auto")
 
 
 def _run(collection, client):
@@ -206,27 +190,9 @@ def _summed_histograms(jobs, client) -> list[np.ndarray]:
             tasks.append(dask.delayed(_sparse_histogram, pure=True)(histogram, block))
             owners.append(j)
     sums = [np.zeros(size, np.int64) for _, _, size in jobs]
-    for j, (bins, counts) in _as_they_come(tasks, owners, client):
+    for j, (bins, counts) in as_they_come(tasks, owners, client):
         sums[j][bins] += counts
     return sums
-
-
-def _as_they_come(tasks, tags, client):
-    """(tag, result) of each task as it finishes (in-process: in order), nothing kept once yielded."""
-    import dask  # noqa: PLC0415
-
-    if client is None:
-        for tag, task in zip(tags, tasks):
-            yield tag, dask.compute(task, scheduler="sync")[0]
-        return
-    from distributed import as_completed  # noqa: PLC0415
-
-    futures = client.compute(tasks)
-    tag_of = {f.key: t for f, t in zip(futures, tags)}
-    for future in as_completed(futures):
-        result = future.result()
-        future.release()
-        yield tag_of[future.key], result
 
 
 def _segment_block(
@@ -373,11 +339,8 @@ def lazy_assignment(
     arrays are computed or stored, block by block (:func:`segment_blockwise`),
     so no task holds the whole volume.
     """
-    import dask.array as da  # noqa: PLC0415
-
-    if not isinstance(volume, da.Array):
-        volume = da.from_array(np.asarray(volume), chunks=chunks or "auto")
-    elif chunks is not None:
+    volume = _as_dask(volume, chunks)
+    if chunks is not None:
         volume = volume.rechunk(chunks)
     if bounds is None:
         bounds = intensity_bounds(volume, client)
@@ -486,31 +449,21 @@ def fit_blockwise(
     is in memory anywhere. ``bounds`` are the volumes' :func:`intensity_bounds`
     (computed here when not given).
     """
-    import dask.array as da  # noqa: PLC0415
-
     if not volumes:
         raise UserError("give at least one volume")
-    arrays = [v if isinstance(v, da.Array) else da.from_array(np.asarray(v), chunks=chunks or "auto") for v in volumes]
+    arrays = [_as_dask(v, chunks) for v in volumes]
     bounds = intensity_bounds_of(arrays, client) if bounds is None else bounds
     share = max(1, sample_size // len(arrays))
     samples, channel, values = fit_sample.draw_sample(
         arrays, bounds, share=share, seed=seed, kind=fusion.intensity, client=client, progress=progress
     )
+    latent_dim = model.config.latent_dim if model.config.hyperbolic else None
     tangents = None
     if fusion.embedding_weight > 0:
         lazy = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
         points = [e.vindex[tuple(s.positions.T)] for e, s in zip(lazy, samples)]
-        latent_dim = model.config.latent_dim if model.config.hyperbolic else None
         tangents = [dc.tangent_coordinates(p, latent_dim) for p in _run(points, client)]
-    return dc.fit_on_sample(
-        values,
-        tangents,
-        ks,
-        channel,
-        latent_dim=model.config.latent_dim if model.config.hyperbolic else None,
-        fusion=fusion,
-        seed=seed,
-    )
+    return dc.fit_on_sample(values, tangents, ks, channel, latent_dim=latent_dim, fusion=fusion, seed=seed)
 
 
 def segment_dataset(
@@ -536,10 +489,9 @@ def segment_dataset(
     :func:`lazy_assignment`'s arrays instead (as ``hypseg segment`` does).
     """
     import dask  # noqa: PLC0415
-    import dask.array as da  # noqa: PLC0415
 
     ks = sorted(int(k) for k in ks)
-    arrays = [v if isinstance(v, da.Array) else da.from_array(np.asarray(v), chunks=chunks or "auto") for v in volumes]
+    arrays = [_as_dask(v, chunks) for v in volumes]
     from .distributed import model_on_workers  # noqa: PLC0415
 
     payload = model_on_workers(model, client)  # one copy of the weights per worker, shared by all volumes

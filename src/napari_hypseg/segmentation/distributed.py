@@ -172,6 +172,24 @@ class Regions:
         return np.asarray(region.compute(scheduler="sync") if hasattr(region, "dask") else region, np.float32)
 
 
+def as_they_come(tasks, tags, client):
+    """(tag, result) of each task as it finishes (in-process: in order), nothing kept here once yielded."""
+    import dask  # noqa: PLC0415
+
+    if client is None:
+        for tag, task in zip(tags, tasks):
+            yield tag, dask.compute(task, scheduler="sync")[0]
+        return
+    from distributed import as_completed  # noqa: PLC0415
+
+    futures = client.compute(tasks)
+    tag_of = {f.key: t for f, t in zip(futures, tags)}
+    for future in as_completed(futures):
+        result = future.result()
+        future.release()
+        yield tag_of[future.key], result
+
+
 def merge_thin_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
     """Merge chunks thinner than ``minimum`` into their neighbour (the last one backwards)."""
     out: list[int] = []

@@ -156,8 +156,7 @@ def _per_block(volumes, positions, pad: int, task, client, progress: Progress | 
     voxels (its region widened by ``pad``); per volume, a list of (which of its positions, the task's result)."""
     import dask  # noqa: PLC0415
 
-    from .dataset import _compute  # noqa: PLC0415
-    from .distributed import Regions  # noqa: PLC0415
+    from .distributed import Regions, as_they_come  # noqa: PLC0415
 
     tasks, where = [], []
     for v, (volume, pos) in enumerate(zip(volumes, positions)):
@@ -165,8 +164,20 @@ def _per_block(volumes, positions, pad: int, task, client, progress: Progress | 
         for lo, hi, which in _regions(volume.shape, volume.chunks, pos, pad):
             tasks.append(dask.delayed(task, pure=True)(source, lo, hi, positions=pos[which], **kw(v)))
             where.append((v, which))
-    results = _compute(tasks, client, progress, stage)
-    return [[(which, r) for (owner, which), r in zip(where, results) if owner == v] for v in range(len(volumes))]
+    grouped = [[] for _ in volumes]
+    for n, ((v, which), result) in enumerate(as_they_come(tasks, where, client), start=1):
+        grouped[v].append((which, result))
+        if progress:
+            progress(stage, n, len(tasks))
+    return grouped
+
+
+def _placed(n: int, blocks, pick=lambda result: result) -> np.ndarray:
+    """(n,) float32 values of one volume's sampled voxels from its blocks' (which, result) pairs."""
+    out = np.empty(n, np.float32)
+    for which, result in blocks:
+        out[which] = pick(result)
+    return out
 
 
 def draw_sample(
@@ -193,12 +204,10 @@ def draw_sample(
         "sample",
         kw=lambda v: {"shape": tuple(volumes[v].shape), "bounds": tuple(float(b) for b in bounds[v])},
     )
-    samples = []
-    for pos, blocks in zip(positions, parts):
-        raw = np.empty(len(pos), np.float32)
-        for which, (values, _) in blocks:
-            raw[which] = values
-        samples.append(Sample(pos, raw, np.concatenate([r for _, (_, r) in blocks])))
+    samples = [
+        Sample(pos, _placed(len(pos), blocks, lambda r: r[0]), np.concatenate([r for _, (_, r) in blocks]))
+        for pos, blocks in zip(positions, parts)
+    ]
     channel = channel_for(samples, kind)
     if channel.kind == "raw":
         return samples, channel, [s.raw for s in samples]
@@ -212,10 +221,4 @@ def draw_sample(
         "sample (denoised)",
         kw=lambda v: {"bounds": tuple(float(b) for b in bounds[v]), "weight": channel.tv_weight},
     )
-    values = []
-    for pos, blocks in zip(positions, parts):
-        out = np.empty(len(pos), np.float32)
-        for which, block_values in blocks:
-            out[which] = block_values
-        values.append(out)
-    return samples, channel, values
+    return samples, channel, [_placed(len(pos), blocks) for pos, blocks in zip(positions, parts)]
