@@ -172,6 +172,52 @@ def test_labels_too_large_for_memory_stream_into_the_same_mrc_file(tmp_mrc, tmp_
     assert read_volume(streamed).metadata["is_labels"]
 
 
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("endianness", ["<", ">"])
+def test_labels_too_large_for_memory_stream_into_the_same_nifti_file(tmp_path, suffix, endianness):
+    """A dask labels array is written to NIfTI slab by slab along its last axis (2 planes a slab
+    here): the voxels in the file, uncompressed, are byte for byte those the in-memory writer
+    writes, header included, in the source header's byte order."""
+    import gzip
+
+    import dask.array as da
+
+    from napari_hypseg.io import nifti as nifti_io
+
+    header = nib.Nifti1Header(endianness=endianness)
+    data = np.arange(6 * 7 * 8, dtype=np.float32).reshape(6, 7, 8)
+    nib.save(nib.Nifti1Image(data, np.diag([2.0, 1.5, 1.0, 1.0]), header=header), tmp_path / "source.nii")
+    source = read_volume(tmp_path / "source.nii")
+    labels = _labels_like(source.data) * 100  # 300: uint16 in the file
+    lazy = da.from_array(labels, chunks=(4, 3, 5))
+
+    whole = write_labels(tmp_path / f"whole{suffix}", labels, like=source)
+    slabs = nifti_io.write_nifti_slabs(
+        tmp_path / f"slabs{suffix}",
+        lazy,
+        source.geometry,
+        dtype=np.uint16,
+        value_range=(0, 300),
+        labels=True,
+        slab_voxels=2 * 6 * 7,
+    )
+    streamed = write_labels(tmp_path / f"streamed{suffix}", lazy, like=source)
+
+    def file_bytes(path):
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if suffix == ".nii.gz" else raw
+
+    for other in (slabs, streamed):
+        assert file_bytes(other) == file_bytes(whole)
+        back = nib.load(other)
+        assert back.header.endianness == endianness
+        np.testing.assert_array_equal(np.asanyarray(back.dataobj), labels)
+    assert read_volume(streamed).metadata["is_labels"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["source.nii", f"whole{suffix}", f"slabs{suffix}", f"streamed{suffix}"]
+    ), "no temporary file is left behind"
+
+
 def test_image_round_trip_is_float32_on_source_grid(tmp_mrc, tmp_path):
     source = read_volume(tmp_mrc(voxel_size=(2.0, 1.5, 1.0)))
     image = np.asarray(source.data, dtype=np.float64) / 7.0

@@ -38,7 +38,7 @@ from .atomic import full_suffix, stem_of
 from .mrc import SUFFIXES as MRC_SUFFIXES
 from .mrc import labels_dtype_for_mrc, mrc_header_for, read_mrc, write_mrc, write_mrc_slabs
 from .nifti import SUFFIXES as NIFTI_SUFFIXES
-from .nifti import read_nifti, write_nifti
+from .nifti import read_nifti, write_nifti, write_nifti_slabs
 from .slabs import z_slabs
 from .stats import value_summary
 from .volume import Geometry, Volume
@@ -133,8 +133,7 @@ def write_labels(path: str | os.PathLike, labels, like: Geometry | Volume | None
         ``.mrc`` (also ``.rec``, ``.map``), ``.nii`` or ``.nii.gz``.
     labels : (Z, Y, X) array of non-negative integers or bools
         Same shape and axis order as ``like.data``. Not modified. A dask or
-        zarr array is written to MRC slab by slab, never whole in memory
-        (to NIfTI it is computed first).
+        zarr array is computed and written slab by slab, never whole in memory.
     like : Geometry or Volume, optional
         The grid the labels belong to (a volume: its :attr:`Volume.geometry`);
         its MRC voxel size, origin and start indices, or NIfTI header with
@@ -153,8 +152,8 @@ def write_labels(path: str | os.PathLike, labels, like: Geometry | Volume | None
     """
     path = Path(path)
     suffix = _write_suffix(path)
-    if _is_lazy(labels) and suffix in MRC_SUFFIXES:
-        return _write_lazy_mrc_labels(path, labels, like)
+    if _is_lazy(labels):
+        return _write_lazy_labels(path, labels, like, nifti=suffix in NIFTI_SUFFIXES)
     array = _as_3d(labels, "labels")
     if array.dtype == bool:
         array = array.view(np.uint8)
@@ -280,8 +279,8 @@ def _is_lazy(values) -> bool:
     return not isinstance(values, np.ndarray) and hasattr(values, "shape") and hasattr(values, "dtype")
 
 
-def _write_lazy_mrc_labels(path: Path, labels, like) -> Path:
-    """:func:`write_labels` of a lazy (Z, Y, X) array into an MRC file: two passes of z slabs, range then data."""
+def _write_lazy_labels(path: Path, labels, like, *, nifti: bool) -> Path:
+    """:func:`write_labels` of a lazy 3D array: two passes of slabs, range then data."""
     if len(labels.shape) != 3:
         raise UserError(f"expected a 3D labels volume, got shape {tuple(labels.shape)}")
     if np.dtype(labels.dtype).kind not in "iub":
@@ -294,6 +293,9 @@ def _write_lazy_mrc_labels(path: Path, labels, like) -> Path:
     if low < 0:
         raise UserError(f"labels must be non-negative, found label {low}")
     geometry = _geometry_for(like, tuple(labels.shape))
+    if nifti:
+        dtype = smallest_label_dtype(high)
+        return write_nifti_slabs(path, labels, geometry, dtype=dtype, value_range=(low, high), labels=True)
     header = mrc_header_for(geometry, name=path.name)
     return write_mrc_slabs(path, labels, header, dtype=labels_dtype_for_mrc(high), labels=True)
 

@@ -1,8 +1,10 @@
-"""Reading a large (Z, Y, X) array in z slabs of bounded size: one rule for the writers and the statistics."""
+"""Reading a large 3D array in slabs of bounded size: one rule for the writers and the statistics."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+
+import numpy as np
 
 #: voxels per slab (about 128 MiB of float64 temporaries)
 SLAB_VOXELS = 16 * 2**20
@@ -10,7 +12,13 @@ SLAB_VOXELS = 16 * 2**20
 
 def z_slabs(shape, voxels: int = SLAB_VOXELS) -> Iterator[slice]:
     """Slices along z covering ``shape``, each of at most ``voxels`` voxels (at least one plane)."""
-    plane = max(1, int(shape[1]) * int(shape[2]))
+    return axis_slabs(shape, 0, voxels)
+
+
+def axis_slabs(shape, axis: int, voxels: int = SLAB_VOXELS) -> Iterator[slice]:
+    """Slices along ``axis`` covering ``shape``, each slab of at most ``voxels`` voxels (at least one plane)."""
+    size = int(shape[axis])
+    plane = max(1, int(np.prod([int(n) for i, n in enumerate(shape) if i != axis])))
     step = max(1, voxels // plane)
-    for z0 in range(0, int(shape[0]), step):
-        yield slice(z0, min(z0 + step, int(shape[0])))
+    for start in range(0, size, step):
+        yield slice(start, min(start + step, size))
