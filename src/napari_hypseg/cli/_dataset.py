@@ -10,18 +10,20 @@ same checks for OME-Zarr ones). Without a saved clustering (``--clusters-from``)
 one is fitted first on a bounded sample read block by block
 (:func:`.dataset.fit_blockwise`). Then every volume is streamed
 (:func:`_stream_volume`): labels and embedding go
-block by block into a scratch zarr, written by the workers, and from it into
-the label pyramids or MRC files, the statistics tables and a memory-mapped
-``.npy``, so neither this process nor any worker holds the whole volume (a
-NIfTI level, typically an MRI of 10⁷ voxels, is read into memory one level at a time).
-The next volumes' blocks (as many volumes as there are workers) are sent
-before this one's outputs are written, so the workers do not wait for this
-process between volumes.
+block by block into a scratch zarr, written by the workers, and from it, by one
+worker (by this process when in-process), into the label pyramids or MRC / NIfTI files,
+the statistics tables and a memory-mapped ``.npy``, so neither this process nor
+any worker holds the whole volume, and the outputs of a dataset are written by
+its workers in parallel, not by this process one after another. The next
+volumes' blocks (as many volumes as there are workers) are sent before this one's
+outputs are written, so the workers do not wait between volumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -237,16 +239,11 @@ def _stream_volume(
     (:func:`_finish_stream`). Closed before that, it waits for the blocks
     already sent to end and removes its scratch.
 
-    The workers write the blocks; this process then copies them, chunk by
-    chunk or slab by slab, into the OME-Zarr labels or the MRC files (a NIfTI
-    level is read whole, one level at a time), the statistics tables and the
-    ``.npy`` embedding: no output is ever whole in memory here.
+    The workers write the blocks; one of them (this process, in-process) then copies them, chunk by
+    chunk or slab by slab, into the outputs (:func:`_write_outputs`): no output is ever whole in memory.
     """
-    import dask.array as da  # noqa: PLC0415
     import zarr  # noqa: PLC0415
 
-    from ..io.atomic import atomic_path  # noqa: PLC0415
-    from ..io.levels import store_npy  # noqa: PLC0415
     from ..segmentation.dataset import (  # noqa: PLC0415
         abandon_assignment,
         block_grid,
@@ -255,9 +252,8 @@ def _stream_volume(
         start_assignment,
     )
     from ..segmentation.dataset_clustering import label_dtype  # noqa: PLC0415
-    from ._outputs import EMBEDDING_SUFFIX  # noqa: PLC0415
 
-    out_dir = args.out_dir
+    out_dir = args.out_dir.resolve()  # workers write here too, whatever their working folder
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / f"{stem}{MANIFEST_SUFFIX}"
     manifest.unlink(missing_ok=True)  # written last: its presence means complete
@@ -289,34 +285,88 @@ def _stream_volume(
             bounds=bounds,
         )
         started = start_assignment(markers, client)
+        write = functools.partial(
+            _write_outputs,
+            scratch=scratch,
+            ks=ks,
+            out_dir=out_dir,
+            ome_zarr=writes_ome_zarr(path, args),
+            fmt=args.format,
+            stem=stem,
+            extra=extra,
+        )
+        # on a cluster a worker writes the outputs, as soon as the blocks are in (the task depends on them),
+        # so a dataset's outputs are written by its workers, not one after another by this process
+        writing = (
+            None if client is None else _submit_write(client, write, dataclasses.replace(volume, data=data), started)
+        )
         try:
             yield  # the blocks are on their way: the caller may start the next volume before this one's outputs
-        except GeneratorExit:  # abandoned: let the blocks sent end before the scratch goes
-            abandon_assignment(started, client)
+        except GeneratorExit:  # abandoned: let the blocks and the writing sent end before the scratch goes
+            abandon_assignment(started if writing is None else [*started, writing], client)
             raise
         finish_assignment(started, client=client, progress=progress)
-        stored = da.from_zarr(label_store)
-        if not writes_ome_zarr(path, args):
+        written = write(volume) if writing is None else writing.result()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return written
+
+
+#: scheduling priority of a volume's output writing: ahead of the next volumes' blocks, which are
+#: already queued, so the finished volume leaves the pipeline first
+WRITE_PRIORITY = 10
+
+
+def _submit_write(client, write, volume, blocks):
+    """``write(volume)`` on a worker once every future in ``blocks`` is done (its future; fails as they fail).
+
+    ``volume`` travels with its voxels as a lazy array, not as the numbers.
+    """
+    import uuid  # noqa: PLC0415
+
+    key = f"hypseg-write-{uuid.uuid4().hex}"  # named so in the dashboard's task stream
+    return client.submit(_after, write, volume, blocks, key=key, priority=WRITE_PRIORITY)
+
+
+def _after(function, argument, _done):
+    """``function(argument)``; ``_done`` only orders the task after its dependencies."""
+    return function(argument)
+
+
+def _write_outputs(volume, *, scratch: Path, ks, out_dir: Path, ome_zarr: bool, fmt, stem: str, extra: dict):
+    """Copy a volume's finished scratch zarr into its outputs: the OME-Zarr labels or the MRC / NIfTI files,
+    the statistics tables and the ``.npy`` embedding, chunk or slab by slab; the manifest last."""
+    import dask  # noqa: PLC0415
+    import dask.array as da  # noqa: PLC0415
+    import zarr  # noqa: PLC0415
+
+    from ..io.atomic import atomic_path  # noqa: PLC0415
+    from ..io.levels import store_npy  # noqa: PLC0415
+    from ._outputs import EMBEDDING_SUFFIX  # noqa: PLC0415
+
+    # this is one task's work: its reads run here, not as tasks sent back to the cluster
+    with dask.config.set(scheduler="sync"):
+        group = zarr.open_group(str(scratch), mode="r")
+        stored = da.from_zarr(group["labels"])
+        if not ome_zarr:
             return write_levels(
                 volume.geometry,
                 lambda k: stored[..., ks.index(k)],
                 ks,
                 out_dir,
-                fmt=args.format,
+                fmt=fmt,
                 stem=stem,
                 image=volume.data,
                 unit=volume.metadata.get("units"),
-                embedding=embedding_store,
+                embedding=group["embedding"],
                 manifest=extra,
             )
         emb = out_dir / f"{stem}{EMBEDDING_SUFFIX}"
         with atomic_path(emb) as tmp:
-            store_npy(tmp, embedding_store)
+            store_npy(tmp, group["embedding"])
         root = omezarr.labels_root(volume, out_dir, stem)
         written = omezarr.write_label_levels(root, {k: stored[..., i] for i, k in enumerate(ks)}, volume.spacing)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return _write_manifest(volume, written, emb, ks, manifest, extra)
+    return _write_manifest(volume, written, emb, ks, out_dir / f"{stem}{MANIFEST_SUFFIX}", extra)
 
 
 def _finish_stream(stream: Iterator[None]) -> list[Path]:
@@ -400,11 +450,13 @@ def run_dataset(args: argparse.Namespace, paths: list[Path], stems: dict[Path, s
         from ..segmentation.distributed import model_on_workers  # noqa: PLC0415
 
         payload = model_on_workers(model, client)  # one copy of the weights per worker, shared by all volumes
-        # with a saved clustering each volume finds its own percentiles as it starts; a fit needs them all first
-        bounds = [None] * len(read)
+        arrays = [data for _, data in read]
+        # a fit needs every volume's percentiles first; so do workers: found per volume as it started,
+        # their round trips queued behind the blocks already sent and left two workers idle 35 % of an
+        # 8-volume run (docs/scaling.md). In-process each volume finds its own as it starts.
+        up_front = client is not None or clustering is None
+        bounds = intensity_bounds_of(arrays, client) if up_front else [None] * len(read)
         if clustering is None:
-            arrays = [data for _, data in read]
-            bounds = intensity_bounds_of(arrays, client)  # all volumes, two passes in all
             # fitted on a bounded sample read block by block: no volume whole in memory, here or on a worker
             clustering = fit_blockwise(
                 arrays,
