@@ -32,6 +32,7 @@ cluster started beforehand, its start timed apart), every output file written.
 Usage::
 
     python benchmarks/bench_distributed.py            # 8 x 40^3
+    python benchmarks/bench_distributed.py --repeats 3  # 1, 2, 1, 2, 1, 2 workers; median speed-up
     python benchmarks/bench_distributed.py --cli      # the same, through hypseg segment
     python benchmarks/bench_distributed.py --quick    # 8 x 24^3
     python benchmarks/bench_distributed.py --big      # one volume of 4 x 768 MiB on 2 workers of 768 MiB
@@ -83,6 +84,9 @@ def main() -> None:
         action="store_true",
         help="start the workers without hypseg's imports (as before 2026-12-02)",
     )
+    ap.add_argument(
+        "--repeats", type=int, default=1, help="rounds of every worker count, alternating; the median is reported"
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.big:
@@ -132,8 +136,8 @@ def main() -> None:
 
         clusters = clustering.save(tmp / "clusters.npz")
         model_path = save_checkpoint(tmp / "m.pt", model)
-    results = {}
-    for w in [int(v) for v in args.workers.split(",")]:
+
+    def run_once(w: int, repeat: int) -> dict:
         t0 = time.perf_counter()
         # the workers import this checkout too, not another installed copy
         env = {**worker_env(w), "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
@@ -156,7 +160,12 @@ def main() -> None:
                 code = cli(
                     ["segment", *(str(p) for p, _ in volumes), "--model", str(model_path)]
                     + ["--clusters", ",".join(map(str, ks)), "--clusters-from", str(clusters), "--device", "cpu"]
-                    + ["--out-dir", str(tmp / f"out{w}"), "--scheduler", cluster.scheduler_address]
+                    + [
+                        "--out-dir",
+                        str(tmp / f"out{w}_{repeat}"),
+                        "--scheduler",
+                        cluster.scheduler_address,
+                    ]  # new: a complete one is skipped
                     + ["--chunk", str(args.chunk)]
                 )
                 assert code == 0, f"hypseg segment exited with {code}"
@@ -169,24 +178,47 @@ def main() -> None:
                 back = sum(e.nbytes for e in embeddings) + sum(a.nbytes for lv in labels for a in lv.values())
             seconds = time.perf_counter() - t1
             sent = client.run(lambda dask_worker: getattr(dask_worker, "transfer_outgoing_bytes_total", 0))
-        results[w] = {
+        r = {
             "seconds": seconds,
             "startup_s": start,
             "volumes_per_hour": args.n / seconds * 3600,
             "worker_to_worker_bytes": int(sum(sent.values())),
             "to_client_bytes": int(back),
         }
-        r = results[w]
         print(
             f"{w} worker(s): {seconds:.1f} s ({r['volumes_per_hour']:.0f} volumes/hour; "
             f"cluster start {start:.1f} s), "
-            f"worker-to-worker {r['worker_to_worker_bytes'] / 2**20:.1f} MiB, to this process {back / 2**20:.1f} MiB"
+            f"worker-to-worker {r['worker_to_worker_bytes'] / 2**20:.1f} MiB, to this process {back / 2**20:.1f} MiB",
+            flush=True,
         )
-    if len(results) >= 2:
-        a, b = sorted(results)[:2]
-        print(f"speed-up {b} vs {a} worker(s): {results[a]['seconds'] / results[b]['seconds']:.2f}x")
+        return r
+
+    counts = [int(v) for v in args.workers.split(",")]
+    # the worker counts alternate, so a machine that slows down or speeds up mid-run affects them alike
+    results: dict[int, list[dict]] = {w: [] for w in counts}
+    for repeat in range(args.repeats):
+        for w in counts:
+            results[w].append(run_once(w, repeat))
+        if len(counts) >= 2:
+            a, b = sorted(counts)[:2]
+            print(
+                f"speed-up {b} vs {a} worker(s), round {repeat + 1}: "
+                f"{results[a][-1]['seconds'] / results[b][-1]['seconds']:.2f}x",
+                flush=True,
+            )
+    if len(counts) >= 2 and args.repeats > 1:
+        a, b = sorted(counts)[:2]
+        ratios = [x["seconds"] / y["seconds"] for x, y in zip(results[a], results[b])]
+        median = float(np.median([x["seconds"] for x in results[a]]) / np.median([y["seconds"] for y in results[b]]))
+        print(
+            f"speed-up {b} vs {a} worker(s) over {args.repeats} rounds: median times {median:.2f}x; "
+            f"per round {', '.join(f'{v:.2f}' for v in ratios)} "
+            f"(mean {np.mean(ratios):.2f} ± {np.std(ratios, ddof=1):.2f})"
+        )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(
+            json.dumps(results if args.repeats > 1 else {w: r[0] for w, r in results.items()}, indent=2)
+        )
 
 
 def _write_big_mrc(path: Path, shape: tuple[int, int, int]) -> None:
