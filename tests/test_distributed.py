@@ -822,15 +822,14 @@ def test_a_failed_dataset_run_leaves_no_half_written_labels_and_the_rerun_resume
     )
 
 
-def test_a_volume_failing_while_the_next_is_in_flight_leaves_neither_half_written(model, model_file, tmp_path, capsys):
-    """On workers, the next volumes are started before this one's outputs are written: when writing one fails
-    (here its labels folder is taken by a file), the volume in flight behind it is abandoned, each volume ends
-    complete (its manifest) or leaves nothing, no scratch anywhere; the rerun completes the rest."""
+def _worker_run_on_images(tmp_path, model, model_file, seeds):
+    """OME-Zarr phantoms of two zarr chunks along z, one per seed, a raw clustering saved for them, and the
+    arguments of ``hypseg segment`` on two workers with it: (images, volumes, clustering, out dir, args)."""
     images, volumes = [], []
-    for s in range(3):
-        vol, _ = _phantom(50 + s, shape=(70, 22, 20))  # two zarr chunks along z
+    for n, seed in enumerate(seeds):
+        vol, _ = _phantom(seed, shape=(70, 22, 20))
         volumes.append(vol)
-        images.append(omezarr.write_image(tmp_path / f"v{s}.ome.zarr", vol, (1.0, 1.0, 1.0)))
+        images.append(omezarr.write_image(tmp_path / f"v{n}.ome.zarr", vol, (1.0, 1.0, 1.0)))
     saved = fit_dataset_clustering(
         volumes,
         [embed(v, model, device="cpu") for v in volumes],
@@ -844,6 +843,14 @@ def test_a_volume_failing_while_the_next_is_in_flight_leaves_neither_half_writte
     out = tmp_path / "out"
     args = ["segment", *map(str, images), "--model", str(model_file), "--out-dir", str(out), "--device", "cpu"]
     args += ["--chunk", "24", "--clusters", "2", "--clusters-from", str(clusters), "--workers", "2"]
+    return images, volumes, saved, out, args
+
+
+def test_a_volume_failing_while_the_next_is_in_flight_leaves_neither_half_written(model, model_file, tmp_path, capsys):
+    """On workers, the next volumes are started before this one's outputs are written: when writing one fails
+    (here its labels folder is taken by a file), the volume in flight behind it is abandoned, each volume ends
+    complete (its manifest) or leaves nothing, no scratch anywhere; the rerun completes the rest."""
+    images, volumes, saved, out, args = _worker_run_on_images(tmp_path, model, model_file, seeds=(50, 51, 52))
     in_the_way = images[1] / "labels"
     in_the_way.write_text("not a labels group")
     with pytest.raises(Exception):  # noqa: B017 - whatever zarr raises
@@ -871,24 +878,7 @@ def test_a_volume_failing_while_the_next_is_in_flight_leaves_neither_half_writte
 def test_a_broken_volume_stops_a_run_on_workers_before_any_volume_is_touched(model, model_file, tmp_path, capsys):
     """On workers every volume's intensity bounds are read first: a broken chunk in the second volume stops
     the run there, nothing written for either volume; once repaired, the run completes both."""
-    images, volumes = [], []
-    for s in range(2):
-        vol, _ = _phantom(60 + s, shape=(70, 22, 20))
-        volumes.append(vol)
-        images.append(omezarr.write_image(tmp_path / f"v{s}.ome.zarr", vol, (1.0, 1.0, 1.0)))
-    saved = fit_dataset_clustering(
-        volumes,
-        [embed(v, model, device="cpu") for v in volumes],
-        [2],
-        latent_dim=2,
-        fusion=FusionConfig(intensity="raw"),
-        seed=0,
-        sample_size=4000,
-    )
-    clusters = saved.save(tmp_path / "c.npz")
-    out = tmp_path / "out"
-    args = ["segment", *map(str, images), "--model", str(model_file), "--out-dir", str(out), "--device", "cpu"]
-    args += ["--chunk", "24", "--clusters", "2", "--clusters-from", str(clusters), "--workers", "2"]
+    images, volumes, saved, out, args = _worker_run_on_images(tmp_path, model, model_file, seeds=(60, 61))
     chunk = images[1] / "0" / "1.0.0"
     intact = chunk.read_bytes()
     chunk.write_bytes(b"not a compressed chunk")

@@ -186,6 +186,30 @@ def test_an_8_bit_memory_mapped_tomogram_is_trained_on_in_place(tmp_path):
         assert torch.equal(p, q)
 
 
+def test_volumes_too_large_for_the_gpu_stay_on_the_host():
+    """On a GPU the sampler holds the volumes there only while they take at most DEVICE_VOLUME_SHARE of its
+    free memory; past it (a dataset of large tomograms) they stay in host memory. The CPU is never moved."""
+    from napari_hypseg.training.trainer import DEVICE_VOLUME_SHARE, sampling_device
+
+    gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
+    free = 8 << 30
+    assert sampling_device(gpu, int(DEVICE_VOLUME_SHARE * free), free) == gpu
+    assert sampling_device(gpu, int(DEVICE_VOLUME_SHARE * free) + 1, free) == cpu
+    assert sampling_device(cpu, 1 << 50, None) == cpu
+
+
+def test_patches_read_on_the_host_are_normalised_as_by_the_model():
+    """The normaliser used when the volumes stay on the host while the model is on a GPU maps intensities
+    exactly as the model's own (a trained model's percentiles)."""
+    from napari_hypseg.training.trainer import _fixed_normaliser
+
+    trainer = Trainer(_volume(), model_config=SMALL, train_config=FAST)
+    assert trainer.sampling_device == trainer.device
+    x = torch.linspace(-3.0, 5.0, 101)
+    torch.testing.assert_close(_fixed_normaliser(trainer.model)(x), trainer.model.normalize(x))
+    assert float(trainer.model.intensity_high) > float(trainer.model.intensity_low)
+
+
 def test_cancel_from_another_thread_stops_quickly_and_keeps_model(tmp_path):
     vol = _volume()
     trainer = Trainer(

@@ -57,7 +57,7 @@ def _as_tensor(data: np.ndarray, device: torch.device) -> torch.Tensor:
     8-bit tomogram of 4 GB converted whole to float32 needed 16 GB); other
     types (uint16, big-endian files) take one float32 copy. On a GPU the
     volume is copied to the device and converted there (``grid_sample`` reads
-    it whole, in float32).
+    it whole, in float32), unless :func:`sampling_device` keeps it on the host.
     """
     array = np.asarray(data)
     if array.dtype not in _SHAREABLE or not array.dtype.isnative:
@@ -69,6 +69,32 @@ def _as_tensor(data: np.ndarray, device: torch.device) -> torch.Tensor:
     if device.type == "cpu":
         return tensor
     return tensor.to(device).to(torch.float32)
+
+
+#: share of the GPU's free memory the training volumes may take on it (float32); past it they stay in host
+#: memory, read box by box as on the CPU, and each batch's patches are copied over: a dataset of tomograms
+#: of 1-4 GB each does not fit on one GPU, and the model's own activations need the rest
+DEVICE_VOLUME_SHARE = 0.5
+
+
+def sampling_device(device: torch.device, volume_bytes: int, free_bytes: int | None) -> torch.device:
+    """Where the sampler holds and reads the volumes: on the training ``device`` when their float32
+    ``volume_bytes`` fit in :data:`DEVICE_VOLUME_SHARE` of its ``free_bytes`` (None: not known, as on the
+    CPU), else on the host."""
+    if device.type == "cpu" or free_bytes is None or volume_bytes <= DEVICE_VOLUME_SHARE * free_bytes:
+        return device
+    return torch.device("cpu")
+
+
+def _free_bytes(device: torch.device) -> int | None:
+    return int(torch.cuda.mem_get_info(device)[0]) if device.type == "cuda" else None
+
+
+def _fixed_normaliser(model: HyperbolicVAE):
+    """``model.normalize`` with its two numbers read once, for patches read on the host while the model is
+    on a GPU (they never change during training)."""
+    low, high = float(model.intensity_low), float(model.intensity_high)
+    return lambda x: (x - low) / (high - low)
 
 
 def preview_coords(
@@ -168,11 +194,18 @@ class Trainer:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.saved_step: int | None = None  # step of this run's latest save, if any
         self._volumes_np = list(volumes)
-        self._volumes = [_as_tensor(v, self.device) for v in volumes]
-        gen = torch.Generator(device=self.device)
+        volume_bytes = sum(int(np.prod(np.shape(v))) * 4 for v in volumes)
+        self.sampling_device = sampling_device(self.device, volume_bytes, _free_bytes(self.device))
+        self._volumes = [_as_tensor(v, self.sampling_device) for v in volumes]
+        gen = torch.Generator(device=self.sampling_device)
         gen.manual_seed(self.config.seed + self.step)
+        on_host = self.sampling_device != self.device
         self.sampler = TripletSampler(
-            self._volumes, self.model.patch_size, self.model.normalize, self.config.sampler, gen
+            self._volumes,
+            self.model.patch_size,
+            _fixed_normaliser(self.model) if on_host else self.model.normalize,
+            self.config.sampler,
+            gen,
         )
         self._preview_box = preview_coords(volumes[0].shape, self.config.preview_points, self.model.patch_size)
         self._cancel = threading.Event()
@@ -189,11 +222,11 @@ class Trainer:
     # -- pieces ------------------------------------------------------------
     def _loss(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
-        batch = self.sampler.sample(c.batch_size)
+        patches = self.sampler.sample(c.batch_size).all_patches().to(self.device)  # read on the host: copied over
         with torch.autocast(
             device_type=self.device.type, dtype=torch.bfloat16, enabled=c.amp and self.device.type == "cuda"
         ):
-            elbo, parts, loc = negative_elbo(self.model, batch.all_patches(), n_samples=c.n_samples, beta=c.kl_weight)
+            elbo, parts, loc = negative_elbo(self.model, patches, n_samples=c.n_samples, beta=c.kl_weight)
         loss = elbo
         if c.triplet:
             anchor, positive, negative = loc.chunk(3)
@@ -287,7 +320,10 @@ class Trainer:
                 )
             return elapsed, rate, eta
 
-        yield TrainEvent("start", self.step, total, message=f"training on {self.device}")
+        where = f"training on {self.device}"
+        if self.sampling_device != self.device:
+            where += f" (the volumes stay in host memory: they exceed {DEVICE_VOLUME_SHARE:.0%} of its free memory)"
+        yield TrainEvent("start", self.step, total, message=where)
         self.model.train()
         while self.step < total:
             if self._cancel.is_set():
