@@ -109,6 +109,21 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+def test_loading_a_model_leaves_torch_dynamo_unimported(tmp_path):
+    """The size check builds the model on torch's "meta" device; drawing its random init there used to import
+    torch._dynamo (2-4 s on every `hypseg segment`, widget load and dask worker). A fresh interpreter shows it."""
+    import subprocess
+    import sys
+
+    path = save_checkpoint(tmp_path / "m.pt", HyperbolicVAE(ModelConfig(**SMALL)))
+    code = (
+        "import sys; from napari_hypseg.model import load_model; "
+        f"load_model({str(path)!r}); print('torch._dynamo' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
 def test_checkpoint_refuses_nan_weights_and_keeps_previous_file(tmp_path):
     model = HyperbolicVAE(ModelConfig(**SMALL))
     path = save_checkpoint(tmp_path / "m.pt", model, step=1)

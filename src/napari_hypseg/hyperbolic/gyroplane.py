@@ -131,6 +131,10 @@ class GyroplaneLayer(nn.Module):
         A standard wrapped-normal prior puts most codes within about one unit
         of geodesic distance of the origin, so the planes start among them.
         """
+        if self.weight.is_meta:
+            # counted, not used (checkpoint.check_model_size): torch draws normals on "meta" through its
+            # reference kernels, whose first call imports torch._dynamo (2-4 s for every model loaded)
+            return
         with torch.no_grad():
             nn.init.normal_(self.weight, std=self.in_dim**-0.5)
             nn.init.uniform_(self.offset, -1.0, 1.0)
