@@ -160,12 +160,8 @@ def main() -> None:
                 code = cli(
                     ["segment", *(str(p) for p, _ in volumes), "--model", str(model_path)]
                     + ["--clusters", ",".join(map(str, ks)), "--clusters-from", str(clusters), "--device", "cpu"]
-                    + [
-                        "--out-dir",
-                        str(tmp / f"out{w}_{repeat}"),
-                        "--scheduler",
-                        cluster.scheduler_address,
-                    ]  # new: a complete one is skipped
+                    # a folder of its own per round: a volume already complete in it would be skipped
+                    + ["--out-dir", str(tmp / f"out{w}_{repeat}"), "--scheduler", cluster.scheduler_address]
                     + ["--chunk", str(args.chunk)]
                 )
                 assert code == 0, f"hypseg segment exited with {code}"

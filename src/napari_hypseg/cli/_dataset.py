@@ -290,6 +290,7 @@ def _stream_volume(
             scratch=scratch,
             ks=ks,
             out_dir=out_dir,
+            manifest=manifest,
             ome_zarr=writes_ome_zarr(path, args),
             fmt=args.format,
             stem=stem,
@@ -333,7 +334,9 @@ def _after(function, argument, _done):
     return function(argument)
 
 
-def _write_outputs(volume, *, scratch: Path, ks, out_dir: Path, ome_zarr: bool, fmt, stem: str, extra: dict):
+def _write_outputs(
+    volume, *, scratch: Path, ks, out_dir: Path, manifest: Path, ome_zarr: bool, fmt, stem: str, extra: dict
+):
     """Copy a volume's finished scratch zarr into its outputs: the OME-Zarr labels or the MRC / NIfTI files,
     the statistics tables and the ``.npy`` embedding, chunk or slab by slab; the manifest last."""
     import dask  # noqa: PLC0415
@@ -366,7 +369,7 @@ def _write_outputs(volume, *, scratch: Path, ks, out_dir: Path, ome_zarr: bool, 
             store_npy(tmp, group["embedding"])
         root = omezarr.labels_root(volume, out_dir, stem)
         written = omezarr.write_label_levels(root, {k: stored[..., i] for i, k in enumerate(ks)}, volume.spacing)
-    return _write_manifest(volume, written, emb, ks, out_dir / f"{stem}{MANIFEST_SUFFIX}", extra)
+    return _write_manifest(volume, written, emb, ks, manifest, extra)
 
 
 def _finish_stream(stream: Iterator[None]) -> list[Path]:
