@@ -316,3 +316,10 @@ def test_old_model_files_without_a_voxel_size_still_load(tmp_path):
     payload = torch.load(path, weights_only=True)
     assert "voxel_size" not in payload  # as files written before the voxel size was recorded
     assert load_model(path).voxel_size is None
+
+
+def test_suite_only_flags_outside_the_suite_are_a_user_error(tmp_path, capsys):
+    report = tmp_path / "report.md"
+    code = main(["bench", "--sweep", "--report", str(report)])
+    assert code == 2 and "belong to --suite" in capsys.readouterr().err
+    assert not report.exists()

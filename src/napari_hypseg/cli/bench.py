@@ -36,6 +36,12 @@ def register(subparsers) -> None:
         help="with --suite: fewer phantoms, one seed",
     )
     parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="with --suite: the generality sweep's cases instead of the suite's (the MRI at other noise "
+        "levels and at 1 mm, phantoms at other noise levels, the nuclei stack with added noise)",
+    )
+    parser.add_argument(
         "--fused",
         action="store_true",
         help="with --suite: also the row with the hyperbolic embedding fused in (the variant that lost; "
@@ -72,14 +78,17 @@ def update_report(path: Path, variant: str, body: str) -> None:
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    from ..io.atomic import atomic_path  # noqa: PLC0415
+
+    with atomic_path(path) as tmp:  # an interrupted run leaves the old report whole
+        tmp.write_text(text)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.suite:
         return run_suite(args)
-    if args.quick or args.fused or args.seeds is not None:
-        raise UserError("--quick, --fused and --seeds belong to --suite")
+    if args.quick or args.fused or args.sweep or args.seeds is not None:
+        raise UserError("--quick, --fused, --sweep and --seeds belong to --suite")
     if args.steps is None:
         args.steps = TrainConfig().steps
     from .. import benchmark
@@ -135,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_suite(args: argparse.Namespace) -> int:
     from .._device import describe_device, resolve_device
-    from ..quality.cases import suite_cases
+    from ..quality.cases import suite_cases, sweep_cases
     from ..quality.report import markdown
     from ..quality.suite import FUSED, OURS, default_pipeline, run_case
     from ..segmentation.fusion import FusionConfig
@@ -148,8 +157,9 @@ def run_suite(args: argparse.Namespace) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.perf_counter()
     seeds = [args.seed + i for i in range(n_seeds)]
+    name = "generality sweep" if args.sweep else "quality suite"
     log(
-        f"quality suite ({'quick' if args.quick else 'full'}) on {describe_device(device)}: "
+        f"{name} ({'quick' if args.quick else 'full'}) on {describe_device(device)}: "
         + (f"{steps} training steps per model, " if args.fused else "")
         + f"seeds {seeds}"
     )
@@ -163,13 +173,17 @@ def run_suite(args: argparse.Namespace) -> int:
             seeds[:1],
         )
     results = []
-    for case in suite_cases(quick=args.quick, log=log):
+    cases = sweep_cases if args.sweep else suite_cases
+    for case in cases(quick=args.quick, log=log):
         log(f"{case.name}: {len(case.volumes)} volume(s)")
         results.append(run_case(case, rows, seeds=seeds, log=log))
     wall = time.perf_counter() - t0
     # --steps only matters to the row that trains (the default row does not read the embedding)
     fused_flag = f" --fused --steps {steps}" if args.fused else ""
-    command = f"hypseg bench --suite{' --quick' if args.quick else ''}{fused_flag} --seeds {n_seeds}"
+    command = (
+        f"hypseg bench --suite{' --sweep' if args.sweep else ''}{' --quick' if args.quick else ''}{fused_flag} "
+        f"--seeds {n_seeds}"
+    )
     header = (
         f"`{command}` on {describe_device(device)}, wall time {wall / 60:.1f} min. Mean ± sd of the "
         f"Hungarian-matched mean Dice over volumes × seeds; the best baseline is chosen per case and level."
@@ -177,6 +191,7 @@ def run_suite(args: argparse.Namespace) -> int:
     text = markdown(results, header)
     print(text)
     if str(args.report).lower() != "none":
-        update_report(args.report, "suite-quick" if args.quick else "suite", text)
+        section = ("sweep" if args.sweep else "suite") + ("-quick" if args.quick else "")
+        update_report(args.report, section, text)
         log(f"updated {args.report}")
     return 0

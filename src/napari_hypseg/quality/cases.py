@@ -39,13 +39,19 @@ class Case:
     source: str = ""
 
 
-def phantom_case(*, irregular: bool, n_train: int, n_test: int, size: int = 50, seed: int = 0) -> Case:
-    """Test phantoms (levels 1/2/3 at k = 2/4/8) and training phantoms, from the ``hypseg sample`` seeds."""
+def phantom_case(
+    *, irregular: bool, n_train: int, n_test: int, size: int = 50, seed: int = 0, noise: float | None = None
+) -> Case:
+    """Test phantoms (levels 1/2/3 at k = 2/4/8) and training phantoms, from the ``hypseg sample`` seeds.
+
+    ``noise`` (None: the generator's default) names the case after it, for the generality sweep.
+    """
     seeds = phantom_seeds(seed, 120)
-    train = [make_phantom(size, irregular=irregular, seed=s).image for s in seeds[:n_train]]
+    extra = {} if noise is None else {"noise": noise}
+    train = [make_phantom(size, irregular=irregular, seed=s, **extra).image for s in seeds[:n_train]]
     volumes = []
     for s in seeds[100 : 100 + n_test]:
-        p = make_phantom(size, irregular=irregular, seed=s)
+        p = make_phantom(size, irregular=irregular, seed=s, **extra)
         volumes.append(
             CaseVolume(
                 p.image,
@@ -54,10 +60,10 @@ def phantom_case(*, irregular: bool, n_train: int, n_test: int, size: int = 50, 
         )
     variant = "irregular" if irregular else "regular"
     return Case(
-        f"phantom ({variant})",
+        f"phantom ({variant})" if noise is None else f"phantom ({variant}, noise {noise:g})",
         "synthetic",
         volumes,
-        train,
+        train or None,  # no training phantoms: trained on each test phantom, if at all
         source=f"recreated {variant} phantoms {size}³, {n_train} train / {n_test} test",
     )
 
@@ -101,4 +107,53 @@ def suite_cases(*, quick: bool, log=print) -> list[Case]:
             cases.append(real_case(loader, kind))
         except DatasetUnavailable as exc:
             log(f"skipping a real case: {exc}")
+    return cases
+
+
+#: the generality sweep (``benchmarks/bench_generality.py``): noise levels away from the suite's, where a
+#: rule tuned on the suite's cases is tested on volumes it was not chosen on
+SWEEP_MRI_NOISE = (0.03, 0.09, 0.12, 0.18)
+SWEEP_PHANTOM_NOISE = (0.05, 0.1, 0.5)
+#: additive Gaussian noise on the nuclei stack, in units of its 1st..99th percentile range
+SWEEP_NUCLEI_NOISE = (0.1, 0.2)
+
+
+def with_gaussian_noise(case: Case, level: float, *, seed: int = 0) -> Case:
+    """``case`` with white Gaussian noise of ``level`` × each volume's 1st..99th percentile range added."""
+    rng = np.random.default_rng(seed)
+    volumes = []
+    for vol in case.volumes:
+        lo, hi = np.percentile(vol.image, (1, 99))
+        noise = rng.normal(0.0, level * float(hi - lo), vol.image.shape).astype(np.float32)
+        volumes.append(CaseVolume(vol.image + noise, vol.levels))
+    source = f"{case.source} + Gaussian noise {level:g} of the 1st..99th percentile range"
+    return Case(f"{case.name} + noise {level:g}", case.kind, volumes, case.train, source=source)
+
+
+def sweep_cases(*, quick: bool, log=print) -> list[Case]:
+    """Cases beside the suite's: the real MRI at other noise levels and at 1 mm, phantoms at other noise
+    levels, the nuclei stack with added noise. ``quick``: one noise level of each kind, one phantom each."""
+    n = 1 if quick else 2
+    mri_noise = SWEEP_MRI_NOISE[1:2] if quick else SWEEP_MRI_NOISE
+    phantom_noise = SWEEP_PHANTOM_NOISE[:1] if quick else SWEEP_PHANTOM_NOISE
+    nuclei_noise = SWEEP_NUCLEI_NOISE[:1] if quick else SWEEP_NUCLEI_NOISE
+    cases = [
+        phantom_case(irregular=irregular, n_train=0, n_test=n, noise=level)
+        for level in phantom_noise
+        for irregular in (False, True)
+    ]
+    loaders = [(lambda level=level: load_mni_t1(noise=level), "MRI") for level in mri_noise]
+    if not quick:
+        loaders += [(lambda: load_mni_t1(1), "MRI"), (lambda: load_mni_t1(1, noise=MRI_NOISE), "MRI")]
+    for loader, kind in loaders:
+        try:
+            cases.append(real_case(loader, kind))
+        except DatasetUnavailable as exc:
+            log(f"skipping a real case: {exc}")
+    try:
+        nuclei = real_case(load_confocal_nuclei, "confocal")
+    except DatasetUnavailable as exc:
+        log(f"skipping a real case: {exc}")
+    else:
+        cases += [with_gaussian_noise(nuclei, level) for level in nuclei_noise]
     return cases
