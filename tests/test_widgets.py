@@ -78,6 +78,13 @@ def wait_idle(qtbot, widget, timeout=WAIT_MS):
     qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
+def wait_for_export(qtbot, panel, worker, timeout=WAIT_MS):
+    # waits on the panel's own finished handler (connected before the worker started): a tiny export
+    # can end before a waitSignal here would connect, and a signal emitted before then is missed
+    assert worker is not None
+    qtbot.waitUntil(lambda: not panel.busy, timeout=timeout)
+
+
 def test_widgets_are_plugin_menu_contributions_in_workflow_order():
     from npe2 import PluginManifest
 
@@ -210,8 +217,7 @@ def test_train_segment_slide_select_export(make_napari_viewer, qtbot, phantom_mr
     out = tmp_path / "out" / "cell_k4.mrc"
     out.parent.mkdir()
     worker = clusters.export.export_current(out)
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        pass
+    wait_for_export(qtbot, clusters.export, worker)
     written = read_volume(out)
     source = read_volume(phantom_mrc)
     np.testing.assert_allclose(written.affine, source.affine)
@@ -221,16 +227,14 @@ def test_train_segment_slide_select_export(make_napari_viewer, qtbot, phantom_mr
     clusters.export.format.setCurrentIndex(1)
     assert clusters.export.fmt == "nifti"
     worker = clusters.export.export_current(tmp_path / "cell_k4.nii.gz")
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        pass
+    wait_for_export(qtbot, clusters.export, worker)
     nifti = read_volume(tmp_path / "cell_k4.nii.gz")
     np.testing.assert_allclose(nifti.affine, source.affine, atol=1e-5)
     np.testing.assert_array_equal(nifti.data, layer.data)
 
     clusters.export.format.setCurrentIndex(0)
     worker = clusters.export.export_all(tmp_path / "out")
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        pass
+    wait_for_export(qtbot, clusters.export, worker)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted({f"cell_k{k}.mrc" for k in range(2, 5)})
     assert clusters.export.status.text().startswith("Saved 3 files")
 
