@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mrcfile
@@ -32,6 +32,7 @@ from napari_hypseg._napari._session import (
 from napari_hypseg._napari._train_widget import limit_text, run_limit
 from napari_hypseg.io import read_volume
 from napari_hypseg.model import HyperbolicVAE, ModelConfig, load_model, save_checkpoint
+from napari_hypseg.segmentation.pipeline import cluster_embedding
 from napari_hypseg.segmentation.resample import format_voxel_size
 from napari_hypseg.synthetic import make_phantom
 from napari_hypseg.training import TrainEvent
@@ -177,7 +178,33 @@ def test_train_segment_slide_select_export(make_napari_viewer, qtbot, phantom_mr
     session.set_result(results["nested"], k=4)
     assert not session.has_mode("mixture")
     clusters.mode.setCurrentText("mixture")
-    qtbot.waitUntil(lambda: session.mode == "mixture", timeout=WAIT_MS)
+    wait_idle(qtbot, clusters)
+    assert session.mode == "mixture"
+    np.testing.assert_array_equal(layer.data, mixture_k4)
+
+    # the mixture's intensity: "auto" chose one channel from the noise; the other is computed once, in a
+    # worker, and equals the core's clustering of the same embedding on that channel
+    auto = session.result
+    resolved = auto.segmentation.intensity.kind
+    other = "raw" if resolved == "denoised" else "denoised"
+    assert clusters.intensity.isEnabled() and clusters.intensity.currentText() == "auto"
+    clusters.intensity.setCurrentText(resolved)  # what auto chose: the same levels, nothing to compute
+    assert session.intensity == resolved and session.result.segmentation is auto.segmentation
+    clusters.intensity.setCurrentText(other)
+    wait_idle(qtbot, clusters)
+    assert session.intensity == other
+    chosen = auto.config.with_(fusion=replace(auto.config.fusion, intensity=other))
+    expected = cluster_embedding(auto.segmentation.embedding, auto.model, chosen, volume=image.data)
+    np.testing.assert_array_equal(layer.data, expected.labels(4))
+    assert ("raw intensity" if other == "raw" else "TV-denoised") in clusters.status.toolTip()
+    assert f"mixture, {other} intensity" in clusters.status.text()
+    assert clusters.add_current_as_layer().name == f"cell k=4 {other}"  # its files and layers never replace auto's
+    clusters.mode.setCurrentText("nested")  # the intensity is the mixture's alone
+    assert session.mode == "nested" and not clusters.intensity.isEnabled()
+    clusters.mode.setCurrentText("mixture")
+    assert session.intensity == other and clusters.intensity.currentText() == other
+    clusters.intensity.setCurrentText("auto")  # computed already: instant
+    assert session.result is auto
     np.testing.assert_array_equal(layer.data, mixture_k4)
 
     # the disk shows the dense embedding, coloured like the labels layer

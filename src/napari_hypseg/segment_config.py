@@ -20,7 +20,8 @@ from .segment_modes import DEFAULT_MODE, MAX_CLUSTERS, MIN_CLUSTERS, MODES
 
 #: the intensity channels the clustering can read; "auto" picks one per volume from its noise
 INTENSITY_KINDS = ("raw", "denoised")
-INTENSITY_CHOICES = ("auto", *INTENSITY_KINDS)
+DEFAULT_INTENSITY = "auto"
+INTENSITY_CHOICES = (DEFAULT_INTENSITY, *INTENSITY_KINDS)
 #: block edge of the blockwise embedding on CPU (~0.3 GiB of peak activations) and on a GPU (~5 GiB)
 CPU_BLOCK = 48
 GPU_BLOCK = 128
@@ -46,7 +47,7 @@ class FusionConfig:
         Principal directions of the tangent embedding kept (at most the latent dimension).
     """
 
-    intensity: str = "auto"
+    intensity: str = DEFAULT_INTENSITY
     embedding_weight: float = 0.0
     embedding_components: int = 2
 

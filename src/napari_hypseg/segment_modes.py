@@ -8,8 +8,10 @@ is fused in only on request (:mod:`napari_hypseg.segmentation.fusion`,
 bisection or independent per level (the paper's protocol; kept for comparison).
 """
 
-MODES = ("mixture", "nested", "flat")
-DEFAULT_MODE = "mixture"
+#: the one mode that reads the intensities (and so has an intensity choice)
+MIXTURE_MODE = "mixture"
+MODES = (MIXTURE_MODE, "nested", "flat")
+DEFAULT_MODE = MIXTURE_MODE
 
 #: the most clusters a level may have, in the CLI and the widgets alike (a label
 #: volume per level is kept in memory for the slider; beyond this it stops being a

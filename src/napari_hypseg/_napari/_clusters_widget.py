@@ -10,13 +10,15 @@ intensities with a Gaussian mixture and a spatial prior per level. Nested levels
 (k-means by bisection) keep cluster ids, hence colours, as clusters split;
 flat levels are an independent k-means per k. A mode other than the one
 segmented is computed the first time it is chosen, in a worker, from the
-same embedding and the source voxels.
+same embedding and the source voxels; so is the mixture on another intensity
+channel ("auto" picks raw or denoised from the volume's noise, and no rule
+of that kind is right on every volume: docs/method.md, round nine).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from napari.qt.threading import thread_worker
@@ -38,13 +40,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..segment_config import SegmentConfig
-from ..segment_modes import DEFAULT_MODE
+from ..io.levels import mode_tag
+from ..segment_config import INTENSITY_CHOICES, SegmentConfig
+from ..segment_modes import MIXTURE_MODE
 from ._export import ExportPanel
 from ._jobs import JobCancelled, JobFailed, SegmentJob, SegmentProgress, stop_when_destroyed
 from ._layers import add_labels_copy, unique_layer_name
 from ._qtutil import Throttle
-from ._session import TRAIN_WIDGET, Result, get_session, open_widget, unwrap_viewer
+from ._session import TRAIN_WIDGET, Result, clustering_key, get_session, open_widget, unwrap_viewer
 from ._stats_panel import StatsPanel
 
 if TYPE_CHECKING:
@@ -62,11 +65,17 @@ MODE_TIPS = {
     "nested": "nested: each level splits clusters of the level below; ids and colours stay as clusters split",
     "flat": "flat: an independent k-means for every k (computed the first time you choose it)",
 }
+INTENSITY_TIPS = {
+    "auto": "auto: raw on a clean volume, TV-denoised on a noisy one, from its estimated noise (default)",
+    "raw": "raw: the normalised intensity; keeps thin structures, but noise speckles the clusters",
+    "denoised": "denoised: TV-denoised in proportion to the noise; smooth clusters, thin structures may merge",
+}
+assert tuple(INTENSITY_TIPS) == INTENSITY_CHOICES
 
 
 @dataclass
 class _Recluster:
-    """Another mode's clustering of the current embedding, being computed."""
+    """Another clustering (mode, or the mixture's intensity) of the current embedding, being computed."""
 
     job: SegmentJob
     worker: Any
@@ -75,7 +84,7 @@ class _Recluster:
 
 
 class ClustersWidget(QWidget):
-    """Granularity slider, mixture/nested/flat switch, "Add as layer" and export."""
+    """Granularity slider, mixture/nested/flat switch, the mixture's intensity, "Add as layer" and export."""
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
@@ -87,6 +96,11 @@ class ClustersWidget(QWidget):
         self.session.result_changed.connect(self._on_result)
         self.session.level_changed.connect(self._on_level)
         self._on_result()
+
+    @property
+    def busy(self) -> bool:
+        """Whether another clustering of the embedding is being computed."""
+        return self._recluster is not None
 
     # -- UI ------------------------------------------------------------------
     def _build_ui(self) -> None:
@@ -119,6 +133,15 @@ class ClustersWidget(QWidget):
             self.mode.setItemData(self.mode.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.mode.setToolTip("\n".join(MODE_TIPS.values()))
         self.mode.currentTextChanged.connect(self.set_mode)
+        self.intensity = QComboBox()
+        for choice, tip in INTENSITY_TIPS.items():
+            self.intensity.addItem(choice)
+            self.intensity.setItemData(self.intensity.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.intensity.setToolTip(
+            "Intensity the mixture clusters; another choice is computed once, in seconds:\n"
+            + "\n".join(INTENSITY_TIPS.values())
+        )
+        self.intensity.currentTextChanged.connect(self.set_intensity)
         self.add_button = QPushButton("Add as layer")
         self.add_button.setToolTip("Keep the current level as its own (editable) labels layer")
         self.add_button.clicked.connect(self.add_current_as_layer)
@@ -133,6 +156,7 @@ class ClustersWidget(QWidget):
         form = QFormLayout()
         form.addRow("Clusters k", slider_row)
         form.addRow("Mode", self.mode)
+        form.addRow("Intensity", self.intensity)
         stats_box = QGroupBox("Clusters at this k")
         QVBoxLayout(stats_box).addWidget(self.stats)
         export_box = QGroupBox("Export")
@@ -178,9 +202,7 @@ class ClustersWidget(QWidget):
         self.slider.setRange(ks[0], ks[-1])
         self.slider.setValue(self.session.k)
         self.slider.blockSignals(False)
-        self.mode.blockSignals(True)
-        self.mode.setCurrentText(self.session.mode)
-        self.mode.blockSignals(False)
+        self._show_choices()
         self.export.set_source(result.source)
         self._on_level(self.session.k)
 
@@ -190,15 +212,12 @@ class ClustersWidget(QWidget):
             self.slider.setValue(k)
             self.slider.blockSignals(False)
         self.k_label.setText(str(k))
-        if self.mode.currentText() != self.session.mode:
-            self.mode.blockSignals(True)
-            self.mode.setCurrentText(self.session.mode)
-            self.mode.blockSignals(False)
         if self._recluster is None:
+            self._show_choices()
             result = self.session.result
             held = result.segmentation.occupied(k) if result is not None else k
             empty = f" {held} of the {k} clusters hold voxels: the mixture left the rest empty." if held < k else ""
-            self.status.setText(f"Showing k = {k} ({self.session.mode}) in “hypseg clusters”.{empty}")
+            self.status.setText(f"Showing k = {k} ({self._clustering_name()}) in “hypseg clusters”.{empty}")
             # how the levels were made (channel, covariance, prior), on hover: the line stays short
             self.status.setToolTip(result.segmentation.clustering_summary if result is not None else "")
 
@@ -219,36 +238,67 @@ class ClustersWidget(QWidget):
 
     def set_mode(self, mode: str) -> None:
         """Switch the clustering mode; a mode not computed yet is computed in a worker, from the same embedding."""
-        if mode == self.session.mode or self.session.result is None:
-            return
-        if self.session.has_mode(mode):
-            self.session.set_mode(mode)
-            return
-        self._start_recluster(mode)
+        self._choose(mode, self.session.intensity)
 
-    def _start_recluster(self, mode: str) -> None:
+    def set_intensity(self, intensity: str) -> None:
+        """Re-cluster the mixture on another intensity channel (computed once, in a worker, like a mode)."""
+        if self.session.mode == MIXTURE_MODE:
+            self._choose(MIXTURE_MODE, intensity)
+
+    def _choose(self, mode: str, intensity: str) -> None:
+        session, base = self.session, self.session.result
+        if base is None or (mode, intensity) == (session.mode, session.intensity):
+            return
+        if not session.has_mode(mode, intensity):
+            resolved = base.segmentation.intensity
+            if mode == base.mode == MIXTURE_MODE and resolved is not None and resolved.kind == intensity:
+                # "auto" chose this very channel: the same levels, nothing to compute
+                session.add_result(replace(base, config=self._config(base, mode, intensity)), show=False)
+            else:
+                self._start_recluster(self._config(base, mode, intensity))
+                return
+        if mode == session.mode:
+            session.set_intensity(intensity)
+        else:
+            session.set_mode(mode)
+
+    @staticmethod
+    def _config(base: Result, mode: str, intensity: str) -> SegmentConfig:
+        return base.config.with_(mode=mode, fusion=replace(base.config.fusion, intensity=intensity))
+
+    def _clustering_name(self, config: SegmentConfig | None = None) -> str:
+        mode, intensity = (
+            (self.session.mode, self.session.intensity) if config is None else (config.mode, config.fusion.intensity)
+        )
+        return f"{mode}, {intensity} intensity" if mode == MIXTURE_MODE else mode
+
+    def _show_choices(self) -> None:
+        """The mode and intensity boxes show the session's clustering; intensity only matters to the mixture."""
+        for box, value in ((self.mode, self.session.mode), (self.intensity, self.session.intensity)):
+            if box.currentText() != value:
+                box.blockSignals(True)
+                box.setCurrentText(value)
+                box.blockSignals(False)
+        self.intensity.setEnabled(self.session.mode == MIXTURE_MODE)
+
+    def _start_recluster(self, config: SegmentConfig) -> None:
         if self._recluster is not None:
             return
         base = self.session.result
         # the real voxels, not just the shape: the mixture mode fuses the embedding with the intensities
-        job = SegmentJob(
-            base.data,
-            base.model,
-            base.config.with_(mode=mode),
-            embedding=base.segmentation.embedding,
-            shape=base.source.shape,
-        )
+        job = SegmentJob(base.data, base.model, config, embedding=base.segmentation.embedding, shape=base.source.shape)
         worker = thread_worker(job.run, start_thread=False)()
         self._recluster = _Recluster(job, worker, base, stop_when_destroyed(self, job.cancel))
         worker.yielded.connect(self._on_recluster_progress)
         worker.returned.connect(self._on_recluster)
         worker.finished.connect(self._recluster_done)
-        self.status.setText(f"Computing {mode} levels (first time only)…")
+        self.status.setText(f"Computing {self._clustering_name(config)} levels (first time only)…")
         worker.start()
 
     def _on_recluster_progress(self, event: SegmentProgress) -> None:
         if self._recluster is not None:
-            self.status.setText(f"Computing {self._recluster.job.config.mode} levels: {event.done}/{event.total}…")
+            name = self._clustering_name(self._recluster.job.config)
+            self.status.setText(f"Computing {name} levels: {event.done}/{event.total}…")
 
     def _on_recluster(self, result) -> None:
         base, config = self._recluster.base, self._recluster.job.config
@@ -258,14 +308,14 @@ class ClustersWidget(QWidget):
         elif isinstance(result, JobCancelled):
             pass
         elif self.session.holds(base):  # no newer segmentation arrived meanwhile
-            # switch only if the user still wants this mode (they may have gone back meanwhile)
-            wanted = self.mode.currentText() == config.mode
+            # switch only if the user still wants this clustering (they may have gone back meanwhile)
+            wanted = clustering_key(self.mode.currentText(), self.intensity.currentText()) == clustering_key(
+                config.mode, config.fusion.intensity
+            )
             self.session.add_result(Result(result, config, base.model, base.source, base.data), show=wanted)
             if wanted:
                 return
-        self.mode.blockSignals(True)
-        self.mode.setCurrentText(self.session.mode)
-        self.mode.blockSignals(False)
+        self._show_choices()
 
     def _recluster_done(self) -> None:
         recluster, self._recluster = self._recluster, None
@@ -283,7 +333,7 @@ class ClustersWidget(QWidget):
         if result is None or labels is None:
             return None
         k, mode = self.session.k, self.session.mode
-        name = f"{result.source.name} k={k}" + ("" if mode == DEFAULT_MODE else f" {mode}")
+        name = f"{result.source.name} k={k}" + mode_tag(mode, self.session.intensity).replace("_", " ")
         name = unique_layer_name(self.viewer, name)
         layer = add_labels_copy(self.viewer, name, labels, result.source, {"hypseg_k": k, "hypseg_mode": mode})
         self.status.setText(f"Added “{name}”.")

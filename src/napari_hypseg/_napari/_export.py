@@ -25,6 +25,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushBut
 from ..io import write_labels
 from ..io.atomic import full_suffix, stem_of
 from ..io.levels import DEFAULT_FORMAT, FORMATS, LabelFormat, level_name, mode_tag, write_levels
+from ..segment_config import DEFAULT_INTENSITY
 from ..segment_modes import DEFAULT_MODE
 from ._jobs import JobFailed, explain
 from ._layers import SourceInfo
@@ -57,9 +58,12 @@ def dialog_filter(first: str) -> str:
     return ";;".join(label_format(key).dialog_filter for key in order)
 
 
-def default_path(source: SourceInfo, k: int, fmt: str, *, mode: str = DEFAULT_MODE) -> Path:
-    """``<folder>/<stem>_k<k>[_flat].<suffix>``, e.g. ``tomo_k5.mrc`` next to ``tomo.mrc``."""
-    return default_folder(source) / f"{level_name(file_stem(source), k, mode_tag(mode))}{label_format(fmt).suffix}"
+def default_path(
+    source: SourceInfo, k: int, fmt: str, *, mode: str = DEFAULT_MODE, intensity: str = DEFAULT_INTENSITY
+) -> Path:
+    """``<folder>/<stem>_k<k>[_flat].<suffix>``, e.g. ``tomo_k5.mrc`` next to ``tomo.mrc`` (:func:`mode_tag`)."""
+    name = level_name(file_stem(source), k, mode_tag(mode, intensity))
+    return default_folder(source) / f"{name}{label_format(fmt).suffix}"
 
 
 def export_level(path: str | Path, labels: np.ndarray, source: SourceInfo) -> Path:
@@ -75,6 +79,7 @@ def export_levels(
     fmt: str,
     *,
     mode: str = DEFAULT_MODE,
+    intensity: str = DEFAULT_INTENSITY,
     stem: str | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[Path]:
@@ -86,7 +91,7 @@ def export_levels(
         folder,
         fmt=DEFAULT_FORMAT[fmt],
         stem=stem or file_stem(source),
-        tag=mode_tag(mode),
+        tag=mode_tag(mode, intensity),
         should_stop=should_stop,
     )
 
@@ -183,6 +188,7 @@ class ExportPanel(QWidget):
                 result.source,
                 self.fmt,
                 mode=self.session.mode,
+                intensity=self.session.intensity,
                 should_stop=self._stop.is_set,
             ),
             f"Saving {len(ks)} levels to {folder}…",
@@ -218,7 +224,9 @@ class ExportPanel(QWidget):
         if result is None:
             show_error("Nothing to export yet: segment an image first.")
             return
-        default = default_path(result.source, self.session.k, self.fmt, mode=self.session.mode)
+        default = default_path(
+            result.source, self.session.k, self.fmt, mode=self.session.mode, intensity=self.session.intensity
+        )
         path, _ = QFileDialog.getSaveFileName(self, "Save labels", str(default), dialog_filter(self.fmt))
         if path:
             if not full_suffix(Path(path)):

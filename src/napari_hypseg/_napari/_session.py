@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
-from ..segment_modes import DEFAULT_MODE
+from ..segment_config import DEFAULT_INTENSITY
+from ..segment_modes import DEFAULT_MODE, MIXTURE_MODE
 from ._layers import CLUSTERS_LAYER, SourceInfo, upsert_labels
 
 if TYPE_CHECKING:
@@ -56,6 +57,20 @@ class Result:
     def mode(self) -> str:
         return self.config.mode
 
+    @property
+    def intensity(self) -> str:
+        """The intensity choice the mixture mode was asked for ("auto", "raw" or "denoised")."""
+        return self.config.fusion.intensity
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return clustering_key(self.mode, self.intensity)
+
+
+def clustering_key(mode: str, intensity: str) -> tuple[str, str | None]:
+    """Which of a session's clusterings of one embedding: the mode, and for the mixture its intensity choice."""
+    return (mode, intensity if mode == MIXTURE_MODE else None)
+
 
 class HypsegSession(QObject):
     """State of the hypseg workflow in one viewer.
@@ -71,7 +86,8 @@ class HypsegSession(QObject):
     result_changed()
         A new segmentation arrived (new embedding); levels and mode were reset.
     level_changed(int)
-        The current level ``k`` or the mode changed; the live labels layer already shows it.
+        The current level ``k``, the mode or the mixture's intensity changed; the live labels layer
+        already shows it.
     picked(object)
         A voxel ``(z, y, x)`` of the source was clicked in the viewer.
     """
@@ -92,12 +108,13 @@ class HypsegSession(QObject):
         self.preview: Preview | None = None
         self.preview_source: SourceInfo | None = None
         self.preview_hyperbolic = True
-        self._results: dict[str, Result] = {}
+        self._results: dict[tuple[str, str | None], Result] = {}
         self.mode = DEFAULT_MODE
+        self.intensity = DEFAULT_INTENSITY
         self.k = 0
         self._clusters_layer: weakref.ref | None = None
         # hierarchy.labels(k) builds a new array (one table lookup per voxel): compute it once per level
-        self._labels_cache: tuple[int, str, int, np.ndarray] | None = None
+        self._labels_cache: tuple[int, int, np.ndarray] | None = None
 
     # -- accessors -----------------------------------------------------------
     @property
@@ -106,15 +123,16 @@ class HypsegSession(QObject):
 
     @property
     def result(self) -> Result | None:
-        """The segmentation in the current mode (None before segmenting, or while another mode is computed)."""
-        return self._results.get(self.mode)
+        """The segmentation in the current mode and intensity (None before segmenting, or while it is computed)."""
+        return self._results.get(clustering_key(self.mode, self.intensity))
 
     def holds(self, result: Result) -> bool:
         """Whether ``result`` is still one of the current results (no newer segmentation replaced it)."""
         return any(r is result for r in self._results.values())
 
-    def has_mode(self, mode: str) -> bool:
-        return mode in self._results
+    def has_mode(self, mode: str, intensity: str | None = None) -> bool:
+        """Whether ``mode`` (with ``intensity``, default the current one) is computed for this embedding."""
+        return clustering_key(mode, self.intensity if intensity is None else intensity) in self._results
 
     @property
     def k_values(self) -> list[int]:
@@ -129,10 +147,10 @@ class HypsegSession(QObject):
         result = self.result
         if result is None or not self.k:
             return None
-        key = (id(result), self.mode, self.k)
-        if self._labels_cache is None or self._labels_cache[:3] != key:
+        key = (id(result), self.k)
+        if self._labels_cache is None or self._labels_cache[:2] != key:
             self._labels_cache = (*key, result.segmentation.labels(self.k))
-        return self._labels_cache[3]
+        return self._labels_cache[2]
 
     @property
     def clusters_layer(self) -> napari.layers.Labels | None:
@@ -161,9 +179,11 @@ class HypsegSession(QObject):
         self.preview_changed.emit(preview)
 
     def set_result(self, result: Result, *, k: int | None = None) -> None:
-        """Show a new segmentation (a new embedding): results of the other mode are dropped."""
-        self._results = {result.mode: result}
+        """Show a new segmentation (a new embedding): the other clusterings of the old one are dropped."""
+        self._results = {result.key: result}
         self.mode = result.mode
+        if result.mode == MIXTURE_MODE:
+            self.intensity = result.intensity
         ks = self.k_values
         wanted = k if k is not None else (self.k or min(4, ks[-1]))
         self.k = min(max(wanted, ks[0]), ks[-1])
@@ -172,15 +192,23 @@ class HypsegSession(QObject):
         self.level_changed.emit(self.k)
 
     def add_result(self, result: Result, *, show: bool = True) -> None:
-        """Add the other mode's clustering of the same embedding (computed lazily); ``show`` switches to it."""
-        self._results[result.mode] = result
+        """Add another clustering of the same embedding (computed lazily); ``show`` switches to it."""
+        self._results[result.key] = result
         if show:
-            self.set_mode(result.mode)
+            self._switch(result.mode, result.intensity if result.mode == MIXTURE_MODE else self.intensity)
 
     def set_mode(self, mode: str) -> None:
-        if mode not in self._results or mode == self.mode:
+        self._switch(mode, self.intensity)
+
+    def set_intensity(self, intensity: str) -> None:
+        """Show the mixture computed on another intensity choice (if it has been computed)."""
+        self._switch(self.mode, intensity)
+
+    def _switch(self, mode: str, intensity: str) -> None:
+        key = clustering_key(mode, intensity)
+        if key not in self._results or (mode, intensity) == (self.mode, self.intensity):
             return
-        self.mode = mode
+        self.mode, self.intensity = mode, intensity
         self._show_level()
         self.level_changed.emit(self.k)
 

@@ -171,7 +171,7 @@ class StatsPanel(QWidget):
         result = self.session.result
         if result is None or self.k is None:
             return None
-        name = level_name(file_stem(result.source), self.k, mode_tag(self.session.mode))
+        name = level_name(file_stem(result.source), self.k, mode_tag(self.session.mode, self.session.intensity))
         return default_folder(result.source) / f"{name}{STATS_SUFFIX}"
 
     def save_csv(self, path: str | Path) -> Path | None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import __version__
 from .._errors import UserError
+from ..segment_config import DEFAULT_INTENSITY
 from ..segment_modes import DEFAULT_MODE
 from . import write_labels
 from .atomic import atomic_path, stem_of
@@ -71,9 +72,12 @@ def label_suffix(fmt: str | None, source_format: str) -> str:
     return FORMATS[fmt or default_format(source_format)].suffix
 
 
-def mode_tag(mode: str) -> str:
-    """``""`` for the default clustering mode, else ``"_<mode>"``: files of other modes never replace its files."""
-    return "" if mode == DEFAULT_MODE else f"_{mode}"
+def mode_tag(mode: str, intensity: str = DEFAULT_INTENSITY) -> str:
+    """``""`` for the default clustering, else ``"_<mode>"`` or, for the mixture on a chosen intensity,
+    ``"_<intensity>"``: files of other clusterings never replace the default's files."""
+    if mode == DEFAULT_MODE:
+        return "" if intensity == DEFAULT_INTENSITY else f"_{intensity}"
+    return f"_{mode}"
 
 
 def level_name(stem: str, k: int, tag: str = "") -> str:
