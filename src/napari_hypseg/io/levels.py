@@ -23,7 +23,7 @@ import numpy as np
 from .. import __version__
 from .._errors import UserError
 from ..segment_config import DEFAULT_INTENSITY
-from ..segment_modes import DEFAULT_MODE
+from ..segment_modes import DEFAULT_MODE, MIXTURE_MODE
 from . import write_labels
 from .atomic import atomic_path, stem_of
 from .volume import Geometry
@@ -73,11 +73,12 @@ def label_suffix(fmt: str | None, source_format: str) -> str:
 
 
 def mode_tag(mode: str, intensity: str = DEFAULT_INTENSITY) -> str:
-    """``""`` for the default clustering, else ``"_<mode>"`` or, for the mixture on a chosen intensity,
-    ``"_<intensity>"``: files of other clusterings never replace the default's files."""
-    if mode == DEFAULT_MODE:
-        return "" if intensity == DEFAULT_INTENSITY else f"_{intensity}"
-    return f"_{mode}"
+    """``""`` for the default mode, else ``"_<mode>"``, and ``"_<intensity>"`` after it for the mixture on a
+    chosen intensity: files of other clusterings never replace the default's files."""
+    tag = "" if mode == DEFAULT_MODE else f"_{mode}"
+    if mode == MIXTURE_MODE and intensity != DEFAULT_INTENSITY:
+        tag += f"_{intensity}"
+    return tag
 
 
 def level_name(stem: str, k: int, tag: str = "") -> str:
