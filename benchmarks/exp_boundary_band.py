@@ -17,11 +17,13 @@ a thin real class (the MRI's CSF) both come out thin and in the band.
 
     python benchmarks/exp_boundary_band.py            # ~12 min on 2 CPU cores
     python benchmarks/exp_boundary_band.py --quick    # the suite's quick volumes only, ~3 min
+    python benchmarks/exp_boundary_band.py --k2       # the second table: k = 2 decided at the midpoint, ~5 min
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 
@@ -29,7 +31,8 @@ import numpy as np
 from scipy import ndimage
 
 import _common  # noqa: F401 - puts src/ on the path
-from napari_hypseg.quality.cases import suite_cases, sweep_cases
+from napari_hypseg.datasets import load_confocal_nuclei, load_hiv_tomogram, load_mni_t1
+from napari_hypseg.quality.cases import phantom_case, real_case, suite_cases, sweep_cases, with_gaussian_noise
 from napari_hypseg.quality.suite import _score
 from napari_hypseg.segmentation import mixture as mx
 from napari_hypseg.segmentation.fusion import FusionConfig, fused_features
@@ -76,11 +79,50 @@ def thinnest_in_band(labels: np.ndarray, band: np.ndarray) -> tuple[float, float
     return best
 
 
+def k2_volumes():
+    """(name, image, two-class ground truth) of the k = 2 comparison."""
+    for irregular in (False, True):
+        for noise in (0.05, 0.1, None, 0.5):
+            case = phantom_case(irregular=irregular, n_train=0, n_test=2, **({} if noise is None else {"noise": noise}))
+            yield from ((case.name, v.image, v.levels[1][1]) for v in case.volumes)
+    nuclei = real_case(load_confocal_nuclei, "confocal")
+    for level in (0, 0.1, 0.2):
+        case = with_gaussian_noise(nuclei, level) if level else nuclei
+        yield case.name, case.volumes[0].image, case.volumes[0].levels[1][1]
+    for noise in (0, 0.06, 0.12, 0.18):
+        mri = load_mni_t1(noise=noise) if noise else load_mni_t1()
+        yield f"{mri.name} (background / brain)", mri.image, (mri.labels > 0).astype(np.uint8)
+    tomogram = load_hiv_tomogram()
+    shell = tomogram.class_names.index("protein shell")
+    yield f"{tomogram.name} (shell / rest)", tomogram.image, (tomogram.labels == shell).astype(np.uint8)
+
+
+def midpoint_k2() -> None:
+    """k = 2: the default's mixture against a shared-covariance one with weights ½ in the decision, both + Potts."""
+    for name, image, gt in k2_volumes():
+        features, channel = fused_features(image, None, latent_dim=None, config=FusionConfig())
+        settings = mx.channel_settings(channel)
+        row = []
+        for variant in ("default", "equal weights"):
+            covariance = settings["covariance"] if variant == "default" else "tied"
+            mixture = mx.fit_mixture(features, 2, covariance=covariance)
+            if variant != "default":
+                mixture = copy.deepcopy(mixture)
+                mixture.weights_ = np.full(2, 0.5)
+            post = mx.potts_mean_field(mx.posteriors(mixture, features).reshape(*image.shape, 2), beta=settings["beta"])
+            row.append(f"{variant} {_score(np.argmax(post, axis=-1), gt).mean:.3f}")
+        print(f"{name} (σ {channel.sigma:.3f}): " + ", ".join(row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the suite's quick volumes only")
+    parser.add_argument("--k2", action="store_true", help="the k = 2 comparison (decided at the midpoint) instead")
     parser.add_argument("--json", help="write the scores here")
     args = parser.parse_args()
+    if args.k2:
+        midpoint_k2()
+        return
     cases = suite_cases(quick=True)
     if not args.quick:
         cases += [c for c in sweep_cases(quick=False) if c.kind != "confocal"]
