@@ -19,6 +19,7 @@ unsupervised clustering of it will.
 
     python benchmarks/exp_encoder_probe.py              # 600 steps per model, ~16 min on 2 CPU cores
     python benchmarks/exp_encoder_probe.py --steps 100  # a quicker look
+    python benchmarks/exp_encoder_probe.py --latent-dim 8   # an 8-D ball: its latent's first 2 directions, and all 8
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 import _common  # noqa: F401 - puts src/ on the path
 from napari_hypseg.datasets import load_hiv_tomogram
+from napari_hypseg.model import ModelConfig
 from napari_hypseg.quality.cases import phantom_case
 from napari_hypseg.segmentation.fusion import FusionConfig, embedding_channels, fused_features
 from napari_hypseg.segmentation.pipeline import embed_volume
@@ -64,8 +66,11 @@ def feature_sets(model, untrained, image: np.ndarray) -> dict[str, np.ndarray]:
         for n in LAYERS:
             sets[f"+ layer {n} ({1 + 4 * n}³), {tag}"] = np.hstack([intensity, layer_activations(net, image, n)])
     embedding = embed_volume(image, model, device="cpu")
-    latent = embedding_channels(embedding, latent_dim=model.config.latent_dim, components=2)
-    sets["+ the 2-D latent"] = np.hstack([intensity, latent])
+    d = model.config.latent_dim
+    for components in sorted({2, d}):
+        latent = embedding_channels(embedding, latent_dim=d, components=components)
+        name = f"+ the {d}-D latent" + (f" ({components} PCA)" if components < d else "")
+        sets[name] = np.hstack([intensity, latent])
     return sets
 
 
@@ -78,9 +83,14 @@ def probe(fit_x, fit_y, score_x, score_y) -> float:
     return balanced_accuracy_score(score_y[b], clf.predict((score_x[b] - mu) / sd))
 
 
-def trained_and_untrained(volumes, steps: int):
+def trained_and_untrained(volumes, steps: int, latent_dim: int):
     t0 = time.perf_counter()
-    model = Trainer(list(volumes), train_config=TrainConfig(steps=steps, preview_every=0, device="cpu")).fit().eval()
+    trainer = Trainer(
+        list(volumes),
+        model_config=ModelConfig(latent_dim=latent_dim),
+        train_config=TrainConfig(steps=steps, preview_every=0, device="cpu"),
+    )
+    model = trainer.fit().eval()
     print(f"  trained {steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
     torch.manual_seed(0)
     untrained = type(model)(model.config)
@@ -91,11 +101,12 @@ def trained_and_untrained(volumes, steps: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=TrainConfig().steps, help="training steps per model")
+    parser.add_argument("--latent-dim", type=int, default=ModelConfig().latent_dim, help="dimension of the ball")
     args = parser.parse_args()
 
     print("phantom, level 2 inside the cell: probe fitted on one test phantom, scored on another (balanced accuracy)")
     case = phantom_case(irregular=False, n_train=2, n_test=2)
-    model, untrained = trained_and_untrained(case.train, args.steps)
+    model, untrained = trained_and_untrained(case.train, args.steps, args.latent_dim)
     (a, b) = case.volumes
     fa, fb = feature_sets(model, untrained, a.image), feature_sets(model, untrained, b.image)
     ya, yb = a.levels[2][1].reshape(-1), b.levels[2][1].reshape(-1)
@@ -104,7 +115,7 @@ def main() -> None:
 
     print("tomogram, background / shell / lumen: probe fitted on the upper half, scored on the lower")
     tomogram = load_hiv_tomogram()
-    model, untrained = trained_and_untrained([tomogram.image], args.steps)
+    model, untrained = trained_and_untrained([tomogram.image], args.steps, args.latent_dim)
     sets = feature_sets(model, untrained, tomogram.image)
     y = tomogram.labels.reshape(-1)
     upper = np.broadcast_to(
