@@ -79,6 +79,17 @@ def wait_idle(qtbot, widget, timeout=WAIT_MS):
     qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
+def wait_for_mode(qtbot, session, clusters, mode, timeout=WAIT_MS):
+    """Wait until the session shows ``mode``; a timeout says what the widget showed instead (for a rare CI failure)."""
+    try:
+        qtbot.waitUntil(lambda: session.mode == mode, timeout=timeout)
+    except qtbot.TimeoutError:
+        raise AssertionError(
+            f"session still in {session.mode!r} after asking for {mode!r}: box {clusters.mode.currentText()!r}, "
+            f"re-clustering {'running' if clusters.busy else 'idle'}, status {clusters.status.text()!r}"
+        ) from None
+
+
 def wait_for_export(qtbot, panel, worker, timeout=WAIT_MS):
     # waits on the panel's own finished handler (connected before the worker started): a tiny export
     # can end before a waitSignal here would connect, and a signal emitted before then is missed
@@ -166,7 +177,7 @@ def test_train_segment_slide_select_export(make_napari_viewer, qtbot, phantom_mr
     results = {}
     for mode in ("nested", "flat"):
         clusters.mode.setCurrentText(mode)
-        qtbot.waitUntil(lambda mode=mode: session.mode == mode, timeout=WAIT_MS)
+        wait_for_mode(qtbot, session, clusters, mode)
         assert session.k == 4 and len(np.unique(layer.data)) == 4
         assert session.result.segmentation.hierarchy.mode == mode
         results[mode] = session.result
