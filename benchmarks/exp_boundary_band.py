@@ -23,7 +23,6 @@ a thin real class (the MRI's CSF) both come out thin and in the band.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 
@@ -33,9 +32,9 @@ from scipy import ndimage
 import _common  # noqa: F401 - puts src/ on the path
 from napari_hypseg.datasets import load_confocal_nuclei, load_hiv_tomogram, load_mni_t1
 from napari_hypseg.quality.cases import phantom_case, real_case, suite_cases, sweep_cases, with_gaussian_noise
-from napari_hypseg.quality.suite import _score
 from napari_hypseg.segmentation import mixture as mx
 from napari_hypseg.segmentation.fusion import FusionConfig, fused_features
+from napari_hypseg.segmentation.metrics import dice_scores
 
 #: (radius, reference level): 0 is the default (every voxel fitted)
 VARIANTS = ((0, "coarse"), (1, "coarse"), (2, "coarse"), (1, "prev"), (2, "prev"))
@@ -48,22 +47,24 @@ def boundary_band(labels: np.ndarray, radius: int) -> np.ndarray:
     return high != ndimage.minimum_filter(labels, size=size, mode="nearest")
 
 
+def smoothed_labels(mixture, features, shape, beta) -> np.ndarray:
+    """(N,) labels of every voxel: the mixture's posteriors after the default's Potts prior."""
+    post = mx.potts_mean_field(mx.posteriors(mixture, features).reshape(*shape, mixture.n_components), beta=beta)
+    return np.argmax(post, axis=-1).reshape(-1)
+
+
 def levels_away_from_band(features, shape, ks, *, beta, covariance, radius, reference, seed=0):
     """Labels per k; levels after the first fitted on voxels outside the reference level's boundary band."""
-    out, previous, coarse = {}, None, None
+    out, previous = {}, None
     for k in ks:
         fit_on = features
         if radius and previous is not None:
-            ref = coarse if reference == "coarse" else previous.reshape(shape)
+            ref = out[ks[0]] if reference == "coarse" else previous.reshape(shape)
             fit_on = features[~boundary_band(ref, radius).reshape(-1)]
-        mixture = mx.fit_mixture(fit_on, k, seed=seed, covariance=covariance)
-        post = mx.potts_mean_field(mx.posteriors(mixture, features).reshape(*shape, k), beta=beta)
-        labels = np.argmax(post, axis=-1).reshape(-1)
+        labels = smoothed_labels(mx.fit_mixture(fit_on, k, seed=seed, covariance=covariance), features, shape, beta)
         labels = mx.match_level_ids(labels, previous, k)[labels]
         out[k] = labels.reshape(shape)
         previous = labels
-        if coarse is None:
-            coarse = labels.reshape(shape)
     return out
 
 
@@ -107,10 +108,9 @@ def midpoint_k2() -> None:
             covariance = settings["covariance"] if variant == "default" else "tied"
             mixture = mx.fit_mixture(features, 2, covariance=covariance)
             if variant != "default":
-                mixture = copy.deepcopy(mixture)
                 mixture.weights_ = np.full(2, 0.5)
-            post = mx.potts_mean_field(mx.posteriors(mixture, features).reshape(*image.shape, 2), beta=settings["beta"])
-            row.append(f"{variant} {_score(np.argmax(post, axis=-1), gt).mean:.3f}")
+            labels = smoothed_labels(mixture, features, image.shape, settings["beta"])
+            row.append(f"{variant} {dice_scores(labels.reshape(image.shape), gt).mean:.3f}")
         print(f"{name} (σ {channel.sigma:.3f}): " + ", ".join(row), flush=True)
 
 
@@ -141,7 +141,7 @@ def main() -> None:
                 name = "default" if radius == 0 else f"r={radius} {reference}"
                 for level, (k, gt, _) in vol.levels.items():
                     scores.setdefault(case.name, {}).setdefault(name, {}).setdefault(level, []).append(
-                        _score(labels[k], gt).mean
+                        dice_scores(labels[k], gt).mean
                     )
                 if radius == 0:
                     band = boundary_band(labels[2], 1)
