@@ -485,6 +485,38 @@ def test_closing_the_train_dock_mid_segmentation_stops_it(make_napari_viewer, qt
     assert session.result is None and "hypseg clusters" not in viewer.layers
 
 
+def test_a_clustering_chosen_while_another_is_computed_is_never_dropped(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(make_phantom(24, seed=3).image, name="cell")
+    train = dock(viewer, TRAIN_WIDGET)
+    assert train.load_model(save_checkpoint(tmp_path / "tiny.pt", HyperbolicVAE(ModelConfig(**TINY_MODEL))))
+    train.settings.device.setCurrentText("cpu")
+    train.settings.k_max.setValue(4)
+    session = get_session(viewer)
+    assert train.start_segment()
+    wait_idle(qtbot, train)
+    clusters = dock(viewer, CLUSTERS_WIDGET)
+    assert session.mode == "mixture"
+
+    # the user changes their mind before the first computation ends: the latest choice wins
+    clusters.mode.setCurrentText("nested")
+    assert clusters.busy
+    clusters.mode.setCurrentText("flat")
+    wait_for_mode(qtbot, session, clusters, "flat")
+    wait_idle(qtbot, clusters)
+    assert session.mode == "flat" == clusters.mode.currentText()
+    flat = session.result
+    expected = cluster_embedding(flat.segmentation.embedding, flat.model, flat.config, volume=image.data)
+    np.testing.assert_array_equal(viewer.layers["hypseg clusters"].data, expected.labels(session.k))
+
+    # ... and going back to a clustering already shown stops the computation and keeps that one
+    clusters.mode.setCurrentText("nested")
+    clusters.mode.setCurrentText("flat")
+    wait_idle(qtbot, clusters)
+    assert session.mode == "flat" == clusters.mode.currentText()
+    assert session.result is flat
+
+
 def test_settings_form_defaults_and_ranges_are_the_configs(qtbot):
     from napari_hypseg._napari._train_settings import TrainSettings
     from napari_hypseg.segment_config import SegmentConfig

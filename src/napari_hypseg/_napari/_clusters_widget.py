@@ -91,6 +91,7 @@ class ClustersWidget(QWidget):
         self.viewer = unwrap_viewer(napari_viewer)
         self.session = get_session(napari_viewer)
         self._recluster: _Recluster | None = None
+        self._pending: SegmentConfig | None = None  # a clustering chosen while another was being computed
         self._build_ui()
         self._apply_slider = Throttle(self._slider_to_session, 0, self)
         self.session.result_changed.connect(self._on_result)
@@ -247,7 +248,14 @@ class ClustersWidget(QWidget):
 
     def _choose(self, mode: str, intensity: str) -> None:
         session, base = self.session, self.session.result
-        if base is None or (mode, intensity) == (session.mode, session.intensity):
+        if base is None:
+            return
+        wanted = clustering_key(mode, intensity)
+        self._pending = None
+        running = self._recluster
+        if running is not None and self._key(running.job.config) != wanted:
+            running.job.cancel()  # the user changed their mind; its worker ends at its next step
+        if (mode, intensity) == (session.mode, session.intensity):
             return
         if not session.has_mode(mode, intensity):
             resolved = base.segmentation.intensity
@@ -255,12 +263,23 @@ class ClustersWidget(QWidget):
                 # "auto" chose this very channel: the same levels, nothing to compute
                 session.add_result(replace(base, config=self._config(base, mode, intensity)), show=False)
             else:
-                self._start_recluster(self._config(base, mode, intensity))
+                config = self._config(base, mode, intensity)
+                if running is None:
+                    self._start_recluster(config)
+                elif running.job.cancelled or self._key(running.job.config) != wanted:
+                    # one worker at a time: this choice starts as soon as the current one has ended,
+                    # even one that has returned but not yet finished (a choice is never dropped)
+                    self._pending = config
+                    self.status.setText(f"{self._clustering_name(config)}: waiting for the current computation…")
                 return
         if mode == session.mode:
             session.set_intensity(intensity)
         else:
             session.set_mode(mode)
+
+    @staticmethod
+    def _key(config: SegmentConfig) -> str:
+        return clustering_key(config.mode, config.fusion.intensity)
 
     @staticmethod
     def _config(base: Result, mode: str, intensity: str) -> SegmentConfig:
@@ -282,8 +301,6 @@ class ClustersWidget(QWidget):
         self.intensity.setEnabled(self.session.mode == MIXTURE_MODE)
 
     def _start_recluster(self, config: SegmentConfig) -> None:
-        if self._recluster is not None:
-            return
         base = self.session.result
         # the real voxels, not just the shape: the mixture mode fuses the embedding with the intensities
         job = SegmentJob(base.data, base.model, config, embedding=base.segmentation.embedding, shape=base.source.shape)
@@ -309,21 +326,27 @@ class ClustersWidget(QWidget):
             pass
         elif self.session.holds(base):  # no newer segmentation arrived meanwhile
             # switch only if the user still wants this clustering (they may have gone back meanwhile)
-            wanted = clustering_key(self.mode.currentText(), self.intensity.currentText()) == clustering_key(
-                config.mode, config.fusion.intensity
-            )
+            wanted = self._pending is None and clustering_key(
+                self.mode.currentText(), self.intensity.currentText()
+            ) == self._key(config)
             self.session.add_result(Result(result, config, base.model, base.source, base.data), show=wanted)
             if wanted:
                 return
-        self._show_choices()
+        if self._pending is None:  # else the boxes keep showing the choice that runs next
+            self._show_choices()
 
     def _recluster_done(self) -> None:
         recluster, self._recluster = self._recluster, None
         if recluster is not None:
             recluster.forget()
-        self._on_level(self.session.k)
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._choose(pending.mode, pending.fusion.intensity)
+        if self._recluster is None:
+            self._on_level(self.session.k)
 
     def _stop_recluster(self) -> None:
+        self._pending = None
         if self._recluster is not None:
             self._recluster.job.cancel()
 
