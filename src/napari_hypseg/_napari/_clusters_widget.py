@@ -61,7 +61,10 @@ EMPTY_TEXT = (
     "(“Max clusters” in step 1) and export the labels."
 )
 MODE_TIPS = {
-    "mixture": "mixture: Gaussian mixture with a spatial prior on the intensity, denoised if noisy (default)",
+    "mixture": (
+        "mixture: Gaussian mixture with a spatial prior on the intensity, denoised if noisy; "
+        "what a thin wall encloses becomes a cluster of its own (default)"
+    ),
     "nested": "nested: each level splits clusters of the level below; ids and colours stay as clusters split",
     "flat": "flat: an independent k-means for every k (computed the first time you choose it)",
 }

@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from .._errors import UserError
 from .channels import Channel
+from .compartments import WALL_LEVEL, Compartments, find_compartments, with_compartments
 
 #: voxels used to fit each mixture (every voxel is then scored)
 FIT_SIZE = 200_000
@@ -187,6 +188,12 @@ def mixture_labels(
     return np.argmax(post, axis=-1), confidence
 
 
+class MixtureLevels(dict):
+    """k -> labels (ids 1…k), and the :class:`.compartments.Compartments` the levels hold (None: no wall found)."""
+
+    compartments: Compartments | None = None
+
+
 def mixture_levels(
     points: np.ndarray,
     shape: tuple[int, ...],
@@ -196,8 +203,9 @@ def mixture_levels(
     beta: float = SPATIAL_BETA,
     covariance: str = COVARIANCE,
     fit_size: int = FIT_SIZE,
+    compartments: bool = True,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[int, np.ndarray]:
+) -> MixtureLevels:
     """Labels (1..k, uint8/uint16, ``shape``) for every k in ``ks``, ids matched level to level.
 
     Each level is its own mixture fit (a tree merged from an over-clustered
@@ -205,21 +213,45 @@ def mixture_levels(
     the coarser level: each cluster of level k takes the id of the level
     k−1 cluster it overlaps most (Hungarian matching on the overlap counts),
     the remaining cluster takes id k, so colours stay put as k moves.
+
+    With ``compartments``, the k = 2 level (fitted even when ``ks`` starts
+    higher) is tested for a wall (:mod:`.compartments`); when one encloses
+    something, every level k above it is the mixture's level k − 1 plus the
+    enclosed voxels as a cluster of their own.
     """
     ks = sorted(int(k) for k in ks)
     dtype = np.uint8 if ks[-1] <= 255 else np.uint16
-    levels: dict[int, np.ndarray] = {}
-    previous = None
-    for done, k in enumerate(ks, start=1):
+    fitted: dict[int, np.ndarray] = {}  # k -> 0-based ids, matched to the level fitted before it
+
+    def fit(k: int, previous: np.ndarray | None) -> np.ndarray:
         labels, _ = mixture_labels(points, shape, k, seed=seed, beta=beta, covariance=covariance, fit_size=fit_size)
         labels = labels.reshape(-1)
-        labels = match_level_ids(labels, previous, k)[labels]
-        levels[k] = (labels + 1).astype(dtype).reshape(shape)
-        previous = labels
+        return match_level_ids(labels, previous, k)[labels]
+
+    found = None
+    if compartments and ks[-1] > WALL_LEVEL:
+        fitted[WALL_LEVEL] = fit(WALL_LEVEL, None)
+        found = find_compartments(fitted[WALL_LEVEL].reshape(shape) + 1)
+    needed = sorted({k - 1 if found is not None and k > WALL_LEVEL else k for k in ks})
+    steps = len(needed) + 1
+    previous = None
+    for done, k in enumerate(needed, start=1):
+        if k not in fitted:
+            fitted[k] = fit(k, previous)
+        previous = fitted[k]
         if progress:
-            progress(done, len(ks) + 1)
+            progress(done, steps)
+
+    levels = MixtureLevels()
+    levels.compartments = None if found is None else found[0]
+    for k in ks:
+        if found is not None and k > WALL_LEVEL:
+            coarser = (fitted[k - 1] + 1).astype(dtype).reshape(shape)
+            levels[k] = with_compartments(coarser, found[1])
+        else:
+            levels[k] = (fitted[k] + 1).astype(dtype).reshape(shape)
     if progress:
-        progress(len(ks) + 1, len(ks) + 1)
+        progress(steps, steps)
     return levels
 
 

@@ -15,6 +15,7 @@ from ..model.vae import HyperbolicVAE
 from ..segment_config import SegmentConfig
 from .binning import bin_volume, binned_shape, check_binning, upsample_labels
 from .channels import Channel
+from .compartments import Compartments
 from .embed import embed
 from .fusion import fused_features
 from .hierarchy import Hierarchy, build_hierarchy
@@ -38,6 +39,8 @@ class Segmentation:
     shape: tuple[int, ...] | None = None
     #: intensity channel the mixture used (its kind and noise σ; None for k-means modes)
     intensity: Channel | None = None
+    #: what a thin cluster of the mixture's k = 2 level encloses, a cluster of its own above it (None: no wall)
+    compartments: Compartments | None = None
     #: level -> clusters holding voxels, counted once (the slider asks on every move)
     _occupied: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -45,7 +48,8 @@ class Segmentation:
     def clustering_summary(self) -> str:
         """How the levels were made, in one line (for the CLI and the widgets)."""
         if self.intensity is not None:
-            return describe(self.intensity)
+            summary = describe(self.intensity)
+            return summary if self.compartments is None else f"{summary}; {self.compartments.describe()}"
         return f"{self.hierarchy.mode} Poincaré k-means on the embedding"
 
     def occupied(self, k: int) -> int:
@@ -237,7 +241,12 @@ def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, 
         flat_labels=levels,
     )
     return Segmentation(
-        embedding=embedding, hierarchy=hierarchy, binning=config.binning, shape=shape, intensity=intensity
+        embedding=embedding,
+        hierarchy=hierarchy,
+        binning=config.binning,
+        shape=shape,
+        intensity=intensity,
+        compartments=levels.compartments,
     )
 
 

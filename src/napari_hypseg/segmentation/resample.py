@@ -92,4 +92,5 @@ def segment_at_voxel_size(
         binning=config.binning,
         shape=tuple(volume.shape),
         intensity=result.intensity,
+        compartments=result.compartments,
     )

@@ -1,0 +1,119 @@
+"""Compartments: what a thin wall (a membrane, a protein shell) encloses, as a cluster of its own.
+
+Intensity cannot tell the lumen of a vesicle or a virus-like particle from the
+medium outside it: both are the same solvent. What tells them apart is that
+the lumen is enclosed by the wall. When the coarsest level of the mixture
+finds a cluster that is a wall (thin: most of it does not survive one
+erosion), every voxel outside the wall is asked in how many of the 26
+directions a ray meets the wall within :data:`RAY_FRACTION` of the volume's
+smallest side; a voxel enclosed in at least :data:`ENCLOSED_FROM` of them is in a
+compartment. The next level then adds the compartments as one new cluster
+(docs/method.md, round fourteen: the real tomogram's lumen).
+
+A thick coarse cluster (a cell, a brain, nuclei) is not a wall, and nothing
+changes: the gate is the wall's thinness, measured on the level itself.
+The dataset path (one clustering for many volumes, scored block by block)
+does not add compartments: a ray needs the whole volume.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+#: a cluster of which less than this fraction survives one erosion is a wall (the tomogram's shell: 0.36;
+#: every thick coarse cluster measured, cells, brains, nuclei: 0.77 or more)
+WALL_SURVIVAL = 0.5
+#: a voxel is enclosed when rays in at least this fraction of the 26 directions meet the wall
+ENCLOSED_FROM = 0.5
+#: rays reach this fraction of the volume's smallest side: compartments up to about half its width
+RAY_FRACTION = 0.25
+#: fewer enclosed voxels than this fraction of the volume make no compartment cluster
+MIN_COMPARTMENT_FRACTION = 0.001
+
+#: the level whose clusters are tested for walls: the coarsest split
+WALL_LEVEL = 2
+#: the compartments' cluster id (1-based), from the level above :data:`WALL_LEVEL` on
+COMPARTMENT_ID = WALL_LEVEL + 1
+
+_DIRECTIONS = [d for d in itertools.product((-1, 0, 1), repeat=3) if any(d)]
+
+
+def is_wall(mask: np.ndarray) -> bool:
+    """Whether ``mask`` is thin everywhere: less than :data:`WALL_SURVIVAL` of it survives one erosion."""
+    n = int(mask.sum())
+    return n > 0 and ndimage.binary_erosion(mask).sum() < WALL_SURVIVAL * n
+
+
+def _shifted(mask: np.ndarray, step: tuple[int, ...]) -> np.ndarray:
+    """``mask`` moved by ``step`` voxels, False where it moved in from outside."""
+    out = np.zeros_like(mask)
+    src = tuple(slice(max(0, -s), n - max(0, s)) for s, n in zip(step, mask.shape))
+    dst = tuple(slice(max(0, s), n - max(0, -s)) for s, n in zip(step, mask.shape))
+    out[dst] = mask[src]
+    return out
+
+
+def _hit_within(wall: np.ndarray, direction: tuple[int, ...], reach: int) -> np.ndarray:
+    """Voxels from which a ray along ``-direction`` meets ``wall`` within ``reach`` steps (doubling: log₂ shifts)."""
+    hit, span = _shifted(wall, direction), 1
+    while span < reach:
+        step = min(span, reach - span)
+        hit |= _shifted(hit, tuple(step * c for c in direction))
+        span += step
+    return hit
+
+
+def enclosure(wall: np.ndarray, reach: int) -> np.ndarray:
+    """(shape) float32: the fraction of the 26 directions in which a ray meets ``wall`` within ``reach`` voxels."""
+    count = np.zeros(wall.shape, np.uint8)
+    for direction in _DIRECTIONS:
+        count += _hit_within(wall, direction, reach)
+    return count.astype(np.float32) / len(_DIRECTIONS)
+
+
+def ray_reach(shape: tuple[int, ...]) -> int:
+    """Ray length, in voxels, on a volume of ``shape``."""
+    return max(2, int(RAY_FRACTION * min(shape)))
+
+
+@dataclass(frozen=True)
+class Compartments:
+    """What a wall cluster of the coarsest level encloses, in numbers (the mask itself is not kept)."""
+
+    wall: int  # the wall's cluster id (1-based) at :data:`WALL_LEVEL`
+    fraction: float  # of the voxels, enclosed
+
+    def describe(self) -> str:
+        return (
+            f"from k = {COMPARTMENT_ID} on, cluster {COMPARTMENT_ID} is what the thin cluster {self.wall} of "
+            f"k = {WALL_LEVEL} encloses ({self.fraction:.1%} of the voxels)"
+        )
+
+
+def find_compartments(labels: np.ndarray) -> tuple[Compartments, np.ndarray] | None:
+    """What a wall cluster of ``labels`` (ids 1…) encloses and the enclosed voxels (bool, ``labels.shape``),
+    or None when no cluster is a wall or it encloses almost nothing. With several walls, the one enclosing most."""
+    best: tuple[int, np.ndarray] | None = None
+    reach = ray_reach(labels.shape)
+    for cluster in np.unique(labels):
+        wall = labels == cluster
+        if not is_wall(wall):
+            continue
+        inside = (enclosure(wall, reach) >= ENCLOSED_FROM) & ~wall
+        if best is None or inside.sum() > best[1].sum():
+            best = (int(cluster), inside)
+    if best is None or best[1].sum() < MIN_COMPARTMENT_FRACTION * labels.size:
+        return None
+    return Compartments(best[0], float(best[1].mean())), best[1]
+
+
+def with_compartments(coarser: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Level k from level k − 1 (ids 1…k−1): the ``inside`` voxels become :data:`COMPARTMENT_ID`, the ids from it
+    on move up by one (so every cluster keeps its colour from level to level)."""
+    labels = np.where(coarser >= COMPARTMENT_ID, coarser + 1, coarser).astype(coarser.dtype)
+    labels[inside] = COMPARTMENT_ID
+    return labels

@@ -1,0 +1,97 @@
+"""Compartments: what a thin wall encloses becomes a cluster of its own; thick clusters change nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_hypseg.segmentation.compartments import (
+    COMPARTMENT_ID,
+    enclosure,
+    find_compartments,
+    is_wall,
+    with_compartments,
+)
+from napari_hypseg.segmentation.metrics import dice_scores
+from napari_hypseg.segmentation.mixture import mixture_levels
+
+SHAPE = (40, 40, 40)
+CENTRES = ((12, 12, 12), (28, 27, 14), (20, 14, 29), (29, 29, 29))
+
+
+def _spheres(*, hollow: bool, noise: float = 0.15, seed: int = 0):
+    """Bright spheres on a dark medium; ``hollow``: 2-voxel shells whose lumen is the medium's intensity.
+    Returns the image and the truth (0 medium, 1 wall or sphere, 2 lumen)."""
+    grid = np.indices(SHAPE).transpose(1, 2, 3, 0)
+    truth = np.zeros(SHAPE, np.uint8)
+    for centre in CENTRES:
+        r = np.linalg.norm(grid - np.asarray(centre), axis=-1)
+        if hollow:
+            truth[(r >= 5) & (r < 7)] = 1
+            truth[r < 5] = 2
+        else:
+            truth[r < 7] = 1
+    rng = np.random.default_rng(seed)
+    image = (truth == 1).astype(np.float32) + rng.normal(scale=noise, size=SHAPE).astype(np.float32)
+    return image, truth
+
+
+def test_enclosure_is_high_inside_a_closed_shell_and_low_far_outside():
+    _, truth = _spheres(hollow=True)
+    wall = truth == 1
+    seen = enclosure(wall, reach=10)
+    assert seen[truth == 2].min() == 1.0  # every ray from a lumen meets its shell
+    assert seen[0, 39, 0] == 0.0  # a far corner sees no shell within reach
+    assert is_wall(wall) and not is_wall(truth == 2) and not is_wall(truth != 1)
+
+
+def test_lumens_become_a_cluster_of_their_own_from_level_three_on():
+    image, truth = _spheres(hollow=True)
+    levels = mixture_levels(image.reshape(-1, 1), SHAPE, [2, 3, 4])
+    found = levels.compartments
+    assert found is not None and found.wall in (1, 2)
+    # intensity alone cannot split the lumen from the medium: level 3 does, through the shells
+    assert dice_scores(levels[3], truth).mean > 0.85
+    lumen = truth == 2
+    assert np.mean(levels[3][lumen] == COMPARTMENT_ID) > 0.9
+    assert np.array_equal(levels[2], mixture_levels(image.reshape(-1, 1), SHAPE, [2], compartments=False)[2])
+    # finer levels keep the compartment's id and add the mixture's clusters under other ids
+    assert np.array_equal(levels[4] == COMPARTMENT_ID, levels[3] == COMPARTMENT_ID)
+    assert set(np.unique(levels[4])) <= {1, 2, 3, 4}
+    # the first level asked for may lie above k = 2: the wall is still looked for at k = 2
+    alone = mixture_levels(image.reshape(-1, 1), SHAPE, [3])
+    assert np.array_equal(alone[3], levels[3])
+
+
+def test_solid_objects_have_no_wall_and_keep_the_mixture_levels():
+    image, _ = _spheres(hollow=False)
+    points = image.reshape(-1, 1)
+    levels = mixture_levels(points, SHAPE, [2, 3, 4])
+    assert levels.compartments is None
+    plain = mixture_levels(points, SHAPE, [2, 3, 4], compartments=False)
+    assert all(np.array_equal(levels[k], plain[k]) for k in (2, 3, 4))
+
+
+def test_a_coarser_level_gains_the_compartments_and_keeps_its_other_ids():
+    _, truth = _spheres(hollow=True)
+    found, inside = find_compartments((truth == 1).astype(np.uint8) + 1)
+    assert found.wall == 2 and 0.0 < found.fraction < 0.1 and found.fraction == inside.mean()
+    assert np.mean(inside[truth == 2]) == 1.0 and not inside[truth == 1].any()
+    coarser = np.array([[[1, 2, 3, 4]]], np.uint8)
+    moved = with_compartments(coarser, np.array([[[False, True, False, False]]]))
+    assert moved.tolist() == [[[1, COMPARTMENT_ID, 4, 5]]]
+
+
+def test_segment_reports_the_compartments_in_its_summary(one_torch_thread):
+    from napari_hypseg.segmentation.pipeline import segment
+    from napari_hypseg.training import TrainConfig, Trainer
+
+    image, truth = _spheres(hollow=True)
+    model = Trainer([image], train_config=TrainConfig(steps=2, device="cpu", preview_every=0)).fit()
+    result = segment(image, model, k_min=2, k_max=3, device="cpu")
+    assert result.compartments is not None
+    assert f"cluster {COMPARTMENT_ID} is what the thin cluster" in result.clustering_summary
+    assert np.mean(result.labels(3)[truth == 2] == COMPARTMENT_ID) > 0.9
+
+    solid, _ = _spheres(hollow=False)
+    plain = segment(solid, model, k_min=2, k_max=3, device="cpu")
+    assert plain.compartments is None and "encloses" not in plain.clustering_summary
