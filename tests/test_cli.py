@@ -130,6 +130,25 @@ def test_run_writes_levels_on_the_source_grid(phantom_file, tmp_path, capsys):
         assert (out / "cell_manifest.json").stat().st_mtime_ns >= (out / f"cell_k{k}_stats.csv").stat().st_mtime_ns
 
 
+def test_run_makes_a_lumen_a_cluster_unless_told_not_to(tmp_path, capsys):
+    from test_compartments import _spheres
+
+    image, truth = _spheres(hollow=True)
+    path = tmp_path / "vesicles.mrc"
+    write_image(path, image)
+    lumen = truth == 2
+    for extra, expected in (([], True), (["--no-compartments"], False)):
+        out = tmp_path / ("plain" if extra else "default")
+        assert main(["run", str(path), "--clusters", "3", "--out-dir", str(out), *FAST, *extra]) == 0
+        err = capsys.readouterr().err
+        assert ("is what the thin cluster" in err) == expected
+        labels = read_volume(out / "vesicles_k3.mrc").data
+        # the lumen holds the medium's intensity: only the compartments give it its own cluster
+        ids, counts = np.unique(labels[lumen], return_counts=True)
+        alone = counts.max() / lumen.sum() > 0.9 and np.mean(labels[~lumen] == ids[counts.argmax()]) < 0.05
+        assert alone == expected
+
+
 def test_segment_many_files_flat_mode_and_nifti_output(phantom_file, tmp_path):
     model = tmp_path / "m.pt"
     main(["train", str(phantom_file), "--out", str(model), *FAST])

@@ -22,6 +22,8 @@ from .segment_modes import DEFAULT_MODE, MAX_CLUSTERS, MIN_CLUSTERS, MODES
 INTENSITY_KINDS = ("raw", "denoised")
 DEFAULT_INTENSITY = "auto"
 INTENSITY_CHOICES = (DEFAULT_INTENSITY, *INTENSITY_KINDS)
+#: the mixture adds what a thin wall of its k = 2 level encloses as a cluster (segmentation/compartments.py)
+COMPARTMENTS = True
 #: block edge of the blockwise embedding on CPU (~0.3 GiB of peak activations) and on a GPU (~5 GiB)
 CPU_BLOCK = 48
 GPU_BLOCK = 128
@@ -85,6 +87,9 @@ class SegmentConfig:
         Seed of the clustering (k-means initialisations, mixture fits).
     fusion : FusionConfig
         The mixture's features.
+    compartments : bool
+        Mixture mode: when a cluster of the k = 2 level is a thin wall, what it
+        encloses is a cluster of its own from k = 3 on.
     """
 
     k_min: int = MIN_CLUSTERS
@@ -96,6 +101,7 @@ class SegmentConfig:
     device: str = DEFAULT_DEVICE
     seed: int = 0
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    compartments: bool = COMPARTMENTS
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -124,6 +130,8 @@ class SegmentConfig:
         # a torch.device (what resolve_device returns) is spelled as its name
         object.__setattr__(self, "device", str(self.device))
         check_device_name(self.device)
+        if not isinstance(self.compartments, bool):
+            raise SettingError("compartments", f"must be True or False, got {self.compartments!r}")
         if not isinstance(self.fusion, FusionConfig):
             raise SettingError("fusion", f"must be a FusionConfig, got {self.fusion!r}")
 

@@ -61,6 +61,13 @@ def add_segment_args(parser: argparse.ArgumentParser) -> None:
         "nested / flat: Poincaré k-means on the embedding alone (the paper's protocol)",
     )
     parser.add_argument(
+        "--no-compartments",
+        dest="compartments",
+        action="store_false",
+        default=defaults.compartments,
+        help="mixture: do not make what a thin wall of the k = 2 level encloses (a lumen) a cluster of its own",
+    )
+    parser.add_argument(
         "--window",
         default=_window_text(defaults.window),
         help="embedding window edge(s) in voxels, e.g. 17 or 17,9 to fuse (default: the model's patch)",
@@ -124,6 +131,7 @@ def segment_config_from_args(args: argparse.Namespace) -> SegmentConfig:
             binning=args.binning,
             device=args.device,
             seed=args.seed,
+            compartments=args.compartments,
         )
     except SettingError as exc:
         raise as_option_error(exc) from None

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from .._errors import UserError
+from ..segment_config import COMPARTMENTS
 from .channels import Channel
 from .compartments import WALL_LEVEL, Compartments, find_compartments, with_compartments
 
@@ -203,7 +204,7 @@ def mixture_levels(
     beta: float = SPATIAL_BETA,
     covariance: str = COVARIANCE,
     fit_size: int = FIT_SIZE,
-    compartments: bool = True,
+    compartments: bool = COMPARTMENTS,
     progress: Callable[[int, int], None] | None = None,
 ) -> MixtureLevels:
     """Labels (1..k, uint8/uint16, ``shape``) for every k in ``ks``, ids matched level to level.

@@ -230,6 +230,7 @@ def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, 
         grid,
         config.levels,
         seed=config.seed,
+        compartments=config.compartments,
         **channel_settings(intensity),
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
