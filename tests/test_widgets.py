@@ -534,6 +534,8 @@ def test_settings_form_defaults_and_ranges_are_the_configs(qtbot):
     assert train_config.with_(max_minutes=None, log_every=train.log_every, preview_every=train.preview_every) == train
     settings.k_max.setValue(MAX_CLUSTERS)
     assert settings.segment_config().k_max == MAX_CLUSTERS  # the form's largest k is one the config accepts
+    settings.compartments.setChecked(False)
+    assert settings.segment_config() == segment.with_(k_max=MAX_CLUSTERS, compartments=False)
 
 
 def step_event(step, *, elapsed, rate, total=400):

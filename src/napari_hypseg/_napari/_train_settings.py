@@ -119,6 +119,12 @@ class TrainSettings(QWidget):
             "Average n×n×n voxels before embedding (n = 2: 8× less work and memory for big tomograms); "
             "labels are upsampled back to the full grid",
         )
+        self.compartments = QCheckBox("lumens as clusters (compartments)")
+        self.compartments.setChecked(segmentation.compartments)
+        self.compartments.setToolTip(
+            "Mixture: when the k = 2 level finds a thin wall (a membrane, a protein shell), what it encloses "
+            "becomes a cluster of its own from k = 3 on"
+        )
 
         self.advanced = QWidget()
         form = QFormLayout(self.advanced)
@@ -132,6 +138,7 @@ class TrainSettings(QWidget):
         form.addRow("Seed", self.seed)
         form.addRow("Embedding stride", self.stride)
         form.addRow("Binning", self.binning)
+        form.addRow("", self.compartments)
         self.advanced.setVisible(False)
         self.toggle = QToolButton()
         self.toggle.setText("Advanced")
@@ -194,6 +201,7 @@ class TrainSettings(QWidget):
                 binning=self.binning.value(),
                 device=self.device.currentText(),
                 seed=self.seed.value(),
+                compartments=self.compartments.isChecked(),
             )
         except SettingError as exc:
             raise UserError(f"invalid settings: {exc}") from exc
