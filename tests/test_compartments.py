@@ -6,9 +6,11 @@ import numpy as np
 
 from napari_hypseg.segmentation.compartments import (
     COMPARTMENT_ID,
+    ENCLOSED_FROM,
     enclosure,
     find_compartments,
-    is_wall,
+    is_thin,
+    ray_reach,
     with_compartments,
 )
 from napari_hypseg.segmentation.metrics import dice_scores
@@ -41,7 +43,7 @@ def test_enclosure_is_high_inside_a_closed_shell_and_low_far_outside():
     seen = enclosure(wall, reach=10)
     assert seen[truth == 2].min() == 1.0  # every ray from a lumen meets its shell
     assert seen[0, 39, 0] == 0.0  # a far corner sees no shell within reach
-    assert is_wall(wall) and not is_wall(truth == 2) and not is_wall(truth != 1)
+    assert is_thin(wall) and not is_thin(truth == 2) and not is_thin(truth != 1)
 
 
 def test_lumens_become_a_cluster_of_their_own_from_level_three_on():
@@ -69,6 +71,26 @@ def test_solid_objects_have_no_wall_and_keep_the_mixture_levels():
     assert levels.compartments is None
     plain = mixture_levels(points, SHAPE, [2, 3, 4], compartments=False)
     assert all(np.array_equal(levels[k], plain[k]) for k in (2, 3, 4))
+
+
+def test_a_crowd_of_small_particles_encloses_nothing():
+    # small solid particles are thin too, but the gaps between them are slivers, not compartments
+    shape, radius = (64, 64, 64), 2
+    rng = np.random.default_rng(1)
+    grid = np.indices(shape).transpose(1, 2, 3, 0)
+    truth = np.zeros(shape, bool)
+    for centre in rng.uniform(0, 64, size=(int(0.1 * truth.size / (4.19 * radius**3)), 3)):
+        lo = np.maximum(0, (centre - radius - 1).astype(int))
+        hi = np.minimum(64, (centre + radius + 2).astype(int))
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        truth[box] |= np.linalg.norm(grid[box] - centre, axis=-1) < radius
+    image = truth.astype(np.float32) + rng.normal(scale=0.3, size=shape).astype(np.float32)
+    levels = mixture_levels(image.reshape(-1, 1), shape, [2, 3])
+    wall = next(c for c in (1, 2) if is_thin(levels[2] == c))
+    # without the opening, 1 % of the medium would count as enclosed
+    enclosed = (enclosure(levels[2] == wall, ray_reach(levels[2] == wall)) >= ENCLOSED_FROM) & (levels[2] != wall)
+    assert enclosed.mean() > 0.005
+    assert levels.compartments is None
 
 
 def test_a_coarser_level_gains_the_compartments_and_keeps_its_other_ids():

@@ -4,14 +4,20 @@ Intensity cannot tell the lumen of a vesicle or a virus-like particle from the
 medium outside it: both are the same solvent. What tells them apart is that
 the lumen is enclosed by the wall. When the coarsest level of the mixture
 finds a cluster that is a wall (thin: most of it does not survive one
-erosion), every voxel outside the wall is asked in how many of the 26
-directions a ray meets the wall within :data:`RAY_FRACTION` of the volume's
-smallest side; a voxel enclosed in at least :data:`ENCLOSED_FROM` of them is in a
+erosion), every voxel outside it is asked in how many of the 26 directions a
+ray meets the wall within half the wall's extent (the width of its typical
+connected piece: a closed piece of diameter D is D/2 from its middle); a
+voxel enclosed in at least :data:`ENCLOSED_FROM` of them, in a piece that
+survives an opening of radius :data:`COMPARTMENT_OPENING`, is in a
 compartment. The next level then adds the compartments as one new cluster
 (docs/method.md, round fourteen: the real tomogram's lumen).
 
 A thick coarse cluster (a cell, a brain, nuclei) is not a wall, and nothing
-changes: the gate is the wall's thinness, measured on the level itself.
+changes: the gate is the wall's thinness, measured on the level itself. A
+cloud of small particles is thin too: its rays are as short as its
+particles are wide, the gaps between them are slivers the opening removes,
+and when the enclosed voxels are still a large share of the medium (a dense
+crowd), nothing stands apart and nothing changes either.
 The dataset path (one clustering for many volumes, scored block by block)
 does not add compartments: a ray needs the whole volume.
 """
@@ -29,10 +35,17 @@ from scipy import ndimage
 WALL_SURVIVAL = 0.5
 #: a voxel is enclosed when rays in at least this fraction of the 26 directions meet the wall
 ENCLOSED_FROM = 0.5
-#: rays reach this fraction of the volume's smallest side: compartments up to about half its width
-RAY_FRACTION = 0.25
+#: rays reach this fraction of the wall's extent (the voxel-weighted median of its pieces' longest sides): from
+#: the middle of a closed piece of diameter D, the wall is D/2 away in every direction
+RAY_FRACTION = 0.5
 #: fewer enclosed voxels than this fraction of the volume make no compartment cluster
 MIN_COMPARTMENT_FRACTION = 0.001
+#: ... and more than this share of the voxels outside the wall neither: the medium itself is then enclosed
+#: (a crowd of particles), and nothing stands apart from it
+MAX_COMPARTMENT_SHARE = 0.1
+#: compartments are compact: what survives an opening of this radius (thicker than the wall, which does not
+#: survive one erosion); the slivers between crowded particles do not
+COMPARTMENT_OPENING = 2
 
 #: the level whose clusters are tested for walls: the coarsest split
 WALL_LEVEL = 2
@@ -42,10 +55,22 @@ COMPARTMENT_ID = WALL_LEVEL + 1
 _DIRECTIONS = [d for d in itertools.product((-1, 0, 1), repeat=3) if any(d)]
 
 
-def is_wall(mask: np.ndarray) -> bool:
-    """Whether ``mask`` is thin everywhere: less than :data:`WALL_SURVIVAL` of it survives one erosion."""
+def is_thin(mask: np.ndarray) -> bool:
+    """Whether less than :data:`WALL_SURVIVAL` of ``mask`` survives one erosion."""
     n = int(mask.sum())
     return n > 0 and ndimage.binary_erosion(mask).sum() < WALL_SURVIVAL * n
+
+
+def piece_extent(mask: np.ndarray) -> int:
+    """The voxel-weighted median, over the connected pieces of ``mask``, of each piece's longest bounding-box side."""
+    pieces, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return 0
+    sizes = np.bincount(pieces.ravel())[1:]
+    extents = np.array([max(s.stop - s.start for s in box) for box in ndimage.find_objects(pieces)])
+    order = np.argsort(extents, kind="stable")
+    half = np.searchsorted(np.cumsum(sizes[order]), sizes.sum() / 2)
+    return int(extents[order][half])
 
 
 def _shifted(mask: np.ndarray, step: tuple[int, ...]) -> np.ndarray:
@@ -75,9 +100,9 @@ def enclosure(wall: np.ndarray, reach: int) -> np.ndarray:
     return count.astype(np.float32) / len(_DIRECTIONS)
 
 
-def ray_reach(shape: tuple[int, ...]) -> int:
-    """Ray length, in voxels, on a volume of ``shape``."""
-    return max(2, int(RAY_FRACTION * min(shape)))
+def ray_reach(wall: np.ndarray) -> int:
+    """Ray length, in voxels, for ``wall``: :data:`RAY_FRACTION` of its extent (:func:`piece_extent`)."""
+    return max(2, int(RAY_FRACTION * piece_extent(wall)))
 
 
 @dataclass(frozen=True)
@@ -98,12 +123,14 @@ def find_compartments(labels: np.ndarray) -> tuple[Compartments, np.ndarray] | N
     """What a wall cluster of ``labels`` (ids 1…) encloses and the enclosed voxels (bool, ``labels.shape``),
     or None when no cluster is a wall or it encloses almost nothing. With several walls, the one enclosing most."""
     best: tuple[int, np.ndarray] | None = None
-    reach = ray_reach(labels.shape)
     for cluster in np.unique(labels):
         wall = labels == cluster
-        if not is_wall(wall):
+        if not is_thin(wall):
             continue
-        inside = (enclosure(wall, reach) >= ENCLOSED_FROM) & ~wall
+        enclosed = (enclosure(wall, ray_reach(wall)) >= ENCLOSED_FROM) & ~wall
+        inside = ndimage.binary_opening(enclosed, iterations=COMPARTMENT_OPENING)
+        if inside.sum() > MAX_COMPARTMENT_SHARE * (wall.size - wall.sum()):
+            continue
         if best is None or inside.sum() > best[1].sum():
             best = (int(cluster), inside)
     if best is None or best[1].sum() < MIN_COMPARTMENT_FRACTION * labels.size:
