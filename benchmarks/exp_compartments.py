@@ -1,0 +1,131 @@
+"""Experiment of docs/method.md, "Round fourteen": what a thin wall of the k = 2 level encloses, as a cluster.
+
+Three tables:
+
+- ``--volumes`` (default): the rule on every volume of the full suite and the full generality
+  sweep (the tomogram with 2 seeds): whether it fires, and the scored levels with and without it.
+- ``--opening``: the tomogram's k = 3 Dice for opening radii 0-3 of the enclosed voxels.
+- ``--crowds``: synthetic crowds of small solid particles (64³, radius 2 / 3 / 4, 10 % and 17 % fill,
+  2 seeds): the fraction of the volume enclosed for the same opening radii, where no voxel should be.
+
+    python benchmarks/exp_compartments.py             # ~6 min on 2 CPU cores
+    python benchmarks/exp_compartments.py --opening   # ~20 s
+    python benchmarks/exp_compartments.py --crowds    # ~1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from scipy import ndimage
+
+import _common  # noqa: F401 - puts src/ on the path
+from napari_hypseg.datasets import load_hiv_tomogram
+from napari_hypseg.quality.cases import suite_cases, sweep_cases
+from napari_hypseg.segmentation import compartments as cp
+from napari_hypseg.segmentation import mixture as mx
+from napari_hypseg.segmentation.fusion import FusionConfig, fused_features
+from napari_hypseg.segmentation.metrics import dice_scores
+
+OPENINGS = (0, 1, 2, 3)
+
+
+def coarse_level(image: np.ndarray, seed: int = 0):
+    """The default's features and its k = 2 level (no compartments)."""
+    features, channel = fused_features(image, None, latent_dim=None, config=FusionConfig())
+    settings = mx.channel_settings(channel)
+    level = mx.mixture_levels(features, image.shape, [2], seed=seed, compartments=False, **settings)[2]
+    return features, settings, level
+
+
+def enclosed_by_thin_clusters(level: np.ndarray) -> np.ndarray | None:
+    """Voxels enclosed (before the opening) by the thin cluster of ``level`` enclosing most, or None."""
+    best = None
+    for cluster in np.unique(level):
+        wall = level == cluster
+        if cp.is_thin(wall):
+            enclosed = (cp.enclosure(wall, cp.ray_reach(wall)) >= cp.ENCLOSED_FROM) & ~wall
+            best = enclosed if best is None or enclosed.sum() > best.sum() else best
+    return best
+
+
+def crowd(radius: float, fill: float, seed: int, shape=(64, 64, 64)) -> np.ndarray:
+    """Solid bright balls of ``radius`` at random centres filling about ``fill`` of the volume, noise 0.3."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape).transpose(1, 2, 3, 0)
+    truth = np.zeros(shape, bool)
+    for centre in rng.uniform(0, min(shape), size=(int(fill * truth.size / (4.19 * radius**3)), 3)):
+        lo = np.maximum(0, (centre - radius - 1).astype(int))
+        hi = np.minimum(shape, (centre + radius + 2).astype(int))
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        truth[box] |= np.linalg.norm(grid[box] - centre, axis=-1) < radius
+    return truth.astype(np.float32) + rng.normal(scale=0.3, size=shape).astype(np.float32)
+
+
+def volumes_table() -> None:
+    for case in suite_cases(quick=False) + sweep_cases(quick=False):
+        for index, vol in enumerate(case.volumes):
+            for seed in (0, 1) if case.kind == "cryo-ET" else (0,):
+                features, channel = fused_features(vol.image, None, latent_dim=None, config=FusionConfig())
+                ks = range(2, max(3, *(k for k, _, _ in vol.levels.values())) + 1)
+                runs = {
+                    flag: mx.mixture_levels(
+                        features, vol.image.shape, ks, seed=seed, compartments=flag, **mx.channel_settings(channel)
+                    )
+                    for flag in (False, True)
+                }
+                fired = runs[True].compartments
+                scores = " ".join(
+                    f"L{level} {dice_scores(runs[False][k], gt).mean:.3f} -> {dice_scores(runs[True][k], gt).mean:.3f}"
+                    for level, (k, gt, _) in sorted(vol.levels.items())
+                )
+                note = "fires: " + fired.describe() if fired else "does not fire"
+                print(f"{case.name} #{index} seed {seed}: {scores}; {note}", flush=True)
+
+
+def opening_table() -> None:
+    tomogram = load_hiv_tomogram()
+    _, _, level = coarse_level(tomogram.image)
+    enclosed = enclosed_by_thin_clusters(level)
+    for radius in OPENINGS:
+        inside = ndimage.binary_opening(enclosed, iterations=radius) if radius else enclosed
+        labels = np.where(inside, cp.COMPARTMENT_ID, level)
+        result = dice_scores(labels, tomogram.labels)
+        lumen = result.per_class[tomogram.class_names.index("lumen")]
+        print(f"opening {radius}: tomogram k = 3 {result.mean:.3f} (lumen {lumen:.3f})", flush=True)
+
+
+def crowds_table() -> None:
+    for fill in (0.1, 0.17):
+        for radius in (2, 3, 4):
+            row = []
+            for seed in (1, 2):
+                _, _, level = coarse_level(crowd(radius, fill, seed))
+                enclosed = enclosed_by_thin_clusters(level)
+                fractions = [
+                    0.0
+                    if enclosed is None
+                    else float((ndimage.binary_opening(enclosed, iterations=r) if r else enclosed).mean())
+                    for r in OPENINGS
+                ]
+                row.append("/".join(f"{f:.4f}" for f in fractions))
+            print(f"fill {fill:.2f} radius {radius}: enclosed at openings {OPENINGS}: {' | '.join(row)}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--opening", action="store_true", help="the tomogram's Dice per opening radius")
+    group.add_argument("--crowds", action="store_true", help="enclosed fraction on synthetic crowds")
+    args = parser.parse_args()
+    if args.opening:
+        opening_table()
+    elif args.crowds:
+        crowds_table()
+    else:
+        volumes_table()
+
+
+if __name__ == "__main__":
+    main()
