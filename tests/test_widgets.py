@@ -517,6 +517,35 @@ def test_a_clustering_chosen_while_another_is_computed_is_never_dropped(make_nap
     assert session.result is flat
 
 
+def test_the_status_line_names_the_compartments_cluster(make_napari_viewer, qtbot, tmp_path):
+    from test_compartments import _spheres
+
+    image, truth = _spheres(hollow=True)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="vesicles")
+    train = dock(viewer, TRAIN_WIDGET)
+    assert train.load_model(save_checkpoint(tmp_path / "tiny.pt", HyperbolicVAE(ModelConfig(**TINY_MODEL))))
+    train.settings.device.setCurrentText("cpu")
+    train.settings.k_max.setValue(4)
+    assert train.start_segment()
+    wait_idle(qtbot, train)
+    clusters = dock(viewer, CLUSTERS_WIDGET)
+    clusters.set_k(3)
+    assert "Cluster 3: what the thin cluster" in clusters.status.text()
+    assert "encloses" in clusters.status.toolTip()
+    layer = viewer.layers["hypseg clusters"]
+    assert np.mean(layer.data[truth == 2] == 3) > 0.9  # the lumens, one cluster
+    clusters.set_k(2)
+    assert "Cluster 3" not in clusters.status.text()
+
+    # turned off in the settings, the same volume gets the plain mixture
+    train.settings.compartments.setChecked(False)
+    assert train.start_segment()
+    wait_idle(qtbot, train)
+    clusters.set_k(3)
+    assert "Cluster 3" not in clusters.status.text() and "encloses" not in clusters.status.toolTip()
+
+
 def test_settings_form_defaults_and_ranges_are_the_configs(qtbot):
     from napari_hypseg._napari._train_settings import TrainSettings
     from napari_hypseg.segment_config import SegmentConfig

@@ -43,6 +43,7 @@ from qtpy.QtWidgets import (
 from ..io.levels import mode_tag
 from ..segment_config import INTENSITY_CHOICES, SegmentConfig
 from ..segment_modes import MIXTURE_MODE
+from ..segmentation.compartments import COMPARTMENT_ID
 from ._export import ExportPanel
 from ._jobs import JobCancelled, JobFailed, SegmentJob, SegmentProgress, stop_when_destroyed
 from ._layers import add_labels_copy, unique_layer_name
@@ -221,7 +222,13 @@ class ClustersWidget(QWidget):
             result = self.session.result
             held = result.segmentation.occupied(k) if result is not None else k
             empty = f" {held} of the {k} clusters hold voxels: the mixture left the rest empty." if held < k else ""
-            self.status.setText(f"Showing k = {k} ({self._clustering_name()}) in “hypseg clusters”.{empty}")
+            found = result.segmentation.compartments if result is not None else None
+            inside = (
+                f" Cluster {COMPARTMENT_ID}: what the thin cluster {found.wall} encloses."
+                if found is not None and k >= COMPARTMENT_ID
+                else ""
+            )
+            self.status.setText(f"Showing k = {k} ({self._clustering_name()}) in “hypseg clusters”.{empty}{inside}")
             # how the levels were made (channel, covariance, prior), on hover: the line stays short
             self.status.setToolTip(result.segmentation.clustering_summary if result is not None else "")
 
