@@ -5,11 +5,15 @@ Three tables:
 - ``--volumes`` (default): the rule on every volume of the full suite and the full generality
   sweep (the tomogram with 2 seeds): whether it fires, and the scored levels with and without it.
 - ``--opening``: the tomogram's k = 3 Dice for opening radii 0-3 of the enclosed voxels.
+- ``--shells``: synthetic hollow shells (64×96×96, five shells of radius 9-11 whose lumen is the
+  medium's intensity; closed, or open along z as a missing wedge leaves them) at four noise levels: k = 3
+  with and without the rule.
 - ``--crowds``: synthetic crowds of small solid particles (64³, radius 2 / 3 / 4, 10 % and 17 % fill,
   2 seeds): the fraction of the volume enclosed for the same opening radii, where no voxel should be.
 
     python benchmarks/exp_compartments.py             # ~6 min on 2 CPU cores
     python benchmarks/exp_compartments.py --opening   # ~20 s
+    python benchmarks/exp_compartments.py --shells    # ~1 min
     python benchmarks/exp_compartments.py --crowds    # ~1 min
 """
 
@@ -61,6 +65,38 @@ def crowd(radius: float, fill: float, seed: int, shape=(64, 64, 64)) -> np.ndarr
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         truth[box] |= np.linalg.norm(grid[box] - centre, axis=-1) < radius
     return truth.astype(np.float32) + rng.normal(scale=0.3, size=shape).astype(np.float32)
+
+
+def shells(noise: float, *, wedge: bool, shape=(64, 96, 96)):
+    """Image and truth (0 medium, 1 shell, 2 lumen) of five shells; ``wedge`` opens their caps along z."""
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    truth = np.zeros(shape, np.uint8)
+    for centre in ((20, 25, 25), (44, 70, 30), (30, 48, 72), (40, 20, 75), (22, 72, 60)):
+        r = np.sqrt(sum((axis - c) ** 2 for axis, c in zip(grid, centre)))
+        shell = (r >= 9) & (r < 11)
+        if wedge:
+            shell &= np.abs(grid[0] - centre[0]) < 7
+        truth[shell] = 1
+        truth[r < 9] = 2
+    rng = np.random.default_rng(0)
+    return (truth == 1).astype(np.float32) + rng.normal(scale=noise, size=shape).astype(np.float32), truth
+
+
+def shells_table() -> None:
+    for wedge in (False, True):
+        for noise in (0.2, 0.4, 0.6, 0.8):
+            image, truth = shells(noise, wedge=wedge)
+            features, channel = fused_features(image, None, latent_dim=None, config=FusionConfig())
+            settings = mx.channel_settings(channel)
+            off, on = (
+                dice_scores(mx.mixture_levels(features, image.shape, [2, 3], compartments=flag, **settings)[3], truth)
+                for flag in (False, True)
+            )
+            print(
+                f"{'open' if wedge else 'closed'} shells, noise {noise}: k = 3 {off.mean:.3f} -> {on.mean:.3f} "
+                f"(lumen {off.per_class[2]:.3f} -> {on.per_class[2]:.3f})",
+                flush=True,
+            )
 
 
 def volumes_table() -> None:
@@ -117,10 +153,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--opening", action="store_true", help="the tomogram's Dice per opening radius")
+    group.add_argument("--shells", action="store_true", help="synthetic hollow shells, closed and open")
     group.add_argument("--crowds", action="store_true", help="enclosed fraction on synthetic crowds")
     args = parser.parse_args()
     if args.opening:
         opening_table()
+    elif args.shells:
+        shells_table()
     elif args.crowds:
         crowds_table()
     else:
