@@ -49,7 +49,7 @@ def enclosed_by_thin_clusters(level: np.ndarray) -> np.ndarray | None:
     for cluster in np.unique(level):
         wall = level == cluster
         if cp.is_thin(wall):
-            enclosed = (cp.enclosure(wall, cp.ray_reach(wall)) >= cp.ENCLOSED_FROM) & ~wall
+            enclosed = cp.enclosed_by(wall)
             best = enclosed if best is None or enclosed.sum() > best.sum() else best
     return best
 

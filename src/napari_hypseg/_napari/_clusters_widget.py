@@ -276,7 +276,7 @@ class ClustersWidget(QWidget):
                 config = self._config(base, mode, intensity)
                 if running is None:
                     self._start_recluster(config)
-                elif running.job.cancelled or self._key(running.job.config) != wanted:
+                elif running.job.cancelled:  # cancelled above when it computes another clustering
                     # one worker at a time: this choice starts as soon as the current one has ended,
                     # even one that has returned but not yet finished (a choice is never dropped)
                     self._pending = config

@@ -105,6 +105,12 @@ def ray_reach(wall: np.ndarray) -> int:
     return max(2, int(RAY_FRACTION * piece_extent(wall)))
 
 
+def enclosed_by(wall: np.ndarray) -> np.ndarray:
+    """Voxels outside ``wall`` that rays of :func:`ray_reach` meet it from in at least :data:`ENCLOSED_FROM` of the
+    directions (before the opening that keeps only compact compartments)."""
+    return (enclosure(wall, ray_reach(wall)) >= ENCLOSED_FROM) & ~wall
+
+
 @dataclass(frozen=True)
 class Compartments:
     """What a wall cluster of the coarsest level encloses, in numbers (the mask itself is not kept)."""
@@ -127,11 +133,11 @@ def find_compartments(labels: np.ndarray) -> tuple[Compartments, np.ndarray] | N
         wall = labels == cluster
         if not is_thin(wall):
             continue
-        enclosed = (enclosure(wall, ray_reach(wall)) >= ENCLOSED_FROM) & ~wall
-        inside = ndimage.binary_opening(enclosed, iterations=COMPARTMENT_OPENING)
-        if inside.sum() > MAX_COMPARTMENT_SHARE * (wall.size - wall.sum()):
+        inside = ndimage.binary_opening(enclosed_by(wall), iterations=COMPARTMENT_OPENING)
+        count = int(inside.sum())
+        if count > MAX_COMPARTMENT_SHARE * (wall.size - wall.sum()):
             continue
-        if best is None or inside.sum() > best[1].sum():
+        if best is None or count > best[1].sum():
             best = (int(cluster), inside)
     if best is None or best[1].sum() < MIN_COMPARTMENT_FRACTION * labels.size:
         return None
