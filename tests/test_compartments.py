@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from scipy import ndimage
 
 from napari_hypseg.segmentation.compartments import (
     COMPARTMENT_ID,
+    COMPARTMENT_OPENING,
+    MIN_COMPARTMENT_FRACTION,
+    MIN_WALL_BOUNDED,
+    CompartmentMasks,
     enclosed_by,
     enclosure,
     find_compartments,
     is_thin,
+    wall_bounded,
+    wall_closure,
+    wall_thickness,
     with_compartments,
 )
 from napari_hypseg.segmentation.metrics import dice_scores
@@ -72,33 +81,75 @@ def test_solid_objects_have_no_wall_and_keep_the_mixture_levels():
     assert all(np.array_equal(levels[k], plain[k]) for k in (2, 3, 4))
 
 
-def test_a_crowd_of_small_particles_encloses_nothing():
-    # small solid particles are thin too, but the gaps between them are slivers, not compartments
-    shape, radius = (64, 64, 64), 2
+@pytest.mark.parametrize("fill, radius, dense", [(0.1, 2, False), (0.17, 3, True)])
+def test_a_crowd_of_small_particles_encloses_nothing(fill, radius, dense):
+    # small solid particles are thin too, but the gaps between them are slivers (the opening removes them), and in
+    # a dense crowd the gaps that survive the opening border mostly medium (not bounded by a wall)
+    shape = (64, 64, 64)
     rng = np.random.default_rng(1)
     grid = np.indices(shape).transpose(1, 2, 3, 0)
     truth = np.zeros(shape, bool)
-    for centre in rng.uniform(0, 64, size=(int(0.1 * truth.size / (4.19 * radius**3)), 3)):
+    for centre in rng.uniform(0, 64, size=(int(fill * truth.size / (4.19 * radius**3)), 3)):
         lo = np.maximum(0, (centre - radius - 1).astype(int))
         hi = np.minimum(64, (centre + radius + 2).astype(int))
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         truth[box] |= np.linalg.norm(grid[box] - centre, axis=-1) < radius
     image = truth.astype(np.float32) + rng.normal(scale=0.3, size=shape).astype(np.float32)
     levels = mixture_levels(image.reshape(-1, 1), shape, [2, 3])
-    wall = next(c for c in (1, 2) if is_thin(levels[2] == c))
-    # without the opening, 1 % of the medium would count as enclosed
-    assert enclosed_by(levels[2] == wall).mean() > 0.005
+    wall = levels[2] == next(c for c in (1, 2) if is_thin(levels[2] == c))
+    enclosed = enclosed_by(wall)
+    # without the opening, 0.5 % of the volume or more would count as enclosed
+    assert enclosed.mean() > 0.005
+    opened = ndimage.binary_opening(enclosed, iterations=COMPARTMENT_OPENING)
+    assert (opened.mean() >= MIN_COMPARTMENT_FRACTION) == dense
+    if dense:
+        assert wall_bounded(opened, wall) < MIN_WALL_BOUNDED
     assert levels.compartments is None
 
 
 def test_a_coarser_level_gains_the_compartments_and_keeps_its_other_ids():
     _, truth = _spheres(hollow=True)
-    found, inside = find_compartments((truth == 1).astype(np.uint8) + 1)
-    assert found.wall == 2 and 0.0 < found.fraction < 0.1 and found.fraction == inside.mean()
-    assert np.mean(inside[truth == 2]) == 1.0 and not inside[truth == 1].any()
+    found, masks = find_compartments((truth == 1).astype(np.uint8) + 1)
+    assert found.wall == 2 and 0.0 < found.fraction < 0.1 and found.fraction == masks.inside.mean()
+    assert np.mean(masks.inside[truth == 2]) == 1.0 and not masks.inside[truth == 1].any()
+    # a closed wall needs no closing
+    assert found.closed == 0.0 and not masks.closure.any()
     coarser = np.array([[[1, 2, 3, 4]]], np.uint8)
-    moved = with_compartments(coarser, np.array([[[False, True, False, False]]]))
+    none = np.zeros_like(coarser, bool)
+    moved = with_compartments(coarser, CompartmentMasks(np.array([[[False, True, False, False]]]), none, none))
     assert moved.tolist() == [[[1, COMPARTMENT_ID, 4, 5]]]
+
+
+def test_a_wall_with_a_gap_is_closed_around_what_it_encloses():
+    # shells open at both poles along z, as a missing wedge leaves them: the caps are medium in the image
+    _, truth = _spheres(hollow=True)
+    grid = np.indices(SHAPE).transpose(1, 2, 3, 0)
+    caps = np.zeros(SHAPE, bool)
+    for centre in CENTRES:
+        r = np.linalg.norm(grid - np.asarray(centre), axis=-1)
+        caps |= (r >= 5) & (r < 7) & (np.abs(grid[..., 0] - centre[0]) >= 5)
+    wall = (truth == 1) & ~caps
+    found, masks = find_compartments(wall.astype(np.uint8) + 1)
+    assert found.closed > 0.0 and found.closed == masks.closure.mean()
+    # the closure is medium in the image but shell in the truth: it lies in the gaps, not beyond the wall
+    assert not (masks.closure & wall).any() and not (masks.closure & masks.inside).any()
+    assert np.mean(truth[masks.closure] >= 1) > 0.9
+    level3 = with_compartments(wall.astype(np.uint8) + 1, masks)
+    assert np.all(level3[masks.closure] == 2)  # the wall's id: the gaps join the wall
+    assert wall_thickness(wall) in (2, 3, 4)
+
+
+def test_what_is_not_bounded_by_the_wall_is_not_a_compartment():
+    _, truth = _spheres(hollow=True)
+    wall = truth == 1
+    assert wall_bounded(truth == 2, wall) > 0.9
+    # the medium next to a few wall voxels is bounded by medium almost everywhere
+    lone = np.zeros(SHAPE, bool)
+    lone[20, 20, 10:30] = True
+    slab = np.zeros(SHAPE, bool)
+    slab[18:23, 18:23, 12:28] = True
+    assert wall_bounded(slab & ~lone, lone) < MIN_WALL_BOUNDED
+    assert wall_closure(truth == 2, wall).sum() == 0
 
 
 def test_segment_reports_the_compartments_in_its_summary(one_torch_thread):

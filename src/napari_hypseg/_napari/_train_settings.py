@@ -123,7 +123,8 @@ class TrainSettings(QWidget):
         self.compartments.setChecked(segmentation.compartments)
         self.compartments.setToolTip(
             "Mixture: when the k = 2 level finds a thin wall (a membrane, a protein shell), what it encloses "
-            "becomes a cluster of its own from k = 3 on"
+            "becomes a cluster of its own from k = 3 on, and the wall is closed around it where the image lost it "
+            "(a missing wedge)"
         )
 
         self.advanced = QWidget()

@@ -12,6 +12,14 @@ survives an opening of radius :data:`COMPARTMENT_OPENING`, is in a
 compartment. The next level then adds the compartments as one new cluster
 (docs/method.md, round fourteen: the real tomogram's lumen).
 
+A compartment is bounded by its wall: at least :data:`MIN_WALL_BOUNDED` of the
+voxels just outside the compartments must be wall, or nothing counts as
+enclosed (the slivers between crowded particles border mostly medium). Where
+the wall is missing around a compartment — a cryo-ET missing wedge erases the
+caps of a shell, a faint wall breaks up — the wall is closed: the compartment
+grows into the medium, blocked by the wall that is there, for the wall's own
+thickness, and what it reaches joins the wall (round fifteen).
+
 A thick coarse cluster (a cell, a brain, nuclei) is not a wall, and nothing
 changes: the gate is the wall's thinness, measured on the level itself. A
 cloud of small particles is thin too: its rays are as short as its
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -47,6 +56,11 @@ MAX_COMPARTMENT_SHARE = 0.1
 #: survive one erosion); the slivers between crowded particles do not
 COMPARTMENT_OPENING = 2
 
+#: at least this fraction of the voxels bordering the compartments must be wall: half-way between the real
+#: tomogram's lumens (0.42-0.43) and what survives the opening in dense crowds of small particles (0.24-0.31);
+#: synthetic shells 0.87-0.96 closed, 0.61-0.70 open at the poles
+MIN_WALL_BOUNDED = 0.37
+
 #: the level whose clusters are tested for walls: the coarsest split
 WALL_LEVEL = 2
 #: the compartments' cluster id (1-based), from the level above :data:`WALL_LEVEL` on
@@ -55,10 +69,35 @@ COMPARTMENT_ID = WALL_LEVEL + 1
 _DIRECTIONS = [d for d in itertools.product((-1, 0, 1), repeat=3) if any(d)]
 
 
+def survival(mask: np.ndarray) -> float:
+    """The fraction of ``mask`` that survives one (6-connected) erosion; 0 for an empty mask."""
+    n = int(mask.sum())
+    return float(ndimage.binary_erosion(mask).sum() / n) if n else 0.0
+
+
 def is_thin(mask: np.ndarray) -> bool:
     """Whether less than :data:`WALL_SURVIVAL` of ``mask`` survives one erosion."""
-    n = int(mask.sum())
-    return n > 0 and ndimage.binary_erosion(mask).sum() < WALL_SURVIVAL * n
+    return bool(mask.any()) and survival(mask) < WALL_SURVIVAL
+
+
+def wall_thickness(wall: np.ndarray) -> int:
+    """The typical thickness of ``wall`` in voxels: a sheet T voxels thick loses 2 of its T layers to one erosion,
+    so T = 2 / (1 − survival), rounded (at least 1)."""
+    return max(1, round(2.0 / max(1.0 - survival(wall), 1e-6)))
+
+
+def wall_bounded(inside: np.ndarray, wall: np.ndarray) -> float:
+    """The fraction of the voxels bordering ``inside`` (26-connected) that are ``wall``; 0 when nothing borders it."""
+    border = ndimage.binary_dilation(inside, structure=np.ones((3, 3, 3), bool)) & ~inside
+    n = int(border.sum())
+    return float((border & wall).sum() / n) if n else 0.0
+
+
+def wall_closure(inside: np.ndarray, wall: np.ndarray) -> np.ndarray:
+    """Voxels where the wall around ``inside`` is missing: what ``inside`` reaches by growing
+    :func:`wall_thickness` steps through voxels that are not ``wall`` (the wall that is there stops it)."""
+    grown = ndimage.binary_dilation(inside, iterations=wall_thickness(wall), mask=~wall)
+    return grown & ~inside
 
 
 def piece_extent(mask: np.ndarray) -> int:
@@ -113,40 +152,56 @@ def enclosed_by(wall: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Compartments:
-    """What a wall cluster of the coarsest level encloses, in numbers (the mask itself is not kept)."""
+    """What a wall cluster of the coarsest level encloses, in numbers (the masks are in :class:`CompartmentMasks`)."""
 
     wall: int  # the wall's cluster id (1-based) at :data:`WALL_LEVEL`
     fraction: float  # of the voxels, enclosed
+    closed: float = 0.0  # of the voxels, added to the wall where it was missing around the compartments
 
     def describe(self) -> str:
-        return (
+        text = (
             f"from k = {COMPARTMENT_ID} on, cluster {COMPARTMENT_ID} is what the thin cluster {self.wall} of "
             f"k = {WALL_LEVEL} encloses ({self.fraction:.1%} of the voxels)"
         )
+        return text + (f", its wall closed around it ({self.closed:.1%})" if self.closed else "")
 
 
-def find_compartments(labels: np.ndarray) -> tuple[Compartments, np.ndarray] | None:
-    """What a wall cluster of ``labels`` (ids 1…) encloses and the enclosed voxels (bool, ``labels.shape``),
-    or None when no cluster is a wall or it encloses almost nothing. With several walls, the one enclosing most."""
-    best: tuple[int, np.ndarray] | None = None
+class CompartmentMasks(NamedTuple):
+    """(all bool, the volume's shape) the enclosed voxels, the voxels that close the wall around them, the wall."""
+
+    inside: np.ndarray
+    closure: np.ndarray
+    wall: np.ndarray
+
+
+def find_compartments(labels: np.ndarray) -> tuple[Compartments, CompartmentMasks] | None:
+    """What a wall cluster of ``labels`` (ids 1…) encloses, and its masks, or None when no cluster is a wall, when
+    the wall encloses almost nothing or mostly the medium, or when the enclosed voxels are not bounded by it.
+    With several walls, the one enclosing most."""
+    best: tuple[int, np.ndarray, np.ndarray] | None = None
     for cluster in np.unique(labels):
         wall = labels == cluster
         if not is_thin(wall):
             continue
         inside = ndimage.binary_opening(enclosed_by(wall), iterations=COMPARTMENT_OPENING)
         count = int(inside.sum())
-        if count > MAX_COMPARTMENT_SHARE * (wall.size - wall.sum()):
+        if count > MAX_COMPARTMENT_SHARE * (wall.size - wall.sum()) or wall_bounded(inside, wall) < MIN_WALL_BOUNDED:
             continue
         if best is None or count > best[1].sum():
-            best = (int(cluster), inside)
+            best = (int(cluster), inside, wall)
     if best is None or best[1].sum() < MIN_COMPARTMENT_FRACTION * labels.size:
         return None
-    return Compartments(best[0], float(best[1].mean())), best[1]
+    cluster, inside, wall = best
+    closure = wall_closure(inside, wall)
+    return Compartments(cluster, float(inside.mean()), float(closure.mean())), CompartmentMasks(inside, closure, wall)
 
 
-def with_compartments(coarser: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Level k from level k − 1 (ids 1…k−1): the ``inside`` voxels become :data:`COMPARTMENT_ID`, the ids from it
-    on move up by one (so every cluster keeps its colour from level to level)."""
+def with_compartments(coarser: np.ndarray, masks: CompartmentMasks) -> np.ndarray:
+    """Level k from level k − 1 (ids 1…k−1): the enclosed voxels become :data:`COMPARTMENT_ID` (the ids from it on
+    move up by one, so every cluster keeps its colour from level to level) and the closure takes the id most of
+    the wall has at this level."""
     labels = np.where(coarser >= COMPARTMENT_ID, coarser + 1, coarser).astype(coarser.dtype)
-    labels[inside] = COMPARTMENT_ID
+    if masks.closure.any():
+        labels[masks.closure] = np.bincount(labels[masks.wall]).argmax()
+    labels[masks.inside] = COMPARTMENT_ID
     return labels
