@@ -1,4 +1,6 @@
-"""Experiments of docs/method.md, rounds fourteen and fifteen: what a thin wall of the k = 2 level encloses, as a cluster, and closing the wall around it.
+"""Experiments of docs/method.md, rounds fourteen and fifteen: what a thin wall encloses, and closing the wall.
+
+What a thin wall of the k = 2 level encloses becomes a cluster; the wall is closed around it where it is missing.
 
 Four tables:
 
