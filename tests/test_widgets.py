@@ -478,8 +478,9 @@ def test_closing_the_train_dock_mid_segmentation_stops_it(make_napari_viewer, qt
 
     dock_widget.findChild(QPushButton, "QTitleBarCloseButton").click()  # the dock's ×
 
-    qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
-    assert job.cancelled and not train.busy
+    # the widget is free again once the worker's finished signal is delivered, which follows is_running by an event
+    qtbot.waitUntil(lambda: not worker.is_running and not train.busy, timeout=10_000)
+    assert job.cancelled
     # the computation itself stops, not just the worker relaying its progress
     qtbot.waitUntil(lambda: not any(t.name == "hypseg segmentation" for t in threading.enumerate()), timeout=30_000)
     assert session.result is None and "hypseg clusters" not in viewer.layers
