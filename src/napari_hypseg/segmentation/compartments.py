@@ -67,6 +67,8 @@ WALL_LEVEL = 2
 COMPARTMENT_ID = WALL_LEVEL + 1
 
 _DIRECTIONS = [d for d in itertools.product((-1, 0, 1), repeat=3) if any(d)]
+#: the 26-connected neighbourhood: the pieces of a wall, and what borders a compartment
+_NEIGHBOURHOOD = np.ones((3, 3, 3), bool)
 
 
 def survival(mask: np.ndarray) -> float:
@@ -88,7 +90,7 @@ def wall_thickness(wall: np.ndarray) -> int:
 
 def wall_bounded(inside: np.ndarray, wall: np.ndarray) -> float:
     """The fraction of the voxels bordering ``inside`` (26-connected) that are ``wall``; 0 when nothing borders it."""
-    border = ndimage.binary_dilation(inside, structure=np.ones((3, 3, 3), bool)) & ~inside
+    border = ndimage.binary_dilation(inside, structure=_NEIGHBOURHOOD) & ~inside
     n = int(border.sum())
     return float((border & wall).sum() / n) if n else 0.0
 
@@ -102,7 +104,7 @@ def wall_closure(inside: np.ndarray, wall: np.ndarray) -> np.ndarray:
 
 def piece_extent(mask: np.ndarray) -> int:
     """The voxel-weighted median, over the connected pieces of ``mask``, of each piece's longest bounding-box side."""
-    pieces, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    pieces, n = ndimage.label(mask, structure=_NEIGHBOURHOOD)
     if n == 0:
         return 0
     sizes = np.bincount(pieces.ravel())[1:]
