@@ -82,6 +82,14 @@ def dissolve(labels: np.ndarray, intensity: np.ndarray, k: int, ring: int) -> np
     return remap[out].reshape(labels.shape)
 
 
+def most_sandwiched(labels: np.ndarray, intensity: np.ndarray, k: int) -> int:
+    """The cluster with the largest sandwich fraction (the middle one by intensity when none is sandwiched)."""
+    fractions = sandwich_fractions(labels, intensity, k)
+    if fractions.max() > 0:
+        return int(np.argmax(fractions))
+    return int(np.argsort(cluster_means(labels.reshape(-1), intensity, k))[k // 2])
+
+
 def fit_level(features, shape, k, settings, seed=0):
     labels, _ = mx.mixture_labels(features, shape, k, seed=seed, **settings)
     return labels
@@ -108,7 +116,7 @@ def scan() -> None:
                     base = fit_level(features, shape, k, settings)
                     fractions = sandwich_fractions(base, intensity, k)
                     wider = fit_level(features, shape, k + 1, settings)
-                    out = dissolve(wider, intensity, k + 1, int(np.argmax(sandwich_fractions(wider, intensity, k + 1))))
+                    out = dissolve(wider, intensity, k + 1, most_sandwiched(wider, intensity, k + 1))
                     d0, d1 = dice_scores(base, gt).mean, dice_scores(out, gt).mean
                     rows.append((fractions.max(), d1 - d0))
                     print(
@@ -162,7 +170,7 @@ def main() -> None:
                     if fired:
                         wider = fit_level(features, shape, k + 1, settings)
                         wide_fr = sandwich_fractions(wider, intensity, k + 1)
-                        out = dissolve(wider, intensity, k + 1, int(np.argmax(wide_fr)))
+                        out = dissolve(wider, intensity, k + 1, most_sandwiched(wider, intensity, k + 1))
                         line += f" -> fired; k+1 sandwich max {wide_fr.max():.2f}"
                     d0, d1 = dice_scores(base, gt), dice_scores(out, gt)
                     per_class = [round(v, 2) for v in d1.per_class.values()]
