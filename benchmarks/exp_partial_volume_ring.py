@@ -16,7 +16,9 @@ sandwiched cluster reaches ``--gate``, level k is fitted with k + 1
 components, its most sandwiched cluster is dissolved into its two intensity
 neighbours (each voxel to the nearer of their means), so the freed
 component can go to a class of its own. One seed. The tomogram is scored
-without the compartments rule (the mixture's own k = 3 level).
+without the compartments rule (the mixture's own k = 3 level). The numbers
+in docs/method.md were measured before round seventeen; run now, the
+default level includes its refit of a level the prior left short.
 
     python benchmarks/exp_partial_volume_ring.py            # suite quick volumes + sweep, ~5 min on 2 cores
     python benchmarks/exp_partial_volume_ring.py --quick    # the suite's quick volumes only

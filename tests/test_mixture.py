@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_hypseg._errors import UserError
+from napari_hypseg.segmentation import mixture
 from napari_hypseg.segmentation.channels import (
     DENOISE_FROM_SIGMA,
     TV_WEIGHT_PER_SIGMA,
@@ -18,6 +19,7 @@ from napari_hypseg.segmentation.channels import (
 from napari_hypseg.segmentation.fusion import FusionConfig, embedding_channels, fused_features
 from napari_hypseg.segmentation.metrics import dice_scores
 from napari_hypseg.segmentation.mixture import (
+    MIN_CLUSTER_FRACTION,
     SHARED_FROM_SIGMA,
     channel_settings,
     component_covariances,
@@ -75,6 +77,42 @@ def test_mixture_separates_classes_of_very_different_size_and_spread():
     labels, confidence = mixture_labels(values.reshape(-1, 1).astype(np.float32), shape, 2, seed=0)
     assert dice_scores(labels, truth).per_class[1] > 0.8
     assert 0.5 < confidence <= 1.0
+
+
+def _two_regions_a_cube_and_hot_voxels(n_hot: int, seed: int = 0):
+    """Dark and bright halves, a brighter cube (1.6 % of the voxels), and ``n_hot`` isolated outliers far
+    brighter still (a gold fiducial's voxels in a tomogram)."""
+    shape = (32, 32, 32)
+    truth = np.zeros(shape, dtype=np.uint8)
+    truth[:, :, 16:] = 1
+    truth[4:12, 4:12, 4:12] = 2
+    rng = np.random.default_rng(seed)
+    image = np.array([0.0, 1.0, 2.0], np.float32)[truth] + rng.normal(scale=0.1, size=shape).astype(np.float32)
+    image.reshape(-1)[rng.choice(image.size, n_hot, replace=False)] = 20.0
+    return image, truth
+
+
+def test_a_level_left_with_a_negligible_cluster_is_refitted_wider(monkeypatch):
+    image, truth = _two_regions_a_cube_and_hot_voxels(n_hot=20)
+    points = image.reshape(-1, 1)
+    labels, _ = mixture_labels(points, image.shape, 3, seed=0)
+    sizes = np.bincount(labels.reshape(-1), minlength=3)
+    assert labels.shape == image.shape and sizes.min() >= MIN_CLUSTER_FRACTION * labels.size
+    assert dice_scores(labels, truth).per_class[2] > 0.9
+    # without the refit the third cluster is spent on the 20 outliers and the cube has none
+    monkeypatch.setattr(mixture, "MAX_EXTRA_COMPONENTS", 0)
+    plain, _ = mixture_labels(points, image.shape, 3, seed=0)
+    assert np.bincount(plain.reshape(-1), minlength=3).min() < MIN_CLUSTER_FRACTION * plain.size
+    assert dice_scores(plain, truth).per_class[2] < 0.1
+
+
+def test_a_level_the_prior_leaves_whole_is_not_refitted(monkeypatch):
+    image, _ = _two_regions_a_cube_and_hot_voxels(n_hot=0)
+    points = image.reshape(-1, 1)
+    labels, confidence = mixture_labels(points, image.shape, 3, seed=0)
+    monkeypatch.setattr(mixture, "MAX_EXTRA_COMPONENTS", 0)
+    plain, plain_confidence = mixture_labels(points, image.shape, 3, seed=0)
+    assert np.array_equal(labels, plain) and confidence == plain_confidence
 
 
 def test_mixture_levels_are_reproducible_and_ids_follow_the_coarser_level():

@@ -62,6 +62,10 @@ SPATIAL_ITERATIONS = 5
 INITIALISATIONS = ("kmeans", "k-means++")
 #: covariance floor, in units of the standardised features
 REG_COVAR = 1e-4
+#: a cluster holding less than this fraction of the voxels after the Potts prior counts as lost
+MIN_CLUSTER_FRACTION = 1e-3
+#: components added, one at a time, to refit a level on which the prior lost clusters
+MAX_EXTRA_COMPONENTS = 3
 #: voxels scored per batch
 _BATCH = 1 << 20
 
@@ -181,12 +185,53 @@ def mixture_labels(
     The mean confidence is the average of each voxel's largest posterior
     before the spatial prior: an unsupervised measure of how well separated
     the clusters are.
+
+    Why a level can be refitted: on a noisy volume the prior can leave a
+    component with (almost) no voxels, a level of k that shows k − 1 or fewer
+    clusters. Such a level is refitted with k + 1 … k + :data:`MAX_EXTRA_COMPONENTS`
+    components until k of them hold at least :data:`MIN_CLUSTER_FRACTION` of the
+    voxels, and the smallest are then dissolved into the rest (their posterior
+    dropped, the prior run again) until k remain. A level the prior leaves whole
+    is never refitted (docs/method.md, round seventeen).
     """
     mixture = fit_mixture(points, k, seed=seed, fit_size=fit_size, covariance=covariance)
     post = posteriors(mixture, points)
     confidence = float(post.max(axis=1).mean())
-    post = potts_mean_field(post.reshape(*shape, k), beta=beta)
-    return np.argmax(post, axis=-1), confidence
+    labels = _potts_labels(post, shape, beta)
+    if _clusters_held(labels, k) < k:
+        for n in range(k + 1, k + 1 + MAX_EXTRA_COMPONENTS):
+            wider = posteriors(fit_mixture(points, n, seed=seed, fit_size=fit_size, covariance=covariance), points)
+            wider_labels = _potts_labels(wider, shape, beta)
+            if _clusters_held(wider_labels, n) >= k:
+                labels = _dissolve_smallest(wider, wider_labels, shape, k, beta)
+                break
+    return labels.reshape(shape), confidence
+
+
+def _potts_labels(post: np.ndarray, shape: tuple[int, ...], beta: float) -> np.ndarray:
+    """Flat argmax labels of (N, n) posteriors after the Potts prior on ``shape``."""
+    return np.argmax(potts_mean_field(post.reshape(*shape, post.shape[1]), beta=beta), axis=-1).reshape(-1)
+
+
+def _clusters_held(labels: np.ndarray, n: int) -> int:
+    """How many of the ``n`` clusters hold at least :data:`MIN_CLUSTER_FRACTION` of the voxels (and one voxel)."""
+    return int((np.bincount(labels, minlength=n) >= max(1.0, MIN_CLUSTER_FRACTION * len(labels))).sum())
+
+
+def _dissolve_smallest(post: np.ndarray, labels: np.ndarray, shape: tuple[int, ...], k: int, beta: float) -> np.ndarray:
+    """Drop the smallest cluster's posterior (renormalise, prior again) until at most ``k`` clusters are left;
+    labels renumbered 0..k-1 in component order."""
+    kept = np.arange(post.shape[1])
+    while len(np.unique(labels)) > k:
+        smallest = int(np.argmin(np.bincount(labels, minlength=len(kept))))
+        kept = np.delete(kept, smallest)
+        sub = post[:, kept]
+        sub = sub / np.maximum(sub.sum(axis=1, keepdims=True), np.float32(1e-12))
+        labels = _potts_labels(sub, shape, beta)
+    present = np.unique(labels)
+    compact = np.zeros(len(kept), dtype=np.int64)
+    compact[present] = np.arange(len(present))
+    return compact[labels]
 
 
 class MixtureLevels(dict):

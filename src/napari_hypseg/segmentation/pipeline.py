@@ -57,8 +57,9 @@ class Segmentation:
 
         With a covariance shared by the components (noisy volumes) a component
         can sit between two others and win no voxel, and the spatial prior can
-        absorb a small one; forcing all k to hold voxels lost quality
-        (docs/method.md), so the level keeps fewer and says so.
+        absorb a small one. Such a level is refitted with up to
+        :data:`.mixture.MAX_EXTRA_COMPONENTS` more components; when none of those
+        fits holds k clusters either, the level keeps fewer and says so.
         """
         if k not in self._occupied:
             counts = np.bincount(self.hierarchy.labels(k).ravel(), minlength=k + 1)[1:]
