@@ -179,6 +179,7 @@ def mixture_labels(
     beta: float = SPATIAL_BETA,
     covariance: str = COVARIANCE,
     fit_size: int = FIT_SIZE,
+    fits: dict | None = None,
 ) -> tuple[np.ndarray, float]:
     """Labels 0..k-1 (int64, ``shape``) of a k-component mixture with the Potts prior, and the mean confidence.
 
@@ -193,14 +194,25 @@ def mixture_labels(
     voxels, and the smallest are then dissolved into the rest (their posterior
     dropped, the prior run again) until k remain. A level the prior leaves whole
     is never refitted (docs/method.md, round seventeen).
+
+    ``fits`` (number of components -> fitted mixture) is shared by the levels of
+    one volume: a fit depends only on the points, the seed and its number of
+    components, so the k + 1 fit of a refitted level is the next level's own.
     """
-    mixture = fit_mixture(points, k, seed=seed, fit_size=fit_size, covariance=covariance)
-    post = posteriors(mixture, points)
+
+    def fitted(n: int):
+        if fits is None:
+            return fit_mixture(points, n, seed=seed, fit_size=fit_size, covariance=covariance)
+        if n not in fits:
+            fits[n] = fit_mixture(points, n, seed=seed, fit_size=fit_size, covariance=covariance)
+        return fits[n]
+
+    post = posteriors(fitted(k), points)
     confidence = float(post.max(axis=1).mean())
     labels = _potts_labels(post, shape, beta)
     if _clusters_held(labels, k) < k:
         for n in range(k + 1, k + 1 + MAX_EXTRA_COMPONENTS):
-            wider = posteriors(fit_mixture(points, n, seed=seed, fit_size=fit_size, covariance=covariance), points)
+            wider = posteriors(fitted(n), points)
             wider_labels = _potts_labels(wider, shape, beta)
             if _clusters_held(wider_labels, n) >= k:
                 labels = _dissolve_smallest(wider, wider_labels, shape, k, beta)
@@ -268,9 +280,12 @@ def mixture_levels(
     ks = sorted(int(k) for k in ks)
     dtype = np.uint8 if ks[-1] <= 255 else np.uint16
     fitted: dict[int, np.ndarray] = {}  # k -> 0-based ids, matched to the level fitted before it
+    fits: dict = {}  # number of components -> mixture, shared by the levels (a refit reuses the next level's)
 
     def fit(k: int, previous: np.ndarray | None) -> np.ndarray:
-        labels, _ = mixture_labels(points, shape, k, seed=seed, beta=beta, covariance=covariance, fit_size=fit_size)
+        labels, _ = mixture_labels(
+            points, shape, k, seed=seed, beta=beta, covariance=covariance, fit_size=fit_size, fits=fits
+        )
         labels = labels.reshape(-1)
         return match_level_ids(labels, previous, k)[labels]
 
