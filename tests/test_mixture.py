@@ -115,6 +115,17 @@ def test_a_level_the_prior_leaves_whole_is_not_refitted(monkeypatch):
     assert np.array_equal(labels, plain) and confidence == plain_confidence
 
 
+def test_levels_sharing_fits_are_the_levels_fitted_alone():
+    image, _ = _two_regions_a_cube_and_hot_voxels(n_hot=20)
+    points = image.reshape(-1, 1)
+    levels = mixture_levels(points, image.shape, [2, 3, 4, 5], seed=0, compartments=False)
+    for k, shared in levels.items():
+        alone, _ = mixture_labels(points, image.shape, k, seed=0)
+        # the same partition: every cluster of one is exactly one cluster of the other
+        pairs = np.unique(np.stack([shared.ravel(), alone.ravel()]), axis=1)
+        assert pairs.shape[1] == len(np.unique(shared)) == len(np.unique(alone))
+
+
 def test_mixture_levels_are_reproducible_and_ids_follow_the_coarser_level():
     image, truth = _two_region_volume(0.1)
     points = image.reshape(-1, 1)

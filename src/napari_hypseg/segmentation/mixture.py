@@ -29,6 +29,7 @@ scored, so a 10⁷-voxel volume costs seconds per level.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -170,6 +171,16 @@ def potts_mean_field(
     return q
 
 
+@dataclass
+class LevelFits:
+    """What the levels of one volume share: a fit depends only on the points, the seed and its number of
+    components, so the k + 1 fit of a refitted level k is level k + 1's own, and so are its labels after the
+    prior (kept only for numbers of components above the last level asked for: levels come in rising k)."""
+
+    mixtures: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+
+
 def mixture_labels(
     points: np.ndarray,
     shape: tuple[int, ...],
@@ -179,7 +190,7 @@ def mixture_labels(
     beta: float = SPATIAL_BETA,
     covariance: str = COVARIANCE,
     fit_size: int = FIT_SIZE,
-    fits: dict | None = None,
+    shared: LevelFits | None = None,
 ) -> tuple[np.ndarray, float]:
     """Labels 0..k-1 (int64, ``shape``) of a k-component mixture with the Potts prior, and the mean confidence.
 
@@ -195,25 +206,31 @@ def mixture_labels(
     dropped, the prior run again) until k remain. A level the prior leaves whole
     is never refitted (docs/method.md, round seventeen).
 
-    ``fits`` (number of components -> fitted mixture) is shared by the levels of
-    one volume: a fit depends only on the points, the seed and its number of
-    components, so the k + 1 fit of a refitted level is the next level's own.
+    ``shared`` is what :func:`mixture_levels` keeps between the levels of one volume (same points, seed,
+    covariance and prior); the labels are the same with it or without.
     """
+    shared = LevelFits() if shared is None else shared
+    for n in [n for n in shared.labels if n < k]:
+        del shared.labels[n]
 
     def fitted(n: int):
-        if fits is None:
-            return fit_mixture(points, n, seed=seed, fit_size=fit_size, covariance=covariance)
-        if n not in fits:
-            fits[n] = fit_mixture(points, n, seed=seed, fit_size=fit_size, covariance=covariance)
-        return fits[n]
+        if n not in shared.mixtures:
+            shared.mixtures[n] = fit_mixture(points, n, seed=seed, fit_size=fit_size, covariance=covariance)
+        return shared.mixtures[n]
+
+    def smoothed(post: np.ndarray) -> np.ndarray:
+        n = post.shape[1]
+        if n not in shared.labels:
+            shared.labels[n] = _potts_labels(post, shape, beta).astype(np.uint8 if n <= 256 else np.uint16)
+        return shared.labels[n].astype(np.int64)
 
     post = posteriors(fitted(k), points)
     confidence = float(post.max(axis=1).mean())
-    labels = _potts_labels(post, shape, beta)
+    labels = smoothed(post)
     if _clusters_held(labels, k) < k:
         for n in range(k + 1, k + 1 + MAX_EXTRA_COMPONENTS):
             wider = posteriors(fitted(n), points)
-            wider_labels = _potts_labels(wider, shape, beta)
+            wider_labels = smoothed(wider)
             if _clusters_held(wider_labels, n) >= k:
                 labels = _dissolve_smallest(wider, wider_labels, shape, k, beta)
                 break
@@ -280,11 +297,11 @@ def mixture_levels(
     ks = sorted(int(k) for k in ks)
     dtype = np.uint8 if ks[-1] <= 255 else np.uint16
     fitted: dict[int, np.ndarray] = {}  # k -> 0-based ids, matched to the level fitted before it
-    fits: dict = {}  # number of components -> mixture, shared by the levels (a refit reuses the next level's)
+    shared = LevelFits()
 
     def fit(k: int, previous: np.ndarray | None) -> np.ndarray:
         labels, _ = mixture_labels(
-            points, shape, k, seed=seed, beta=beta, covariance=covariance, fit_size=fit_size, fits=fits
+            points, shape, k, seed=seed, beta=beta, covariance=covariance, fit_size=fit_size, shared=shared
         )
         labels = labels.reshape(-1)
         return match_level_ids(labels, previous, k)[labels]
