@@ -84,6 +84,29 @@ def test_untrainable_input_is_one_line_and_exit_2(tmp_path, capsys, make, expect
     assert not (tmp_path / "m.pt").exists()
 
 
+def test_run_says_which_level_was_refitted(tmp_path, capsys):
+    # two halves, a brighter cube and 20 isolated voxels far brighter still: the 3-component fit spends
+    # its third cluster on those 20 voxels, so k = 3 is refitted wider and the cube gets its cluster
+    shape = (32, 32, 32)
+    truth = np.zeros(shape, np.uint8)
+    truth[:, :, 16:] = 1
+    truth[4:12, 4:12, 4:12] = 2
+    rng = np.random.default_rng(0)
+    image = np.array([0.0, 1.0, 2.0], np.float32)[truth] + rng.normal(scale=0.1, size=shape).astype(np.float32)
+    image.reshape(-1)[rng.choice(image.size, 20, replace=False)] = 20.0
+    path = tmp_path / "hot.mrc"
+    write_image(path, image)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--clusters", "2,3", "--out-dir", str(out), "--no-compartments", *FAST]) == 0
+    err = capsys.readouterr().err
+    assert "k = 3 was refitted with 4 components" in err and "k = 2 was refitted" not in err
+    labels = read_volume(out / "hot_k3.mrc").data
+    inside = np.bincount(labels[truth == 2])
+    cube_cluster = int(np.argmax(inside))
+    # one cluster holds the cube, and little else
+    assert inside[cube_cluster] > 0.9 * (truth == 2).sum() and (labels == cube_cluster).sum() < 1.2 * (truth == 2).sum()
+
+
 def test_missing_model_is_a_user_error(phantom_file, tmp_path, capsys):
     code = main(["segment", str(phantom_file), "--model", str(tmp_path / "nope.pt"), "--out-dir", str(tmp_path)])
     assert code == 2 and "model file not found" in capsys.readouterr().err

@@ -106,6 +106,13 @@ def test_a_level_left_with_a_negligible_cluster_is_refitted_wider(monkeypatch):
     assert dice_scores(plain, truth).per_class[2] < 0.1
 
 
+def test_levels_say_which_were_refitted_and_from_how_many_components():
+    image, _ = _two_regions_a_cube_and_hot_voxels(n_hot=20)
+    levels = mixture_levels(image.reshape(-1, 1), image.shape, [2, 3], seed=0, compartments=False)
+    assert levels.refitted == {3: 4}  # k = 2 keeps both halves; k = 3 lost the cube to the outliers
+    assert len(np.unique(levels[3])) == 3
+
+
 def test_a_level_the_prior_leaves_whole_is_not_refitted(monkeypatch):
     image, _ = _two_regions_a_cube_and_hot_voxels(n_hot=0)
     points = image.reshape(-1, 1)

@@ -179,6 +179,8 @@ class LevelFits:
 
     mixtures: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
+    #: k -> the number of components of the wider fit a level short of clusters was made from
+    refitted: dict = field(default_factory=dict)
 
 
 def mixture_labels(
@@ -233,6 +235,7 @@ def mixture_labels(
             wider_labels = smoothed(wider)
             if _clusters_held(wider_labels, n) >= k:
                 labels = _dissolve_smallest(wider, wider_labels, shape, k, beta)
+                shared.refitted[k] = n
                 break
     return labels.reshape(shape), confidence
 
@@ -264,9 +267,11 @@ def _dissolve_smallest(post: np.ndarray, labels: np.ndarray, shape: tuple[int, .
 
 
 class MixtureLevels(dict):
-    """k -> labels (ids 1…k), and the :class:`.compartments.Compartments` the levels hold (None: no wall found)."""
+    """k -> labels (ids 1…k), the :class:`.compartments.Compartments` the levels hold (None: no wall found),
+    and ``refitted``: k -> the number of components of the wider fit behind a level the prior left short."""
 
     compartments: Compartments | None = None
+    refitted: dict[int, int]
 
 
 def mixture_levels(
@@ -322,12 +327,13 @@ def mixture_levels(
 
     levels = MixtureLevels()
     levels.compartments = None if found is None else found[0]
+    levels.refitted = {}
     for k in ks:
-        if found is not None and k > WALL_LEVEL:
-            coarser = (fitted[k - 1] + 1).astype(dtype).reshape(shape)
-            levels[k] = with_compartments(coarser, found[1])
-        else:
-            levels[k] = (fitted[k] + 1).astype(dtype).reshape(shape)
+        mixture_k = k - 1 if found is not None and k > WALL_LEVEL else k
+        labels = (fitted[mixture_k] + 1).astype(dtype).reshape(shape)
+        levels[k] = with_compartments(labels, found[1]) if mixture_k != k else labels
+        if mixture_k in shared.refitted:
+            levels.refitted[k] = shared.refitted[mixture_k]
     if progress:
         progress(steps, steps)
     return levels

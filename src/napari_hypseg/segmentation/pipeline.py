@@ -41,6 +41,8 @@ class Segmentation:
     intensity: Channel | None = None
     #: what a thin cluster of the mixture's k = 2 level encloses, a cluster of its own above it (None: no wall)
     compartments: Compartments | None = None
+    #: mixture level k -> the number of components of the wider fit it was made from (the prior left it short)
+    refitted: dict[int, int] = field(default_factory=dict)
     #: level -> clusters holding voxels, counted once (the slider asks on every move)
     _occupied: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -249,6 +251,7 @@ def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, 
         shape=shape,
         intensity=intensity,
         compartments=levels.compartments,
+        refitted=levels.refitted,
     )
 
 

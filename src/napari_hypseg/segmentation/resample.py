@@ -93,4 +93,5 @@ def segment_at_voxel_size(
         shape=tuple(volume.shape),
         intensity=result.intensity,
         compartments=result.compartments,
+        refitted=result.refitted,
     )
