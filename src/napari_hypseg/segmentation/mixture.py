@@ -230,7 +230,7 @@ def mixture_labels(
     confidence = float(post.max(axis=1).mean())
     labels = smoothed(post)
     if _clusters_held(labels, k) < k:
-        for n in range(k + 1, k + 1 + MAX_EXTRA_COMPONENTS):
+        for n in range(k + 1, min(k + MAX_EXTRA_COMPONENTS, len(points)) + 1):
             wider = posteriors(fitted(n), points)
             wider_labels = smoothed(wider)
             if _clusters_held(wider_labels, n) >= k:
