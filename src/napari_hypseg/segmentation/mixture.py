@@ -229,6 +229,7 @@ def mixture_labels(
     post = posteriors(fitted(k), points)
     confidence = float(post.max(axis=1).mean())
     labels = smoothed(post)
+    del post  # a wider fit's posteriors take its place: one (N, n) array at a time
     if _clusters_held(labels, k) < k:
         for n in range(k + 1, min(k + MAX_EXTRA_COMPONENTS, len(points)) + 1):
             wider = posteriors(fitted(n), points)
@@ -237,6 +238,7 @@ def mixture_labels(
                 labels = _dissolve_smallest(wider, wider_labels, shape, k, beta)
                 shared.refitted[k] = n
                 break
+            del wider
     return labels.reshape(shape), confidence
 
 
