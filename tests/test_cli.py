@@ -99,7 +99,8 @@ def test_run_says_which_level_was_refitted(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(path), "--clusters", "2,3", "--out-dir", str(out), "--no-compartments", *FAST]) == 0
     err = capsys.readouterr().err
-    assert "k = 3 was refitted with 4 components" in err and "k = 2 was refitted" not in err
+    assert "k = 3 was refitted: its 3-component mixture lost a cluster" in err and "refitted with 4 components" in err
+    assert "k = 2 was refitted" not in err
     labels = read_volume(out / "hot_k3.mrc").data
     inside = np.bincount(labels[truth == 2])
     cube_cluster = int(np.argmax(inside))

@@ -162,7 +162,7 @@ def test_train_segment_slide_select_export(make_napari_viewer, qtbot, phantom_mr
     assert 2 <= held <= 4 and held == session.result.segmentation.occupied(4)
     assert (held < 4) == (f"{held} of the 4 clusters hold voxels" in clusters.status.text())
     refitted = session.result.segmentation.refitted
-    assert (4 in refitted) == ("Refitted with" in clusters.status.text())
+    assert (4 in refitted) == ("Refitted: its" in clusters.status.text())
     assert clusters.k_label.text() == "4"
 
     # the default is the mixture; nested and flat are computed once, in a worker, from the same

@@ -222,11 +222,9 @@ class ClustersWidget(QWidget):
             result = self.session.result
             held = result.segmentation.occupied(k) if result is not None else k
             empty = f" {held} of the {k} clusters hold voxels: the mixture left the rest empty." if held < k else ""
-            wider = result.segmentation.refitted.get(k) if result is not None else None
-            if wider is not None:
-                empty += (
-                    f" Refitted with {wider} components, the smallest dissolved: the spatial prior emptied a cluster."
-                )
+            refit = result.segmentation.refit_note(k) if result is not None else None
+            if refit is not None:
+                empty += f" Refitted: {refit}."
             found = result.segmentation.compartments if result is not None else None
             inside = (
                 f" Cluster {COMPARTMENT_ID}: what the thin cluster {found.wall} encloses."

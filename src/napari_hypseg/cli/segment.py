@@ -290,12 +290,9 @@ def segment_volume(
             print(
                 f"{label}: k = {k} has {held} clusters with voxels (the mixture left {k - held} empty)", file=sys.stderr
             )
-        if k in result.refitted:
-            print(
-                f"{label}: k = {k} was refitted with {result.refitted[k]} components and the smallest dissolved "
-                "(the spatial prior emptied a cluster of the first fit)",
-                file=sys.stderr,
-            )
+        refit = result.refit_note(k)
+        if refit is not None:
+            print(f"{label}: k = {k} was refitted: {refit}", file=sys.stderr)
     print(f"{label}: {len(ks)} label files in {time.perf_counter() - t0:.1f} s -> {out_dir}", file=sys.stderr)
     return written, result
 

@@ -15,7 +15,7 @@ from ..model.vae import HyperbolicVAE
 from ..segment_config import SegmentConfig
 from .binning import bin_volume, binned_shape, check_binning, upsample_labels
 from .channels import Channel
-from .compartments import Compartments
+from .compartments import WALL_LEVEL, Compartments
 from .embed import embed
 from .fusion import fused_features
 from .hierarchy import Hierarchy, build_hierarchy
@@ -67,6 +67,18 @@ class Segmentation:
             counts = np.bincount(self.hierarchy.labels(k).ravel(), minlength=k + 1)[1:]
             self._occupied[k] = int(np.count_nonzero(counts))
         return self._occupied[k]
+
+    def refit_note(self, k: int) -> str | None:
+        """One sentence for users when level ``k`` was made from a wider mixture fit (else None)."""
+        wider = self.refitted.get(k)
+        if wider is None:
+            return None
+        # with compartments, level k above the wall's is the mixture's level k - 1 plus the enclosed voxels
+        own = k - 1 if self.compartments is not None and k > WALL_LEVEL else k
+        return (
+            f"its {own}-component mixture lost a cluster to the spatial prior, so it was refitted with "
+            f"{wider} components and the smallest dissolved"
+        )
 
     def labels(self, k: int, *, full_resolution: bool = True) -> np.ndarray:
         labels = self.hierarchy.labels(k)
