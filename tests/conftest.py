@@ -136,3 +136,23 @@ def menu_action() -> Callable:
         raise LookupError(f"{path} is a menu, not an entry")
 
     return find
+
+
+def halves_cube_and_outliers(n_hot: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(image, truth) 32³: dark and bright halves, a brighter cube (1.6 % of the voxels), and ``n_hot`` isolated
+    outliers far brighter still (a gold fiducial's voxels in a tomogram). With 20 of them a 3-component
+    mixture spends its third cluster on the outliers."""
+    shape = (32, 32, 32)
+    truth = np.zeros(shape, dtype=np.uint8)
+    truth[:, :, 16:] = 1
+    truth[4:12, 4:12, 4:12] = 2
+    rng = np.random.default_rng(seed)
+    image = np.array([0.0, 1.0, 2.0], np.float32)[truth] + rng.normal(scale=0.1, size=shape).astype(np.float32)
+    image.reshape(-1)[rng.choice(image.size, n_hot, replace=False)] = 20.0
+    return image, truth
+
+
+@pytest.fixture
+def outlier_volume() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """:func:`halves_cube_and_outliers`, for tests of a level the mixture's prior leaves short."""
+    return halves_cube_and_outliers

@@ -84,16 +84,10 @@ def test_untrainable_input_is_one_line_and_exit_2(tmp_path, capsys, make, expect
     assert not (tmp_path / "m.pt").exists()
 
 
-def test_run_says_which_level_was_refitted(tmp_path, capsys):
-    # two halves, a brighter cube and 20 isolated voxels far brighter still: the 3-component fit spends
-    # its third cluster on those 20 voxels, so k = 3 is refitted wider and the cube gets its cluster
-    shape = (32, 32, 32)
-    truth = np.zeros(shape, np.uint8)
-    truth[:, :, 16:] = 1
-    truth[4:12, 4:12, 4:12] = 2
-    rng = np.random.default_rng(0)
-    image = np.array([0.0, 1.0, 2.0], np.float32)[truth] + rng.normal(scale=0.1, size=shape).astype(np.float32)
-    image.reshape(-1)[rng.choice(image.size, 20, replace=False)] = 20.0
+def test_run_says_which_level_was_refitted(outlier_volume, tmp_path, capsys):
+    # the 3-component fit spends its third cluster on 20 outlier voxels, so k = 3 is refitted wider and the
+    # cube gets its cluster
+    image, truth = outlier_volume(n_hot=20)
     path = tmp_path / "hot.mrc"
     write_image(path, image)
     out = tmp_path / "out"

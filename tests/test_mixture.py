@@ -79,21 +79,8 @@ def test_mixture_separates_classes_of_very_different_size_and_spread():
     assert 0.5 < confidence <= 1.0
 
 
-def _two_regions_a_cube_and_hot_voxels(n_hot: int, seed: int = 0):
-    """Dark and bright halves, a brighter cube (1.6 % of the voxels), and ``n_hot`` isolated outliers far
-    brighter still (a gold fiducial's voxels in a tomogram)."""
-    shape = (32, 32, 32)
-    truth = np.zeros(shape, dtype=np.uint8)
-    truth[:, :, 16:] = 1
-    truth[4:12, 4:12, 4:12] = 2
-    rng = np.random.default_rng(seed)
-    image = np.array([0.0, 1.0, 2.0], np.float32)[truth] + rng.normal(scale=0.1, size=shape).astype(np.float32)
-    image.reshape(-1)[rng.choice(image.size, n_hot, replace=False)] = 20.0
-    return image, truth
-
-
-def test_a_level_left_with_a_negligible_cluster_is_refitted_wider(monkeypatch):
-    image, truth = _two_regions_a_cube_and_hot_voxels(n_hot=20)
+def test_a_level_left_with_a_negligible_cluster_is_refitted_wider(outlier_volume, monkeypatch):
+    image, truth = outlier_volume(n_hot=20)
     points = image.reshape(-1, 1)
     labels, _ = mixture_labels(points, image.shape, 3, seed=0)
     sizes = np.bincount(labels.reshape(-1), minlength=3)
@@ -106,15 +93,15 @@ def test_a_level_left_with_a_negligible_cluster_is_refitted_wider(monkeypatch):
     assert dice_scores(plain, truth).per_class[2] < 0.1
 
 
-def test_levels_say_which_were_refitted_and_from_how_many_components():
-    image, _ = _two_regions_a_cube_and_hot_voxels(n_hot=20)
+def test_levels_say_which_were_refitted_and_from_how_many_components(outlier_volume):
+    image, _ = outlier_volume(n_hot=20)
     levels = mixture_levels(image.reshape(-1, 1), image.shape, [2, 3], seed=0, compartments=False)
     assert levels.refitted == {3: 4}  # k = 2 keeps both halves; k = 3 lost the cube to the outliers
     assert len(np.unique(levels[3])) == 3
 
 
-def test_a_level_the_prior_leaves_whole_is_not_refitted(monkeypatch):
-    image, _ = _two_regions_a_cube_and_hot_voxels(n_hot=0)
+def test_a_level_the_prior_leaves_whole_is_not_refitted(outlier_volume, monkeypatch):
+    image, _ = outlier_volume(n_hot=0)
     points = image.reshape(-1, 1)
     labels, confidence = mixture_labels(points, image.shape, 3, seed=0)
     monkeypatch.setattr(mixture, "MAX_EXTRA_COMPONENTS", 0)
@@ -122,8 +109,8 @@ def test_a_level_the_prior_leaves_whole_is_not_refitted(monkeypatch):
     assert np.array_equal(labels, plain) and confidence == plain_confidence
 
 
-def test_levels_sharing_fits_are_the_levels_fitted_alone():
-    image, _ = _two_regions_a_cube_and_hot_voxels(n_hot=20)
+def test_levels_sharing_fits_are_the_levels_fitted_alone(outlier_volume):
+    image, _ = outlier_volume(n_hot=20)
     points = image.reshape(-1, 1)
     levels = mixture_levels(points, image.shape, [2, 3, 4, 5], seed=0, compartments=False)
     for k, shared in levels.items():

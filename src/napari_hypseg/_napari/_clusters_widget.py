@@ -221,17 +221,17 @@ class ClustersWidget(QWidget):
             self._show_choices()
             result = self.session.result
             held = result.segmentation.occupied(k) if result is not None else k
-            empty = f" {held} of the {k} clusters hold voxels: the mixture left the rest empty." if held < k else ""
+            notes = f" {held} of the {k} clusters hold voxels: the mixture left the rest empty." if held < k else ""
             refit = result.segmentation.refit_note(k) if result is not None else None
             if refit is not None:
-                empty += f" Refitted: {refit}."
+                notes += f" Refitted: {refit}."
             found = result.segmentation.compartments if result is not None else None
             inside = (
                 f" Cluster {COMPARTMENT_ID}: what the thin cluster {found.wall} encloses."
                 if found is not None and k >= COMPARTMENT_ID
                 else ""
             )
-            self.status.setText(f"Showing k = {k} ({self._clustering_name()}) in “hypseg clusters”.{empty}{inside}")
+            self.status.setText(f"Showing k = {k} ({self._clustering_name()}) in “hypseg clusters”.{notes}{inside}")
             # how the levels were made (channel, covariance, prior), on hover: the line stays short
             self.status.setToolTip(result.segmentation.clustering_summary if result is not None else "")
 

@@ -198,6 +198,12 @@ def find_compartments(labels: np.ndarray) -> tuple[Compartments, CompartmentMask
     return Compartments(cluster, float(inside.mean()), float(closure.mean())), CompartmentMasks(inside, closure, wall)
 
 
+def mixture_level(k: int, found: bool) -> int:
+    """The mixture level behind level ``k``: with compartments ``found``, a level above :data:`WALL_LEVEL` is
+    the mixture's level k − 1 plus the enclosed voxels (:func:`with_compartments`)."""
+    return k - 1 if found and k > WALL_LEVEL else k
+
+
 def with_compartments(coarser: np.ndarray, masks: CompartmentMasks) -> np.ndarray:
     """Level k from level k − 1 (ids 1…k−1): the enclosed voxels become :data:`COMPARTMENT_ID` (the ids from it on
     move up by one, so every cluster keeps its colour from level to level) and the closure takes the id most of

@@ -37,7 +37,7 @@ from scipy import ndimage
 from .._errors import UserError
 from ..segment_config import COMPARTMENTS
 from .channels import Channel
-from .compartments import WALL_LEVEL, Compartments, find_compartments, with_compartments
+from .compartments import WALL_LEVEL, Compartments, find_compartments, mixture_level, with_compartments
 
 #: voxels used to fit each mixture (every voxel is then scored)
 FIT_SIZE = 200_000
@@ -317,7 +317,7 @@ def mixture_levels(
     if compartments and ks[-1] > WALL_LEVEL:
         fitted[WALL_LEVEL] = fit(WALL_LEVEL, None)
         found = find_compartments(fitted[WALL_LEVEL].reshape(shape) + 1)
-    needed = sorted({k - 1 if found is not None and k > WALL_LEVEL else k for k in ks})
+    needed = sorted({mixture_level(k, found is not None) for k in ks})
     steps = len(needed) + 1
     previous = None
     for done, k in enumerate(needed, start=1):
@@ -331,7 +331,7 @@ def mixture_levels(
     levels.compartments = None if found is None else found[0]
     levels.refitted = {}
     for k in ks:
-        mixture_k = k - 1 if found is not None and k > WALL_LEVEL else k
+        mixture_k = mixture_level(k, found is not None)
         labels = (fitted[mixture_k] + 1).astype(dtype).reshape(shape)
         levels[k] = with_compartments(labels, found[1]) if mixture_k != k else labels
         if mixture_k in shared.refitted:

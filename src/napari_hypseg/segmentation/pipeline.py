@@ -15,7 +15,7 @@ from ..model.vae import HyperbolicVAE
 from ..segment_config import SegmentConfig
 from .binning import bin_volume, binned_shape, check_binning, upsample_labels
 from .channels import Channel
-from .compartments import WALL_LEVEL, Compartments
+from .compartments import Compartments, mixture_level
 from .embed import embed
 from .fusion import fused_features
 from .hierarchy import Hierarchy, build_hierarchy
@@ -73,8 +73,7 @@ class Segmentation:
         wider = self.refitted.get(k)
         if wider is None:
             return None
-        # with compartments, level k above the wall's is the mixture's level k - 1 plus the enclosed voxels
-        own = k - 1 if self.compartments is not None and k > WALL_LEVEL else k
+        own = mixture_level(k, self.compartments is not None)
         return (
             f"its {own}-component mixture lost a cluster to the spatial prior, so it was refitted with "
             f"{wider} components and the smallest dissolved"
