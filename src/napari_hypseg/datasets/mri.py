@@ -56,13 +56,33 @@ def rician(image: np.ndarray, level: float, *, seed: int = 0) -> np.ndarray:
     return np.hypot(real, rng.normal(0.0, sd, image.shape)).astype(np.float32)
 
 
-def load_mni_t1(voxel_mm: int = 2, *, noise: float = 0.0, seed: int = 0) -> LabelledVolume:
+def nonuniformity(shape: tuple[int, ...], amplitude: float, *, seed: int = 0) -> np.ndarray:
+    """A smooth multiplicative field spanning exactly 1 ± ``amplitude`` over the box (float32, ``shape``).
+
+    A random second-order polynomial of the voxel coordinates, as the receive
+    coil's intensity non-uniformity of a scanner (BrainWeb's 20 % / 40 % INU
+    fields span ±10 % / ±20 %). Uncorrected scans carry one; the template does not.
+    """
+    rng = np.random.default_rng(seed)
+    axes = np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in shape], indexing="ij")
+    field = np.zeros(shape)
+    for i, a in enumerate(axes):
+        field += rng.normal() * a
+        for b in axes[i:]:
+            field += 0.5 * rng.normal() * a * b
+    field = (field - field.min()) / max(float(np.ptp(field)), 1e-12)
+    return (1.0 + amplitude * (2.0 * field - 1.0)).astype(np.float32)
+
+
+def load_mni_t1(voxel_mm: int = 2, *, noise: float = 0.0, bias: float = 0.0, seed: int = 0) -> LabelledVolume:
     """The MNI152 T1 template at ``voxel_mm`` (1 or an integer binning) with four tissue classes.
 
     ``noise`` > 0 adds Rician noise of that level (:func:`rician`): the
     template averages 152 scans and is much cleaner than one subject's scan,
     so the noisy variant checks what a single acquisition does to a method
-    tuned on the template.
+    tuned on the template. ``bias`` > 0 first multiplies it by an intensity
+    non-uniformity of ±``bias`` (:func:`nonuniformity`), which a single
+    uncorrected scan carries and the template does not.
 
     Raises :class:`DatasetUnavailable` (a :class:`UserError`) with the install
     command when nilearn is not installed.
@@ -79,9 +99,13 @@ def load_mni_t1(voxel_mm: int = 2, *, noise: float = 0.0, seed: int = 0) -> Labe
     labels = tissue_labels(arrays["t1"], arrays["gm"] / 255.0, arrays["wm"] / 255.0)
     image = arrays["t1"].astype(np.float32)
     name, source = f"mni152_t1_{voxel_mm}mm", ""
+    if bias > 0:
+        image = image * nonuniformity(image.shape, bias, seed=seed)
+        name, source = f"{name}_inu{round(bias * 100)}", f" × intensity non-uniformity ±{bias:.0%}"
     if noise > 0:
         image = rician(image, noise, seed=seed)
-        name, source = f"{name}_rician{round(noise * 100)}", f" + Rician noise {noise:.0%} of the 99th percentile"
+        name = f"{name}_rician{round(noise * 100)}"
+        source = f"{source} + Rician noise {noise:.0%} of the 99th percentile"
     return LabelledVolume(
         name=name,
         image=image,
