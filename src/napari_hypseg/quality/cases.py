@@ -110,8 +110,8 @@ def suite_cases(*, quick: bool, log=print) -> list[Case]:
     return cases
 
 
-#: the generality sweep (``benchmarks/bench_generality.py``): noise levels away from the suite's, where a
-#: rule tuned on the suite's cases is tested on volumes it was not chosen on
+#: the generality sweep (``hypseg bench --suite --sweep``): volumes away from the suite's, where a rule
+#: tuned on the suite's cases is tested on volumes it was not chosen on
 SWEEP_MRI_NOISE = (0.03, 0.09, 0.12, 0.18)
 #: intensity non-uniformity (±, multiplicative) on the MRI template, as a single uncorrected scan has
 SWEEP_MRI_BIAS = (0.1, 0.2)

@@ -41,7 +41,7 @@ class Segmentation:
     intensity: Channel | None = None
     #: what a thin cluster of the mixture's k = 2 level encloses, a cluster of its own above it (None: no wall)
     compartments: Compartments | None = None
-    #: mixture level k -> the number of components of the wider fit it was made from (the prior left it short)
+    #: level k -> the number of components of the wider fit behind it (the prior left its mixture level short)
     refitted: dict[int, int] = field(default_factory=dict)
     #: level -> clusters holding voxels, counted once (the slider asks on every move)
     _occupied: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
