@@ -9,6 +9,7 @@ from napari_hypseg._errors import UserError
 from napari_hypseg.segmentation import mixture
 from napari_hypseg.segmentation.channels import (
     DENOISE_FROM_SIGMA,
+    OUTLIER_SPANS,
     TV_WEIGHT_PER_SIGMA,
     Channel,
     choose_channel,
@@ -54,6 +55,27 @@ def test_noise_sigma_ignores_flat_fill_and_smooth_gradients():
     assert choose_channel(v).kind == "raw"
     noisy = v + np.random.default_rng(0).normal(scale=0.1, size=v.shape).astype(np.float32)
     assert noise_sigma(noisy) == pytest.approx(0.1, rel=0.1)
+
+
+def test_normalise_clamps_stray_values_far_outside_the_robust_range():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(20, 20, 20)).astype(np.float32)
+    plain = normalise(v)
+    v[3, 4, 5], v[6, 7, 8] = 1e9, -1e9
+    clamped = normalise(v)
+    assert clamped[3, 4, 5] == pytest.approx(1.0 + OUTLIER_SPANS)
+    assert clamped[6, 7, 8] == pytest.approx(-OUTLIER_SPANS)
+    away = np.ones(v.shape, bool)
+    away[3, 4, 5] = away[6, 7, 8] = False
+    np.testing.assert_allclose(clamped[away], plain[away], atol=0.02)  # two voxels barely move the percentiles
+
+
+def test_one_stray_voxel_does_not_take_the_clustering():
+    image, truth = _two_region_volume(0.05, shape=(20, 20, 20))
+    image[2, 3, 4] = 1e9  # a hot pixel: unclamped, it held the whole standard deviation
+    features, channel = fused_features(image, None, latent_dim=None, config=FusionConfig())
+    levels = mixture_levels(features, image.shape, [2], seed=0, compartments=False, **channel_settings(channel))
+    assert dice_scores(levels[2] - 1, truth).mean > 0.99
 
 
 def test_potts_prior_removes_isolated_flips_but_keeps_the_boundary():

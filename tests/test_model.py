@@ -6,6 +6,7 @@ import torch
 
 from napari_hypseg import hyperbolic as hyp
 from napari_hypseg._errors import UserError
+from napari_hypseg._intensity_range import OUTLIER_SPANS
 from napari_hypseg.model import (
     HyperbolicVAE,
     ModelConfig,
@@ -156,5 +157,8 @@ def test_normalization_maps_percentiles_to_unit_range():
     model.set_normalization(10.0, 30.0)
     out = model.normalize(torch.tensor([10.0, 20.0, 30.0]))
     assert np.allclose(out.numpy(), [0.0, 0.5, 1.0])
+    # a stray value far outside the training range reaches the network clamped
+    far = model.normalize(torch.tensor([-1e9, 1e9])).numpy()
+    assert np.allclose(far, [-OUTLIER_SPANS, 1.0 + OUTLIER_SPANS])
     with pytest.raises(ValueError):
         model.set_normalization(1.0, 1.0)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import hyperbolic as hyp
+from .._intensity_range import OUTLIER_SPANS
 from .config import ModelConfig
 
 # A posterior scale this small is numerically a point mass; the floor keeps
@@ -108,6 +109,12 @@ class Decoder(nn.Module):
         return self.body(h)
 
 
+def normalise_intensity(x: torch.Tensor, low, high) -> torch.Tensor:
+    """``low`` -> 0, ``high`` -> 1, clamped to ±:data:`OUTLIER_SPANS` beyond (``low``, ``high``: floats or
+    0-d tensors)."""
+    return ((x - low) / (high - low)).clamp(-OUTLIER_SPANS, 1.0 + OUTLIER_SPANS)
+
+
 class HyperbolicVAE(nn.Module):
     """Encoder, decoder, prior and the robust intensity normalisation of the training data."""
 
@@ -133,8 +140,9 @@ class HyperbolicVAE(nn.Module):
         self.intensity_high.fill_(float(high))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Map raw intensities so the training data's 1st..99th percentiles span 0..1."""
-        return (x - self.intensity_low) / (self.intensity_high - self.intensity_low)
+        """Map raw intensities so the training data's 1st..99th percentiles span 0..1 (clamped to
+        ±:data:`OUTLIER_SPANS` beyond)."""
+        return normalise_intensity(x, self.intensity_low, self.intensity_high)
 
     def posterior(self, loc: torch.Tensor, scale: torch.Tensor):
         if self.config.hyperbolic:

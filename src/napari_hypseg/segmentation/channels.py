@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from .._errors import UserError
+from .._intensity_range import OUTLIER_SPANS
 from ..segment_config import INTENSITY_KINDS
 
 #: the ilastik default scales (σ 0.7 … 3.5 in voxels)
@@ -46,14 +47,13 @@ NORMALISE_PERCENTILES = (1, 99)
 
 
 def normalise(volume: np.ndarray) -> np.ndarray:
-    """Float32 copy with the 1st..99th percentiles mapped to 0..1 (constant volumes → zeros)."""
+    """Float32 copy with the 1st..99th percentiles mapped to 0..1, clamped to ±:data:`OUTLIER_SPANS` beyond
+    (constant volumes → zeros)."""
     v = np.asarray(volume, dtype=np.float32)
     lo, hi = np.percentile(v, NORMALISE_PERCENTILES)
     if not hi > lo:
         lo, hi = float(v.min()), float(v.max())
-    if not hi > lo:
-        return np.zeros_like(v)
-    return (v - lo) / np.float32(hi - lo)
+    return normalise_between(v, (lo, hi))
 
 
 def gaussian(volume: np.ndarray, sigma: float) -> np.ndarray:
@@ -62,12 +62,14 @@ def gaussian(volume: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def normalise_between(volume: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
-    """:func:`normalise` with its range given: ``lo`` → 0, ``hi`` → 1 (an empty range → zeros)."""
+    """:func:`normalise` with its range given: ``lo`` → 0, ``hi`` → 1, clamped to
+    ±:data:`OUTLIER_SPANS` beyond (an empty range → zeros)."""
     v = np.asarray(volume, dtype=np.float32)
     lo, hi = np.float32(bounds[0]), np.float32(bounds[1])
     if not hi > lo:
         return np.zeros_like(v)
-    return (v - lo) / (hi - lo)
+    out = (v - lo) / (hi - lo)
+    return np.clip(out, np.float32(-OUTLIER_SPANS), np.float32(1.0 + OUTLIER_SPANS), out=out)
 
 
 def tv_denoise(

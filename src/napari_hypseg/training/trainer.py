@@ -33,6 +33,7 @@ from ..model.checkpoint import (
     save_checkpoint,
 )
 from ..model.dense import encode_block
+from ..model.vae import normalise_intensity
 from .config import TrainConfig
 from .events import Preview, TrainEvent
 from .sampler import TripletSampler
@@ -94,7 +95,7 @@ def _fixed_normaliser(model: HyperbolicVAE):
     """``model.normalize`` with its two numbers read once, for patches read on the host while the model is
     on a GPU (they never change during training)."""
     low, high = float(model.intensity_low), float(model.intensity_high)
-    return lambda x: (x - low) / (high - low)
+    return lambda x: normalise_intensity(x, low, high)
 
 
 def preview_coords(
