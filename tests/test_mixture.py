@@ -101,6 +101,26 @@ def test_mixture_separates_classes_of_very_different_size_and_spread():
     assert 0.5 < confidence <= 1.0
 
 
+def test_a_shared_covariance_is_fitted_without_its_least_likely_voxels(monkeypatch):
+    """A few far voxels (gold beads in a tomogram) must not widen the shared covariance nor pull a mean."""
+    rng = np.random.default_rng(0)
+    bulk = np.concatenate([rng.normal(0.0, 1.0, 97_000), rng.normal(4.0, 1.0, 3_000)])
+    points = np.concatenate([bulk, np.full(60, 16.0)]).reshape(-1, 1)  # 0.06 % of the voxels, 12 σ out
+    clean = fit_mixture(bulk.reshape(-1, 1), 2, seed=0, covariance="tied")
+    trimmed = fit_mixture(points, 2, seed=0, covariance="tied")
+    monkeypatch.setattr(mixture, "TRIM_ROUNDS", 0)
+    plain = fit_mixture(points, 2, seed=0, covariance="tied")
+
+    def spread_and_small_mean(fit):
+        return float(fit.covariances_[0, 0]), float(fit.means_.max())
+
+    clean_spread, clean_mean = spread_and_small_mean(clean)
+    spread, mean = spread_and_small_mean(trimmed)
+    assert spread == pytest.approx(clean_spread, rel=0.02) and mean == pytest.approx(clean_mean, abs=0.1)
+    spread, mean = spread_and_small_mean(plain)
+    assert spread > 1.08 * clean_spread and mean > clean_mean + 0.4
+
+
 def test_a_level_left_with_a_negligible_cluster_is_refitted_wider(outlier_volume, monkeypatch):
     image, truth = outlier_volume(n_hot=20)
     points = image.reshape(-1, 1)
