@@ -76,7 +76,7 @@ EM_MAX_ITERATIONS = 1000
 #: a cluster holding less than this fraction of the voxels after the Potts prior counts as lost
 MIN_CLUSTER_FRACTION = 1e-3
 #: a shared-covariance fit is refitted without the voxels it finds least likely, this fraction of them
-#: (trimmed likelihood): a few hundred extreme voxels (gold fiducials at 20σ) otherwise widen the shared
+#: (trimmed likelihood): a few hundred extreme voxels (gold beads, 37 sd out) otherwise widen the shared
 #: covariance and pull a component's mean (the tomogram with 12 beads, converged but untrimmed: 0.492, its
 #: lumens lost). A class this small counts as lost anyway (:data:`MIN_CLUSTER_FRACTION`), so it must not
 #: shape the others
