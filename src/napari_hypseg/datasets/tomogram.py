@@ -137,23 +137,27 @@ def add_fiducials(image: np.ndarray, labels: np.ndarray, n: int, *, seed: int = 
 
     rng = np.random.default_rng(seed)
     out = np.array(image, dtype=np.float32, copy=True)
-    value = float(out[labels == 0].mean()) + FIDUCIAL_CONTRAST * float(
-        out[labels == 1].mean() - out[labels == 0].mean()
-    )
+    background, shell = out[labels == 0].mean(), out[labels == 1].mean()
+    value = float(background) + FIDUCIAL_CONTRAST * float(shell - background)
     clearance = FIDUCIAL_RADIUS + 3.0
     free = ndimage.distance_transform_edt(labels == 0) > clearance
     margin = int(np.ceil(clearance))
     interior = np.zeros_like(free)
     interior[margin:-margin, margin:-margin, margin:-margin] = True
-    grid = np.indices(out.shape, dtype=np.float32)
+    free &= interior
+    reach = int(np.ceil(2 * clearance))  # a bead keeps later centres this far away
     for _ in range(n):
-        candidates = np.argwhere(free & interior)
+        candidates = np.argwhere(free)
         if len(candidates) == 0:
             break
-        centre = candidates[rng.integers(len(candidates))].astype(np.float32)
-        distance = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)))
-        out[distance <= FIDUCIAL_RADIUS] = value
-        free &= distance > 2 * clearance
+        centre = candidates[rng.integers(len(candidates))]
+        box = tuple(
+            slice(max(0, c - reach), min(n_axis, c + reach + 1)) for c, n_axis in zip(centre, out.shape, strict=True)
+        )
+        grid = np.ogrid[box]
+        distance = np.sqrt(sum((g - c).astype(np.float32) ** 2 for g, c in zip(grid, centre, strict=True)))
+        out[box][distance <= FIDUCIAL_RADIUS] = value
+        free[box] &= distance > 2 * clearance
     return out
 
 

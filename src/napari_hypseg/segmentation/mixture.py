@@ -136,8 +136,6 @@ def fit_mixture(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int = FI
     """A :class:`sklearn.mixture.GaussianMixture` (``covariance`` "full" or "tied") fitted on a seeded subsample
     of ``points`` (N, C): the best likelihood of :data:`INITIALISATIONS`, a shared covariance then trimmed of
     its least likely voxels (:func:`_trimmed`)."""
-    from sklearn.mixture import GaussianMixture  # noqa: PLC0415 - heavy import, needed only here
-
     points = np.asarray(points)
     if points.ndim != 2:
         raise UserError(f"expected points of shape (N, C), got {points.shape}")
@@ -149,13 +147,10 @@ def fit_mixture(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int = FI
     sample = sample.astype(np.float64, copy=False)
     best = None
     for i, init in enumerate(INITIALISATIONS):
-        mixture = GaussianMixture(
-            n_components=k,
-            covariance_type=covariance,
+        mixture = _em(
+            k,
+            covariance,
             init_params=init,
-            reg_covar=REG_COVAR,
-            tol=EM_TOLERANCE[covariance],
-            max_iter=EM_MAX_ITERATIONS,
             random_state=int(np.random.SeedSequence(seed, spawn_key=(1, k, i)).generate_state(1)[0]),
         ).fit(sample)
         if best is None or mixture.lower_bound_ > best.lower_bound_:
@@ -163,22 +158,32 @@ def fit_mixture(points: np.ndarray, k: int, *, seed: int = 0, fit_size: int = FI
     return _trimmed(best, sample) if covariance in TRIMMED_COVARIANCES else best
 
 
+def _em(k: int, covariance: str, **start):
+    """An unfitted :class:`sklearn.mixture.GaussianMixture` with this module's floor and stopping rule;
+    ``start``: its initialisation (``init_params`` and ``random_state``, or the ``*_init`` of an earlier fit)."""
+    from sklearn.mixture import GaussianMixture  # noqa: PLC0415 - heavy import, needed only here
+
+    return GaussianMixture(
+        n_components=k,
+        covariance_type=covariance,
+        reg_covar=REG_COVAR,
+        tol=EM_TOLERANCE[covariance],
+        max_iter=EM_MAX_ITERATIONS,
+        **start,
+    )
+
+
 def _trimmed(mixture, sample: np.ndarray):
     """``mixture`` refitted :data:`TRIM_ROUNDS` times, each without the :data:`TRIM_FRACTION` of ``sample`` it
     finds least likely, starting from the last fit."""
-    from sklearn.mixture import GaussianMixture  # noqa: PLC0415 - heavy import, needed only here
-
     for _ in range(TRIM_ROUNDS):
         density = mixture.score_samples(sample)
-        mixture = GaussianMixture(
-            n_components=mixture.n_components,
-            covariance_type=mixture.covariance_type,
+        mixture = _em(
+            mixture.n_components,
+            mixture.covariance_type,
             weights_init=mixture.weights_,
             means_init=mixture.means_,
             precisions_init=mixture.precisions_,
-            reg_covar=REG_COVAR,
-            tol=EM_TOLERANCE[mixture.covariance_type],
-            max_iter=EM_MAX_ITERATIONS,
         ).fit(sample[density >= np.quantile(density, TRIM_FRACTION)])
     return mixture
 
