@@ -23,6 +23,7 @@ from napari_hypseg.segmentation.mixture import (
     MIN_CLUSTER_FRACTION,
     SHARED_FROM_SIGMA,
     channel_settings,
+    completed_likelihood,
     component_covariances,
     covariance_type,
     describe,
@@ -99,6 +100,18 @@ def test_mixture_separates_classes_of_very_different_size_and_spread():
     labels, confidence = mixture_labels(values.reshape(-1, 1).astype(np.float32), shape, 2, seed=0)
     assert dice_scores(labels, truth).per_class[1] > 0.8
     assert 0.5 < confidence <= 1.0
+
+
+def test_the_completed_likelihood_charges_a_fit_for_overlapping_components():
+    """Starts are chosen by likelihood less assignment entropy: free for separate classes, costly for a
+    component laid over another (one class split in two)."""
+    rng = np.random.default_rng(0)
+    separate = np.concatenate([rng.normal(0.0, 1.0, 5_000), rng.normal(10.0, 1.0, 5_000)]).reshape(-1, 1)
+    one_class = rng.normal(0.0, 1.0, 10_000).reshape(-1, 1)
+    for points, cost in ((separate, (0.0, 1e-3)), (one_class, (0.2, np.log(2)))):
+        fit = fit_mixture(points, 2, seed=0, covariance="full")
+        charged = fit.score(points) - completed_likelihood(fit, points)
+        assert cost[0] <= charged <= cost[1]
 
 
 def test_a_shared_covariance_is_fitted_without_its_least_likely_voxels(monkeypatch):
