@@ -11,7 +11,7 @@ prior (its own ``channel_settings``) on the raw, TV and Gaussian σ 1 channels, 
 ``exp_noise_correlation.py`` (one phantom per sweep case, the real tomogram, the MRI template at 0-18 %
 noise and ±20 % non-uniformity, the nuclei stack and a noisy crop of it). One seed; measured, not adopted.
 
-    python benchmarks/exp_denoiser_calibration.py     # ~8 min on 2 cores
+    python benchmarks/exp_denoiser_calibration.py     # ~6 min on 2 cores
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ starts (two seeds of each) kept by likelihood or by ICL. The default's channel a
 on the volumes of ``exp_noise_correlation.py``. One seed. Adopted: ICL over the two starts
 (``mixture.completed_likelihood``); four starts were a lottery on a flat likelihood (docs/method.md).
 
-    python benchmarks/exp_start_selection.py     # ~15 min on 2 cores
+    python benchmarks/exp_start_selection.py     # ~10 min on 2 cores
 """
 
 from __future__ import annotations
