@@ -21,10 +21,8 @@ from scipy import ndimage
 from skimage.restoration import denoise_tv_chambolle
 
 import _common  # noqa: F401 - puts src/ on the path
-from exp_noise_correlation import volumes
+from exp_noise_correlation import levels_text, volumes
 from napari_hypseg.segmentation import channels as C
-from napari_hypseg.segmentation import mixture as M
-from napari_hypseg.segmentation.metrics import dice_scores
 
 STRIDE = 4
 #: grid offsets of the hidden voxels (of STRIDE**3): three phases spread over the cell, averaged
@@ -62,15 +60,8 @@ def candidates(sigma: float) -> dict:
     return out
 
 
-def _levels_text(points: np.ndarray, vol, channel) -> str:
-    top = max(k for k, _, _ in vol.levels.values())
-    levels = M.mixture_levels(points, vol.image.shape, range(2, top + 1), seed=0, **M.channel_settings(channel))
-    return " / ".join(f"{dice_scores(levels[k] - 1, gt).mean:.3f}" for k, gt, _ in vol.levels.values())
-
-
-def _standardised(v: np.ndarray) -> np.ndarray:
-    x = v.reshape(-1, 1).astype(np.float64)
-    return ((x - x.mean()) / x.std()).astype(np.float32)
+def _column(v: np.ndarray) -> np.ndarray:
+    return C.standardise_columns(v.reshape(-1, 1))
 
 
 def main() -> None:
@@ -86,7 +77,7 @@ def main() -> None:
         cands = candidates(channel.sigma)
         losses = {key: self_supervised_loss(normalised, f) for key, f in cands.items()}
         lowest = min(("raw", "TV", "G1"), key=losses.get)
-        scores = [_levels_text(_standardised(cands[key](normalised)), vol, channel) for key in ("raw", "TV", "G1")]
+        scores = [levels_text(_column(cands[key](normalised)), vol, channel) for key in ("raw", "TV", "G1")]
         loss_text = " / ".join(f"{1e4 * losses[key]:.1f}" for key in names)
         row = [name, f"{channel.sigma:.3f}", loss_text, lowest, channel.kind, *scores]
         print("| " + " | ".join(row) + " |")

@@ -62,6 +62,13 @@ def volumes():
     return out
 
 
+def levels_text(points: np.ndarray, vol, channel) -> str:
+    """The default's mixture and prior (the settings ``channel`` gives) on ``points``: mean Dice per level."""
+    top = max(k for k, _, _ in vol.levels.values())
+    levels = M.mixture_levels(points, vol.image.shape, range(2, top + 1), seed=0, **M.channel_settings(channel))
+    return " / ".join(f"{dice_scores(levels[k] - 1, gt).mean:.3f}" for k, gt, _ in vol.levels.values())
+
+
 def main() -> None:
     print("| volume | σ (channel) | lag-2 / lag-1 spread | default channel | Gaussian σ 1 channel |")
     print("| --- | --- | --- | --- | --- |")
@@ -69,11 +76,7 @@ def main() -> None:
         features, channel = fused_features(vol.image, None, latent_dim=None, config=FusionConfig())
         smoothed = C.gaussian(vol.image, 1.0).reshape(-1, 1)
         smoothed = ((smoothed - smoothed.mean()) / smoothed.std()).astype(np.float32)
-        top = max(k for k, _, _ in vol.levels.values())
-        cells = []
-        for points in (features, smoothed):
-            levels = M.mixture_levels(points, vol.image.shape, range(2, top + 1), seed=0, **M.channel_settings(channel))
-            cells.append(" / ".join(f"{dice_scores(levels[k] - 1, gt).mean:.3f}" for k, gt, _ in vol.levels.values()))
+        cells = [levels_text(points, vol, channel) for points in (features, smoothed)]
         print(
             f"| {name} | {channel.sigma:.3f} ({channel.kind}) | {lag_ratio(vol.image):.2f} | {cells[0]} | {cells[1]} |"
         )
