@@ -191,9 +191,9 @@ def test_mixture_levels_are_reproducible_and_ids_follow_the_coarser_level():
 
 def test_noisy_volumes_share_one_covariance_and_clean_ones_keep_one_per_class():
     noisy, light = Channel("denoised", 2 * SHARED_FROM_SIGMA), Channel("denoised", SHARED_FROM_SIGMA / 2)
-    assert channel_settings(noisy) == {"covariance": "tied", "beta": 6.0}
+    assert channel_settings(noisy) == {"covariance": "tied", "beta": 6.0, "local_means": True}
     # lightly noisy (an MRI acquisition): denoised, but each class keeps its own spread
-    assert channel_settings(light) == {"covariance": "full", "beta": 3.0}
+    assert channel_settings(light) == {"covariance": "full", "beta": 3.0, "local_means": True}
     assert covariance_type(Channel("raw", 2 * SHARED_FROM_SIGMA)) == "full"  # the raw channel asked for
     assert describe(Channel("raw", 0.01)) == (
         "Gaussian mixture on the raw intensity, a covariance per cluster, spatial prior β = 3"
