@@ -13,26 +13,20 @@ the one before it with the local-means σ at 1.5 and 3 voxels (the default: 2). 
 from __future__ import annotations
 
 import _common  # noqa: F401 - puts src/ on the path
-from exp_noise_correlation import volumes
+from exp_noise_correlation import levels_text, volumes
 from napari_hypseg.segmentation import local_means as L
 from napari_hypseg.segmentation import mixture as M
 from napari_hypseg.segmentation.fusion import FusionConfig, fused_features
-from napari_hypseg.segmentation.metrics import dice_scores
 
 
-def levels_text(points, vol, settings) -> str:
-    top = max(k for k, _, _ in vol.levels.values())
-    levels = M.mixture_levels(points, vol.image.shape, range(2, top + 1), seed=0, **settings)
-    return " / ".join(f"{dice_scores(levels[k] - 1, gt).mean:.3f}" for k, gt, _ in vol.levels.values())
-
-
-def with_sigma(points, vol, settings, sigma: float) -> str:
+def with_sigma(points, vol, channel, sigma: float) -> str:
+    """The levels with the local-means passes at ``sigma``, patched into :mod:`.local_means` (read at each call)."""
     default = L.LOCAL_MEANS_SIGMA
-    L.local_mean_posteriors.__kwdefaults__["sigma"] = sigma
+    L.LOCAL_MEANS_SIGMA = sigma
     try:
-        return levels_text(points, vol, {**settings, "local_means": True})
+        return levels_text(points, vol, channel, local_means=True)
     finally:
-        L.local_mean_posteriors.__kwdefaults__["sigma"] = default
+        L.LOCAL_MEANS_SIGMA = default
 
 
 def main() -> None:
@@ -41,10 +35,10 @@ def main() -> None:
     for name, vol in volumes():
         features, channel = fused_features(vol.image, None, latent_dim=None, config=FusionConfig())
         settings = M.channel_settings(channel)
-        without = levels_text(features, vol, {**settings, "local_means": False})
-        forced = levels_text(features, vol, {**settings, "local_means": True})
+        without = levels_text(features, vol, channel, local_means=False)
+        forced = levels_text(features, vol, channel, local_means=True)
         if settings["local_means"]:
-            other = "; ".join(with_sigma(features, vol, settings, s) for s in (1.5, 3.0))
+            other = "; ".join(with_sigma(features, vol, channel, s) for s in (1.5, 3.0))
             cells = [without, forced, other, "(the same)"]
         else:
             cells = [without, without, "—", forced]

@@ -62,10 +62,12 @@ def volumes():
     return out
 
 
-def levels_text(points: np.ndarray, vol, channel) -> str:
-    """The default's mixture and prior (the settings ``channel`` gives) on ``points``: mean Dice per level."""
+def levels_text(points: np.ndarray, vol, channel, **overrides) -> str:
+    """The default's mixture and prior (the settings ``channel`` gives, with ``overrides``) on ``points``: mean
+    Dice per level."""
     top = max(k for k, _, _ in vol.levels.values())
-    levels = M.mixture_levels(points, vol.image.shape, range(2, top + 1), seed=0, **M.channel_settings(channel))
+    settings = {**M.channel_settings(channel), **overrides}
+    levels = M.mixture_levels(points, vol.image.shape, range(2, top + 1), seed=0, **settings)
     return " / ".join(f"{dice_scores(levels[k] - 1, gt).mean:.3f}" for k, gt, _ in vol.levels.values())
 
 

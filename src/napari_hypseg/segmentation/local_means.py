@@ -60,13 +60,15 @@ def local_mean_posteriors(
     k: int,
     *,
     pooled: bool,
-    sigma: float = LOCAL_MEANS_SIGMA,
+    sigma: float | None = None,
 ) -> np.ndarray:
     """(N, k) float32 posteriors of every voxel under Gaussians at its classes' local means.
 
     ``points`` (N, C) are the mixture's features, ``labels`` (N,) the level's ids 0..k-1 on ``shape``;
-    ``pooled`` follows the mixture's covariance model (shared: one spread pooled over the classes).
+    ``pooled`` follows the mixture's covariance model (shared: one spread pooled over the classes);
+    ``sigma`` None: :data:`LOCAL_MEANS_SIGMA`, read at the call.
     """
+    sigma = LOCAL_MEANS_SIGMA if sigma is None else sigma
     spreads = class_spreads(points, labels, k, pooled=pooled)
     log_p = np.empty((len(labels), k), dtype=np.float32)
     weights = np.empty((k, len(labels)), dtype=np.float32)
