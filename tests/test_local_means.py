@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from napari_hypseg.segmentation.channels import Channel
@@ -37,7 +38,7 @@ def test_local_means_put_each_objects_boundary_half_way_to_its_own_contrast():
     points, truth = _bright_and_dim_spheres()
     shape = truth.shape
     labels, _ = mixture_labels(points, shape, 2, covariance="tied", beta=3.0)
-    refined = refine_by_local_means(points, labels.reshape(-1), shape, 2, beta=3.0, covariance="tied")
+    refined = refine_by_local_means(points, labels.reshape(-1), shape, 2, beta=3.0)
     before = dice_scores(labels, truth).per_class[1]
     after = dice_scores(refined.reshape(shape), truth).per_class[1]
     assert after > before + 0.05
@@ -54,7 +55,7 @@ def test_a_class_is_never_carried_far_from_where_it_is():
     points = rng.normal(0, 1, (np.prod(shape), 1)).astype(np.float32)
     labels = np.zeros(shape, dtype=np.int64)
     labels[:6, :6, :6] = 1  # one small corner class, noise everywhere
-    post = local_mean_posteriors(points, labels.reshape(-1), shape, 2, pooled=True)
+    post = local_mean_posteriors(points, labels.reshape(-1), shape, 2)
     far = np.zeros(shape, dtype=bool)
     far[15:, 15:, 15:] = True
     assert post.shape == (labels.size, 2)
@@ -62,7 +63,25 @@ def test_a_class_is_never_carried_far_from_where_it_is():
     assert post[far.reshape(-1), 1].max() < 1e-6
 
 
-def test_class_spreads_follow_the_covariance_model():
+def test_an_edge_voxel_goes_to_the_nearer_local_mean_whatever_the_classes_spreads():
+    rng = np.random.default_rng(2)
+    shape = (20, 20, 20)
+    labels = np.zeros(shape, dtype=np.int64)
+    labels[:, :, 10:] = 1
+    image = np.where(labels == 0, rng.normal(0.0, 0.01, shape), rng.normal(1.0, 0.3, shape)).astype(np.float32)
+    edge = (10, 10, 9)  # a class-0 voxel on the edge, half-way between the two levels
+    image[edge] = 0.5
+    points = image.reshape(-1, 1)
+    flat_edge = np.ravel_multi_index(edge, shape)
+    pooled = local_mean_posteriors(points, labels.reshape(-1), shape, 2)
+    own = local_mean_posteriors(points, labels.reshape(-1), shape, 2, spread="class")
+    assert 0.2 < pooled[flat_edge, 1] < 0.8
+    assert own[flat_edge, 1] > 0.99  # each class's own spread hands it to the broad class
+    with pytest.raises(ValueError, match="spread"):
+        local_mean_posteriors(points, labels.reshape(-1), shape, 2, spread="wide")
+
+
+def test_class_spreads_per_class_and_pooled():
     points = np.concatenate([np.zeros(100), np.linspace(-1, 1, 100)])[:, None].astype(np.float32)
     points[:100] += np.tile([-0.1, 0.1], 50)[:, None]
     labels = np.repeat([0, 1], 100)

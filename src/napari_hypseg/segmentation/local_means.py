@@ -7,15 +7,18 @@ right place is half-way between the two *local* levels (a voxel half inside an o
 its contrast). A global decision puts it half-way between the global means, so a bright object
 grows a halo and a dim one shrinks. Here each class c gets a local mean m_c(x): the Gaussian-weighted
 mean of the channel over the voxels now labelled c around x. A voxel is then scored against those local
-means, with the class spread of the mixture's own covariance model (one per class, or one pooled),
-and may only take a class present around it, so the pass moves boundaries and never creates a
+means with one spread for every class, the within-class spread pooled over the level's classes (so an
+edge voxel goes to the nearer local mean: a voxel half inside an object is half-way between the two
+levels), and may only take a class present around it, so the pass moves boundaries and never creates a
 region. In the manner of the local Gaussian fitting of active contours (Wang et al. 2009, Signal
 Processing 89:2435; Lankton & Tannenbaum 2008), with the Potts prior in place of the contour's
 length term.
 
 Used on the denoised channel only (docs/method.md, round twenty-one): on a clean volume read raw, the
 real MRI template, the local means follow the partial-volume voxels of the thin CSF and the level loses
-0.012.
+0.012. One pooled spread since round twenty-two: each class's own spread (about its global mean, as the
+mixture with a covariance per class has it) moved every edge towards the tighter class, and the spread
+about the local means moved it further (docs/method.md).
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ LOCAL_MEANS_PASSES = 2
 #: a class may be taken where its labelled voxels hold at least this share of the neighbourhood's weight
 #: (a class is never carried more than a few σ from where it already is)
 LOCAL_PRESENCE = 0.05
+#: the spread a class is scored with: "pooled" (the within-class spread about the global class means,
+#: pooled over the classes: one for all), "class" (each class's own, about its global mean) or
+#: "residual" (each class's own, about its local means); the last two measured, not adopted
+LOCAL_SPREAD = "pooled"
 #: the (floored) class spread, in units of the standardised features
 _MIN_SPREAD = 1e-3
 #: the log-likelihood of a class not present around a voxel
@@ -53,41 +60,67 @@ def class_spreads(points: np.ndarray, labels: np.ndarray, k: int, *, pooled: boo
     return np.maximum(spreads, _MIN_SPREAD)
 
 
+def _local_means(points: np.ndarray, inside: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """(N, C) Gaussian-weighted mean of every feature over the voxels ``inside`` (a float32 mask on the
+    volume's shape) around each voxel; ``weight`` (N,) is the mask's own Gaussian-weighted sum."""
+    denominator = np.maximum(weight, np.float32(1e-6))
+    means = np.empty(points.shape, dtype=np.float32)
+    for j in range(points.shape[1]):
+        feature = points[:, j].reshape(inside.shape)
+        means[:, j] = ndimage.gaussian_filter(inside * feature, sigma, mode="reflect").reshape(-1) / denominator
+    return means
+
+
+def residual_spreads(points: np.ndarray, labels: np.ndarray, shape: tuple[int, ...], k: int, sigma: float):
+    """(k, C) root-mean-square residual of each class's voxels about their class's local means; empty
+    classes get the residual pooled over the classes."""
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    squares = np.zeros((k, points.shape[1]))
+    for c in range(k):
+        inside = (labels == c).astype(np.float32).reshape(shape)
+        weight = ndimage.gaussian_filter(inside, sigma, mode="reflect").reshape(-1)
+        mine = labels == c
+        squares[c] = ((points[mine] - _local_means(points, inside, weight, sigma)[mine]) ** 2).sum(axis=0)
+    pooled_spread = np.sqrt(squares.sum(axis=0) / max(counts.sum(), 1.0))
+    spreads = np.sqrt(squares / np.maximum(counts[:, None], 1.0))
+    spreads[counts == 0] = pooled_spread
+    return np.maximum(spreads, _MIN_SPREAD)
+
+
 def local_mean_posteriors(
     points: np.ndarray,
     labels: np.ndarray,
     shape: tuple[int, ...],
     k: int,
     *,
-    pooled: bool,
     sigma: float | None = None,
+    spread: str | None = None,
 ) -> np.ndarray:
     """(N, k) float32 posteriors of every voxel under Gaussians at its classes' local means.
 
     ``points`` (N, C) are the mixture's features, ``labels`` (N,) the level's ids 0..k-1 on ``shape``;
-    ``pooled`` follows the mixture's covariance model (shared: one spread pooled over the classes);
-    ``sigma`` None: :data:`LOCAL_MEANS_SIGMA`, read at the call.
+    ``sigma`` and ``spread`` None: :data:`LOCAL_MEANS_SIGMA` and :data:`LOCAL_SPREAD`, read at the call.
     """
     sigma = LOCAL_MEANS_SIGMA if sigma is None else sigma
-    spreads = class_spreads(points, labels, k, pooled=pooled)
-    log_p = np.empty((len(labels), k), dtype=np.float32)
+    spread = LOCAL_SPREAD if spread is None else spread
+    if spread == "residual":
+        spreads = residual_spreads(points, labels, shape, k, sigma)
+    elif spread in ("pooled", "class"):
+        spreads = class_spreads(points, labels, k, pooled=spread == "pooled")
+    else:
+        raise ValueError(f"unknown local-means spread {spread!r}: pooled, class or residual")
     weights = np.empty((k, len(labels)), dtype=np.float32)
     for c in range(k):
         inside = (labels == c).astype(np.float32).reshape(shape)
         weights[c] = ndimage.gaussian_filter(inside, sigma, mode="reflect").reshape(-1)
     # every voxel keeps at least the class that dominates its neighbourhood, even with many classes
     floor = np.minimum(np.float32(LOCAL_PRESENCE), np.float32(0.5) * weights.max(axis=0))
+    log_p = np.empty((len(labels), k), dtype=np.float32)
     for c in range(k):
         inside = (labels == c).astype(np.float32).reshape(shape)
-        present = weights[c] >= floor
-        denominator = np.maximum(weights[c], np.float32(1e-6))
-        score = np.zeros(len(labels), dtype=np.float32)
-        for j in range(points.shape[1]):
-            feature = points[:, j].reshape(shape)
-            mean = ndimage.gaussian_filter(inside * feature, sigma, mode="reflect").reshape(-1) / denominator
-            score -= np.float32(0.5) * ((points[:, j] - mean) / np.float32(spreads[c, j])) ** 2
-        score -= np.float32(np.log(spreads[c]).sum())
-        log_p[:, c] = np.where(present, score, _ABSENT)
+        residual = (points - _local_means(points, inside, weights[c], sigma)) / spreads[c].astype(np.float32)
+        score = np.float32(-0.5) * (residual**2).sum(axis=1) - np.float32(np.log(spreads[c]).sum())
+        log_p[:, c] = np.where(weights[c] >= floor, score, _ABSENT)
     log_p -= log_p.max(axis=1, keepdims=True)
     np.exp(log_p, out=log_p)
     log_p /= log_p.sum(axis=1, keepdims=True)

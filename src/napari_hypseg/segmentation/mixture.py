@@ -320,12 +320,12 @@ def _potts_labels(post: np.ndarray, shape: tuple[int, ...], beta: float) -> np.n
 
 
 def refine_by_local_means(
-    points: np.ndarray, labels: np.ndarray, shape: tuple[int, ...], k: int, *, beta: float, covariance: str
+    points: np.ndarray, labels: np.ndarray, shape: tuple[int, ...], k: int, *, beta: float
 ) -> np.ndarray:
     """Flat labels 0..k-1 after :data:`.local_means.LOCAL_MEANS_PASSES` passes of local-mean posteriors and
-    the Potts prior, the class spreads following ``covariance`` (shared: pooled)."""
+    the Potts prior."""
     for _ in range(LOCAL_MEANS_PASSES):
-        post = local_mean_posteriors(points, labels, shape, k, pooled=covariance == "tied")
+        post = local_mean_posteriors(points, labels, shape, k)
         labels = _potts_labels(post, shape, beta)
     return labels
 
@@ -423,9 +423,7 @@ def mixture_levels(
         labels = (fitted[mixture_k] + 1).astype(dtype).reshape(shape)
         levels[k] = with_compartments(labels, found[1]) if mixture_k != k else labels
         if local_means:
-            refined = refine_by_local_means(
-                points, levels[k].reshape(-1) - 1, shape, k, beta=beta, covariance=covariance
-            )
+            refined = refine_by_local_means(points, levels[k].reshape(-1) - 1, shape, k, beta=beta)
             levels[k] = (refined + 1).astype(dtype).reshape(shape)
         if mixture_k in shared.refitted:
             levels.refitted[k] = shared.refitted[mixture_k]
