@@ -33,12 +33,18 @@ def with_spread(points, vol, channel, spread: str) -> str:
         L.LOCAL_SPREAD = default
 
 
+def sweep_volumes():
+    """(name, volume) of ``exp_noise_correlation.volumes`` and two more of the sweep: the 1 mm MRI with 6 %
+    noise and the nuclei stack with noise 0.2."""
+    nuclei = Q.real_case(load_confocal_nuclei, "confocal")
+    more = [Q.real_case(lambda: load_mni_t1(1, noise=0.06), "real"), Q.with_gaussian_noise(nuclei, 0.2)]
+    return volumes() + [(c.name, c.volumes[0]) for c in more]
+
+
 def main() -> None:
     print("| volume | covariance | " + " | ".join(f"{s} spreads" for s in SPREADS) + " |")
     print("| --- | --- |" + " --- |" * len(SPREADS))
-    nuclei = Q.real_case(load_confocal_nuclei, "confocal")
-    more = [Q.real_case(lambda: load_mni_t1(1, noise=0.06), "real"), Q.with_gaussian_noise(nuclei, 0.2)]
-    for name, vol in volumes() + [(c.name, c.volumes[0]) for c in more]:
+    for name, vol in sweep_volumes():
         features, channel = fused_features(vol.image, None, latent_dim=None, config=FusionConfig())
         settings = M.channel_settings(channel)
         if not settings["local_means"]:
