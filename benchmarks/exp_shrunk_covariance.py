@@ -1,0 +1,61 @@
+"""Experiment of docs/method.md, "Round twenty-two": a covariance per class shrunk towards the pooled one.
+
+On the volumes of ``exp_local_spread.py`` that the noise gate sends to a shared covariance, the default's
+levels (local means included) with the mixture fitted with a covariance per class and then, for the
+decision, each class's covariance replaced by (1 - λ) Σ_c + λ Σ_pooled (Σ_pooled: the weight-averaged
+class covariances; in the manner of regularised discriminant analysis, Friedman 1989). λ = 1 is close to
+the shared covariance (the means stay the per-class fit's), λ = 0 is the per-class fit. One seed.
+
+    python benchmarks/exp_shrunk_covariance.py     # ~12 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import _common  # noqa: F401 - puts src/ on the path
+from exp_local_spread import sweep_volumes
+from exp_noise_correlation import levels_text
+from napari_hypseg.segmentation import mixture as M
+from napari_hypseg.segmentation.fusion import FusionConfig, fused_features
+
+LAMBDAS = (0.0, 0.5, 1.0)
+
+
+def shrunk_fit(lam: float):
+    """A stand-in for :func:`.mixture.fit_mixture` that fits a covariance per class and shrinks it by ``lam``."""
+    fit = M.fit_mixture
+
+    def fit_shrunk(points, k, *, covariance=M.COVARIANCE, **kwargs):
+        mixture = fit(points, k, covariance="full", **kwargs)
+        cov = np.asarray(mixture.covariances_, np.float64)
+        pooled = np.tensordot(mixture.weights_, cov, axes=1)
+        cov = (1 - lam) * cov + lam * pooled[None]
+        mixture.covariances_ = cov
+        mixture.precisions_cholesky_ = np.stack([np.linalg.cholesky(np.linalg.inv(c)) for c in cov])
+        mixture.precisions_ = np.stack([np.linalg.inv(c) for c in cov])
+        return mixture
+
+    return fit, fit_shrunk
+
+
+def main() -> None:
+    print("| volume | shared (the default) | " + " | ".join(f"per class, λ {lam:g}" for lam in LAMBDAS) + " |")
+    print("| --- | --- |" + " --- |" * len(LAMBDAS))
+    for name, vol in sweep_volumes():
+        features, channel = fused_features(vol.image, None, latent_dim=None, config=FusionConfig())
+        settings = M.channel_settings(channel)
+        if not settings["local_means"] or settings["covariance"] != "tied":
+            continue
+        cells = [levels_text(features, vol, channel)]
+        for lam in LAMBDAS:
+            original, M.fit_mixture = shrunk_fit(lam)
+            try:
+                cells.append(levels_text(features, vol, channel))
+            finally:
+                M.fit_mixture = original
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
