@@ -14,10 +14,9 @@ import numpy as np
 from sklearn.mixture import GaussianMixture
 
 import _common  # noqa: F401 - puts src/ on the path
-from exp_local_spread import sweep_volumes
+from exp_local_spread import passes_volumes
 from exp_noise_correlation import levels_text
 from napari_hypseg.segmentation import mixture as M
-from napari_hypseg.segmentation.fusion import FusionConfig, fused_features
 
 
 def bic_choice(points: np.ndarray, k: int, seed: int = 0) -> str:
@@ -32,11 +31,7 @@ def bic_choice(points: np.ndarray, k: int, seed: int = 0) -> str:
 def main() -> None:
     print("| volume | noise gate | BIC's choice per level | levels, shared | levels, per class |")
     print("| --- | --- | --- | --- | --- |")
-    for name, vol in sweep_volumes():
-        features, channel = fused_features(vol.image, None, latent_dim=None, config=FusionConfig())
-        settings = M.channel_settings(channel)
-        if not settings["local_means"]:
-            continue
+    for name, vol, features, channel, settings in passes_volumes():
         choices = " / ".join(bic_choice(features, k) for k, _, _ in vol.levels.values())
         cells = [levels_text(features, vol, channel, covariance=c) for c in ("tied", "full")]
         print(f"| {name} | {settings['covariance']} | {choices} | " + " | ".join(cells) + " |", flush=True)

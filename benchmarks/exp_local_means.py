@@ -12,6 +12,8 @@ the one before it with the local-means σ at 1.5 and 3 voxels (the default: 2). 
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import _common  # noqa: F401 - puts src/ on the path
 from exp_noise_correlation import levels_text, volumes
 from napari_hypseg.segmentation import local_means as L
@@ -21,12 +23,8 @@ from napari_hypseg.segmentation.fusion import FusionConfig, fused_features
 
 def with_sigma(points, vol, channel, sigma: float) -> str:
     """The levels with the local-means passes at ``sigma``, patched into :mod:`.local_means` (read at each call)."""
-    default = L.LOCAL_MEANS_SIGMA
-    L.LOCAL_MEANS_SIGMA = sigma
-    try:
+    with patch.object(L, "LOCAL_MEANS_SIGMA", sigma):
         return levels_text(points, vol, channel, local_means=True)
-    finally:
-        L.LOCAL_MEANS_SIGMA = default
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ mixture's own with a covariance per class), and each class's spread about its lo
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import _common  # noqa: F401 - puts src/ on the path
 from exp_noise_correlation import levels_text, volumes
 from napari_hypseg.datasets import load_confocal_nuclei, load_mni_t1
@@ -25,12 +27,8 @@ SPREADS = ("pooled", "class", "residual")
 def with_spread(points, vol, channel, spread: str) -> str:
     """The default's levels with the local-means passes scoring with ``spread`` (patched into
     :mod:`.local_means`, read at each call)."""
-    default = L.LOCAL_SPREAD
-    L.LOCAL_SPREAD = spread
-    try:
+    with patch.object(L, "LOCAL_SPREAD", spread):
         return levels_text(points, vol, channel)
-    finally:
-        L.LOCAL_SPREAD = default
 
 
 def sweep_volumes():
@@ -41,14 +39,20 @@ def sweep_volumes():
     return volumes() + [(c.name, c.volumes[0]) for c in more]
 
 
-def main() -> None:
-    print("| volume | covariance | " + " | ".join(f"{s} spreads" for s in SPREADS) + " |")
-    print("| --- | --- |" + " --- |" * len(SPREADS))
+def passes_volumes():
+    """(name, volume, features, channel, settings) for the :func:`sweep_volumes` on whose channel the default
+    runs the local-means passes."""
     for name, vol in sweep_volumes():
         features, channel = fused_features(vol.image, None, latent_dim=None, config=FusionConfig())
         settings = M.channel_settings(channel)
-        if not settings["local_means"]:
-            continue
+        if settings["local_means"]:
+            yield name, vol, features, channel, settings
+
+
+def main() -> None:
+    print("| volume | covariance | " + " | ".join(f"{s} spreads" for s in SPREADS) + " |")
+    print("| --- | --- |" + " --- |" * len(SPREADS))
+    for name, vol, features, channel, settings in passes_volumes():
         cells = [with_spread(features, vol, channel, s) for s in SPREADS]
         print(f"| {name} | {settings['covariance']} | " + " | ".join(cells) + " |", flush=True)
 

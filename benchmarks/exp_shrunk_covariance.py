@@ -11,13 +11,14 @@ the shared covariance (the means stay the per-class fit's), λ = 0 is the per-cl
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 
 import _common  # noqa: F401 - puts src/ on the path
-from exp_local_spread import sweep_volumes
+from exp_local_spread import passes_volumes
 from exp_noise_correlation import levels_text
 from napari_hypseg.segmentation import mixture as M
-from napari_hypseg.segmentation.fusion import FusionConfig, fused_features
 
 LAMBDAS = (0.0, 0.5, 1.0)
 
@@ -32,28 +33,23 @@ def shrunk_fit(lam: float):
         pooled = np.tensordot(mixture.weights_, cov, axes=1)
         cov = (1 - lam) * cov + lam * pooled[None]
         mixture.covariances_ = cov
-        mixture.precisions_cholesky_ = np.stack([np.linalg.cholesky(np.linalg.inv(c)) for c in cov])
         mixture.precisions_ = np.stack([np.linalg.inv(c) for c in cov])
+        mixture.precisions_cholesky_ = np.stack([np.linalg.cholesky(p) for p in mixture.precisions_])
         return mixture
 
-    return fit, fit_shrunk
+    return fit_shrunk
 
 
 def main() -> None:
     print("| volume | shared (the default) | " + " | ".join(f"per class, λ {lam:g}" for lam in LAMBDAS) + " |")
     print("| --- | --- |" + " --- |" * len(LAMBDAS))
-    for name, vol in sweep_volumes():
-        features, channel = fused_features(vol.image, None, latent_dim=None, config=FusionConfig())
-        settings = M.channel_settings(channel)
-        if not settings["local_means"] or settings["covariance"] != "tied":
+    for name, vol, features, channel, settings in passes_volumes():
+        if settings["covariance"] != "tied":
             continue
         cells = [levels_text(features, vol, channel)]
         for lam in LAMBDAS:
-            original, M.fit_mixture = shrunk_fit(lam)
-            try:
+            with patch.object(M, "fit_mixture", shrunk_fit(lam)):
                 cells.append(levels_text(features, vol, channel))
-            finally:
-                M.fit_mixture = original
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -44,20 +44,33 @@ _MIN_SPREAD = 1e-3
 _ABSENT = np.float32(-1e4)
 
 
-def class_spreads(points: np.ndarray, labels: np.ndarray, k: int, *, pooled: bool) -> np.ndarray:
-    """(k, C) standard deviation of every feature within each class, or the within-class spread pooled
-    over the classes (every row the same) when ``pooled``; empty classes get the pooled spread."""
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
-    spreads = np.empty((k, points.shape[1]))
-    for c in range(k):
-        inside = points[labels == c]
-        spreads[c] = inside.std(axis=0) if len(inside) else np.nan
-    known = counts > 0
-    pooled_spread = np.sqrt((counts[known, None] * spreads[known] ** 2).sum(axis=0) / counts.sum())
-    spreads[~known] = pooled_spread
+def _spreads(squares: np.ndarray, counts: np.ndarray, *, pooled: bool = False) -> np.ndarray:
+    """(k, C) root-mean-square spreads from each class's summed squared deviations ``squares`` (k, C) over its
+    ``counts`` (k,) voxels, or the spread pooled over the classes (every row the same) when ``pooled``; empty
+    classes get the pooled spread. Floored at :data:`_MIN_SPREAD`."""
+    pooled_spread = np.sqrt(squares.sum(axis=0) / max(counts.sum(), 1.0))
+    spreads = np.sqrt(squares / np.maximum(counts[:, None], 1.0))
+    spreads[counts == 0] = pooled_spread
     if pooled:
         spreads[:] = pooled_spread
     return np.maximum(spreads, _MIN_SPREAD)
+
+
+def class_spreads(points: np.ndarray, labels: np.ndarray, k: int, *, pooled: bool) -> np.ndarray:
+    """(k, C) standard deviation of every feature within each class, or the within-class spread pooled
+    over the classes (every row the same) when ``pooled``; empty classes get the pooled spread."""
+    squares = np.zeros((k, points.shape[1]))
+    for c in range(k):
+        inside = points[labels == c]
+        if len(inside):
+            squares[c] = ((inside - inside.mean(axis=0)) ** 2).sum(axis=0)
+    return _spreads(squares, np.bincount(labels, minlength=k), pooled=pooled)
+
+
+def _class_mask(labels: np.ndarray, c: int, shape: tuple[int, ...], sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Class ``c``'s float32 mask on ``shape`` and its Gaussian-weighted sum (N,) around each voxel."""
+    inside = (labels == c).astype(np.float32).reshape(shape)
+    return inside, ndimage.gaussian_filter(inside, sigma, mode="reflect").reshape(-1)
 
 
 def _local_means(points: np.ndarray, inside: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
@@ -74,17 +87,12 @@ def _local_means(points: np.ndarray, inside: np.ndarray, weight: np.ndarray, sig
 def residual_spreads(points: np.ndarray, labels: np.ndarray, shape: tuple[int, ...], k: int, sigma: float):
     """(k, C) root-mean-square residual of each class's voxels about their class's local means; empty
     classes get the residual pooled over the classes."""
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
     squares = np.zeros((k, points.shape[1]))
     for c in range(k):
-        inside = (labels == c).astype(np.float32).reshape(shape)
-        weight = ndimage.gaussian_filter(inside, sigma, mode="reflect").reshape(-1)
         mine = labels == c
-        squares[c] = ((points[mine] - _local_means(points, inside, weight, sigma)[mine]) ** 2).sum(axis=0)
-    pooled_spread = np.sqrt(squares.sum(axis=0) / max(counts.sum(), 1.0))
-    spreads = np.sqrt(squares / np.maximum(counts[:, None], 1.0))
-    spreads[counts == 0] = pooled_spread
-    return np.maximum(spreads, _MIN_SPREAD)
+        means = _local_means(points, *_class_mask(labels, c, shape, sigma), sigma)
+        squares[c] = ((points[mine] - means[mine]) ** 2).sum(axis=0)
+    return _spreads(squares, np.bincount(labels, minlength=k))
 
 
 def local_mean_posteriors(
@@ -111,13 +119,12 @@ def local_mean_posteriors(
         raise ValueError(f"unknown local-means spread {spread!r}: pooled, class or residual")
     weights = np.empty((k, len(labels)), dtype=np.float32)
     for c in range(k):
-        inside = (labels == c).astype(np.float32).reshape(shape)
-        weights[c] = ndimage.gaussian_filter(inside, sigma, mode="reflect").reshape(-1)
+        weights[c] = _class_mask(labels, c, shape, sigma)[1]
     # every voxel keeps at least the class that dominates its neighbourhood, even with many classes
     floor = np.minimum(np.float32(LOCAL_PRESENCE), np.float32(0.5) * weights.max(axis=0))
     log_p = np.empty((len(labels), k), dtype=np.float32)
     for c in range(k):
-        inside = (labels == c).astype(np.float32).reshape(shape)
+        inside = (labels == c).astype(np.float32).reshape(shape)  # rebuilt, not kept: k volumes of memory
         residual = (points - _local_means(points, inside, weights[c], sigma)) / spreads[c].astype(np.float32)
         score = np.float32(-0.5) * (residual**2).sum(axis=1) - np.float32(np.log(spreads[c]).sum())
         log_p[:, c] = np.where(weights[c] >= floor, score, _ABSENT)
