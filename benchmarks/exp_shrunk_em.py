@@ -7,10 +7,11 @@ per-class fit's means and weights decide. Here every M-step shrinks: Σ_c ← (1
 the means and weights are fitted under the shrunk covariances. λ = 1 is the shared covariance, λ = 0 a
 covariance per class. On the volumes of ``exp_local_spread.py`` that the noise gate sends to a shared
 covariance (``--clean``: those it gives a covariance per class), the default's levels (local means
-included) with the shrunk fit. One seed.
+included) with the shrunk fit. EM stops at ``--tol`` (10⁻⁴, the shared fits' rule); ``--trim`` trims the
+shrunk fits as the shared ones are. One seed.
 
-    python benchmarks/exp_shrunk_em.py            # ~8 min on 2 cores
-    python benchmarks/exp_shrunk_em.py --clean    # ~4 min
+    python benchmarks/exp_shrunk_em.py --trim --lambdas 0.9 0.8 0.5    # docs/method.md; ~4 min per λ on 2 cores
+    python benchmarks/exp_shrunk_em.py --clean --tol 1e-3 --lambdas 0 0.3 0.6    # ~2 min per λ
 """
 
 from __future__ import annotations

@@ -212,7 +212,7 @@ def _em(k: int, covariance: str, **start):
     from sklearn.mixture import GaussianMixture  # noqa: PLC0415 - heavy import, needed only here
 
     if "means_init" in start:  # the start is complete: skip scikit-learn's k-means, whose result it would discard
-        start.setdefault("init_params", "random_from_data")
+        start = {"init_params": "random_from_data", "random_state": 0, **start}
     return GaussianMixture(
         n_components=k,
         covariance_type=covariance,
