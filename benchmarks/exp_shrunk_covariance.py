@@ -23,15 +23,19 @@ from napari_hypseg.segmentation import mixture as M
 LAMBDAS = (0.0, 0.5, 1.0)
 
 
+def shrunk_covariances(weights: np.ndarray, covariances: np.ndarray, lam: float) -> np.ndarray:
+    """(k, C, C) class covariances shrunk by ``lam`` towards their weight-averaged (pooled) mean."""
+    pooled = np.tensordot(weights, covariances, axes=1)
+    return (1 - lam) * covariances + lam * pooled[None]
+
+
 def shrunk_fit(lam: float):
     """A stand-in for :func:`.mixture.fit_mixture` that fits a covariance per class and shrinks it by ``lam``."""
     fit = M.fit_mixture
 
     def fit_shrunk(points, k, *, covariance=M.COVARIANCE, **kwargs):
         mixture = fit(points, k, covariance="full", **kwargs)
-        cov = np.asarray(mixture.covariances_, np.float64)
-        pooled = np.tensordot(mixture.weights_, cov, axes=1)
-        cov = (1 - lam) * cov + lam * pooled[None]
+        cov = shrunk_covariances(mixture.weights_, np.asarray(mixture.covariances_, np.float64), lam)
         mixture.covariances_ = cov
         mixture.precisions_ = np.stack([np.linalg.inv(c) for c in cov])
         mixture.precisions_cholesky_ = np.stack([np.linalg.cholesky(p) for p in mixture.precisions_])

@@ -25,6 +25,7 @@ from sklearn.mixture import GaussianMixture
 import _common  # noqa: F401 - puts src/ on the path
 from exp_local_spread import passes_volumes
 from exp_noise_correlation import levels_text
+from exp_shrunk_covariance import shrunk_covariances
 from napari_hypseg.segmentation import mixture as M
 
 
@@ -45,8 +46,7 @@ class ShrunkMixture(GaussianMixture):
         self._shrink()
 
     def _shrink(self):
-        pooled = np.tensordot(self.weights_, self.covariances_, axes=1)
-        self.covariances_ = (1 - self.shrinkage) * self.covariances_ + self.shrinkage * pooled[None]
+        self.covariances_ = shrunk_covariances(self.weights_, self.covariances_, self.shrinkage)
         self.precisions_cholesky_ = np.stack([np.linalg.cholesky(np.linalg.inv(c)) for c in self.covariances_])
 
 

@@ -67,9 +67,14 @@ def class_spreads(points: np.ndarray, labels: np.ndarray, k: int, *, pooled: boo
     return _spreads(squares, np.bincount(labels, minlength=k), pooled=pooled)
 
 
+def _inside(labels: np.ndarray, c: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Class ``c``'s float32 mask on ``shape``."""
+    return (labels == c).astype(np.float32).reshape(shape)
+
+
 def _class_mask(labels: np.ndarray, c: int, shape: tuple[int, ...], sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Class ``c``'s float32 mask on ``shape`` and its Gaussian-weighted sum (N,) around each voxel."""
-    inside = (labels == c).astype(np.float32).reshape(shape)
+    inside = _inside(labels, c, shape)
     return inside, ndimage.gaussian_filter(inside, sigma, mode="reflect").reshape(-1)
 
 
@@ -124,7 +129,7 @@ def local_mean_posteriors(
     floor = np.minimum(np.float32(LOCAL_PRESENCE), np.float32(0.5) * weights.max(axis=0))
     log_p = np.empty((len(labels), k), dtype=np.float32)
     for c in range(k):
-        inside = (labels == c).astype(np.float32).reshape(shape)  # rebuilt, not kept: k volumes of memory
+        inside = _inside(labels, c, shape)  # rebuilt, not kept: k volumes of memory
         residual = (points - _local_means(points, inside, weights[c], sigma)) / spreads[c].astype(np.float32)
         score = np.float32(-0.5) * (residual**2).sum(axis=1) - np.float32(np.log(spreads[c]).sum())
         log_p[:, c] = np.where(weights[c] >= floor, score, _ABSENT)

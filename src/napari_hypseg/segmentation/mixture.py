@@ -198,11 +198,11 @@ def _start(sample: np.ndarray, k: int, covariance: str, init: str, random_state:
     counts = np.bincount(nearest, minlength=k)
     sums = np.stack([np.bincount(nearest, weights=sample[:, c], minlength=k) for c in range(sample.shape[1])], 1)
     # a seed's cell holds the seed unless another seed has the same value: an empty cell starts at its seed
-    means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], seeds)
+    sizes = np.maximum(counts, 1)
+    means = np.where(counts[:, None] > 0, sums / sizes[:, None], seeds)
     centred = sample - means[nearest]
     cov = centred.T @ centred / len(sample) + REG_COVAR * np.eye(sample.shape[1])
-    weights = np.maximum(counts, 1) / np.maximum(counts, 1).sum()
-    return {"weights_init": weights, "means_init": means, "precisions_init": np.linalg.inv(cov)}
+    return {"weights_init": sizes / sizes.sum(), "means_init": means, "precisions_init": np.linalg.inv(cov)}
 
 
 def _em(k: int, covariance: str, **start):
