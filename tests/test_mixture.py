@@ -13,9 +13,12 @@ from napari_hypseg.segmentation.channels import (
     TV_WEIGHT_PER_SIGMA,
     Channel,
     choose_channel,
+    face_residuals,
+    fill_mask,
     intensity,
     noise_sigma,
     normalise,
+    sigma_from_residuals,
 )
 from napari_hypseg.segmentation.fusion import FusionConfig, embedding_channels, fused_features
 from napari_hypseg.segmentation.metrics import dice_scores
@@ -56,6 +59,20 @@ def test_noise_sigma_ignores_flat_fill_and_smooth_gradients():
     assert choose_channel(v).kind == "raw"
     noisy = v + np.random.default_rng(0).normal(scale=0.1, size=v.shape).astype(np.float32)
     assert noise_sigma(noisy) == pytest.approx(0.1, rel=0.1)
+
+
+@pytest.mark.parametrize("fill", [0.3, 0.5, 0.7])
+def test_noise_sigma_ignores_a_fill_inside_the_range(fill):
+    # A tomogram padded with its mean (IMOD's fill) keeps the fill mid-range, where a float32 residual of
+    # fill - 6 * fill / 6 is not always 0: only exact equality with the neighbours marks a voxel flat.
+    rng = np.random.default_rng(0)
+    v = rng.normal(0.5, 0.1, size=(36, 36, 36)).astype(np.float32)
+    padded = v.copy()
+    padded[:, :, :14] = np.float32(fill)
+    assert noise_sigma(padded) == pytest.approx(noise_sigma(v), rel=0.1)  # the layer beside the fill: -6 %
+    interior = np.stack(np.meshgrid(*[np.arange(1, 35)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    sampled = sigma_from_residuals(face_residuals(padded, interior))
+    assert sampled == pytest.approx(noise_sigma(padded), rel=1e-4)
 
 
 def test_normalise_clamps_stray_values_far_outside_the_robust_range():
@@ -307,3 +324,45 @@ def test_default_segment_is_the_mixture_on_fused_features(one_torch_thread):
     # re-clustering the same embedding reproduces the levels
     again = cluster_embedding(result.embedding, model, volume=phantom.image, k_min=2, k_max=4, device="cpu")
     assert np.array_equal(again.labels(4), result.labels(4))
+
+
+def _padded_with(fill_value: float, *, noise: float = 0.1):
+    truth = np.zeros((20, 20, 24), np.uint8)
+    truth[:, :, 12:] = 1
+    image = truth + np.random.default_rng(0).normal(scale=noise, size=truth.shape).astype(np.float32)
+    padded = np.concatenate([image, np.full((20, 20, 16), np.float32(fill_value))], axis=2)
+    fill = np.zeros(padded.shape, bool)
+    fill[:, :, 24:] = True
+    return padded, truth, fill
+
+
+def test_fill_mask_finds_a_constant_inside_the_range_faces_and_edges_included():
+    padded, _, fill = _padded_with(0.5)
+    np.testing.assert_array_equal(fill_mask(padded), fill)
+
+
+@pytest.mark.parametrize("fill_value", [-1.0, 2.0])
+def test_a_constant_at_the_end_of_the_range_is_a_class_not_a_fill(fill_value):
+    # a masked background (skull-stripped MRI, the MNI template) is one of the classes asked for
+    padded, _, _ = _padded_with(fill_value)
+    assert fill_mask(padded) is None
+
+
+def test_no_fill_in_noise_or_in_a_small_flat_patch():
+    image, _, _ = _padded_with(0.5)
+    image = image[:, :, :24].copy()
+    assert fill_mask(image) is None
+    image[2:6, 2:6, 2:6] = np.float32(0.5)  # 64 of 9 600 voxels: under FILL_MIN_FRACTION
+    assert fill_mask(image) is None
+
+
+def test_a_fill_left_out_of_the_fit_cannot_take_a_component():
+    padded, truth, fill = _padded_with(0.5)
+    features = normalise(padded).reshape(-1, 1)
+    features[fill.reshape(-1)] = 40.0  # a spike far from the data: fitted, it holds one of the two components
+    data = ~fill
+    kept = mixture_levels(features, padded.shape, [2], seed=0, compartments=False)[2]
+    assert dice_scores(kept[data] - 1, truth.reshape(-1)).mean < 0.7
+    left_out = mixture_levels(features, padded.shape, [2], seed=0, compartments=False, fill=fill)[2]
+    assert dice_scores(left_out[data] - 1, truth.reshape(-1)).mean > 0.99
+    assert len(np.unique(left_out[fill])) == 1  # the padding is one thing

