@@ -125,7 +125,10 @@ def main() -> None:
     parser.add_argument("--fill", action="store_true", help="the fill table instead of the crops")
     parser.add_argument("--crops", action="store_true", help="the crops (the default)")
     args = parser.parse_args()
-    fill_table() if args.fill else crop_table()
+    if args.fill:
+        fill_table()
+    else:
+        crop_table()
 
 
 if __name__ == "__main__":
