@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy import ndimage
 
 import _common  # noqa: F401 - puts src/ on the path
 from napari_hypseg.datasets import load_hiv_tomogram, load_mni_t1
@@ -36,15 +35,8 @@ FILLS = ("mean", "min", "zero")
 
 def residual_sigma(volume: np.ndarray) -> float:
     """Round twenty-three's σ: flat voxels left out only where their float32 residual is exactly 0."""
-    normalised = C.normalise(volume)
-    kernel = np.zeros((3, 3, 3), dtype=np.float32)
-    kernel[1, 1, 1] = 1.0
-    for axis in range(3):
-        for side in (0, 2):
-            index = [1, 1, 1]
-            index[axis] = side
-            kernel[tuple(index)] = -1.0 / 6.0
-    return C.sigma_from_residuals(ndimage.convolve(normalised, kernel)[1:-1, 1:-1, 1:-1])
+    residual = C.interior_residuals(C.normalise(volume)).reshape(-1)
+    return C.sigma_from_residuals(residual[residual != 0])
 
 
 def default_levels(image: np.ndarray, channel: C.Channel, ks, *, fill: bool = True) -> M.MixtureLevels:

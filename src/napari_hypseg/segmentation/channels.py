@@ -105,6 +105,11 @@ def noise_sigma(normalised: np.ndarray) -> float:
     v = np.asarray(normalised, dtype=np.float32)
     if min(v.shape) < 3:
         return 0.0
+    return sigma_from_residuals(_off_the_fill(interior_residuals(v), _flat_interior(v), v[1:-1, 1:-1, 1:-1]))
+
+
+def interior_residuals(v: np.ndarray) -> np.ndarray:
+    """Each voxel off the array's faces less the mean of its six face neighbours (float32 ``v``)."""
     kernel = np.zeros((3, 3, 3), dtype=np.float32)
     kernel[1, 1, 1] = 1.0
     for axis in range(3):
@@ -112,8 +117,7 @@ def noise_sigma(normalised: np.ndarray) -> float:
             index = [1, 1, 1]
             index[axis] = side
             kernel[tuple(index)] = -1.0 / 6.0
-    residual = ndimage.convolve(v, kernel)[1:-1, 1:-1, 1:-1]
-    return sigma_from_residuals(_off_the_fill(residual, _flat_interior(v), v[1:-1, 1:-1, 1:-1]))
+    return ndimage.convolve(v, kernel)[1:-1, 1:-1, 1:-1]
 
 
 def _flat_interior(v: np.ndarray) -> np.ndarray:
