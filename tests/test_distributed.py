@@ -12,7 +12,7 @@ pytest.importorskip("distributed")
 import dask.array as da  # noqa: E402
 
 from napari_hypseg.model import HyperbolicVAE, ModelConfig  # noqa: E402
-from napari_hypseg.segmentation.dataset import segment_dataset  # noqa: E402
+from napari_hypseg.segmentation.dataset import fit_blockwise, segment_dataset  # noqa: E402
 from napari_hypseg.segmentation.dataset_clustering import DatasetClustering, fit_dataset_clustering  # noqa: E402
 from napari_hypseg.segmentation.distributed import embed_dask  # noqa: E402
 from napari_hypseg.segmentation.embed import embed  # noqa: E402
@@ -114,6 +114,47 @@ def test_dataset_clustering_models_covariance_by_the_noise(model, tmp_path, nois
         assert np.allclose(cov, cov[0]) == (model_kind == "tied")
     np.testing.assert_array_equal(loaded.assign(volumes[0], None)[2], fitted.assign(volumes[0], None)[2])
     assert dice_scores(loaded.assign(volumes[0], None)[2], truths[0]).mean > 0.8
+
+
+def _three_slabs_padded(pad: int):
+    """Three noisy slabs (0, 1, 2) and the same beside ``pad`` layers of a constant between two of them: a
+    volume padded with a mid-range value, as a tomogram padded with its mean."""
+    truth = np.zeros((20, 20, 24), np.uint8)
+    truth[:, :, 8:] = 1
+    truth[:, :, 16:] = 2
+    image = (truth + np.random.default_rng(0).normal(scale=0.1, size=truth.shape)).astype(np.float32)
+    return image, np.concatenate([image, np.full((20, 20, pad), np.float32(0.5))], axis=2)
+
+
+def test_sample_leaves_a_mid_range_fill_out_of_the_fit_and_nothing_else():
+    from napari_hypseg.segmentation import fit_sample
+    from napari_hypseg.segmentation.dataset_clustering import intensity_bounds
+
+    image, padded = _three_slabs_padded(16)
+    every = np.stack(np.indices(padded.shape).reshape(3, -1), axis=1)
+    sample = fit_sample.sample_in_memory(padded, intensity_bounds(padded), every)
+    np.testing.assert_array_equal(sample.fitted, every[:, 2] < 24)  # the fill's faces and edge included
+    plain = fit_sample.sample_in_memory(image, intensity_bounds(image), every[every[:, 2] < 24])
+    assert plain.fitted.all()
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_dataset_fit_on_a_padded_volume_matches_the_unpadded_one(model, lazy):
+    # fitted with its fill, a 40 % spike at 0.5 pulls the three components off the slabs (means -0.67 / 0.29 /
+    # 1.76 standardised, against -1.24 / 0 / 1.22)
+    image, padded = _three_slabs_padded(16)
+    kw = dict(seed=0, sample_size=4000)
+    if lazy:
+        fitted = fit_blockwise([da.from_array(padded, chunks=10)], model, [3], **kw)
+        reference = fit_blockwise([da.from_array(image, chunks=10)], model, [3], **kw)
+    else:
+        fitted = fit_dataset_clustering([padded], [None], [3], latent_dim=None, **kw)
+        reference = fit_dataset_clustering([image], [None], [3], latent_dim=None, **kw)
+    np.testing.assert_allclose(
+        np.sort(fitted.levels[3]["means"].ravel()), np.sort(reference.levels[3]["means"].ravel()), atol=0.05
+    )
+    truth = np.repeat(np.repeat(np.arange(3), 8)[None, None], 20, 0).repeat(20, 1)
+    assert dice_scores(fitted.assign(padded, None)[3][:, :, :24], truth).mean > 0.99
 
 
 def test_clusters_file_loads_without_pickle(model, tmp_path):

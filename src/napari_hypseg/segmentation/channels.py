@@ -143,6 +143,25 @@ def _most_common(values: np.ndarray, seed: int = 0):
 def fill_mask(volume: np.ndarray, *, seed: int = 0) -> np.ndarray | None:
     """The voxels of a constant fill *inside* the intensity range, or None when the volume has none.
 
+    The fill is :func:`fill_value`'s, found among the voxels in exactly flat neighbourhoods; its voxels
+    beside the data and on the array's faces (not flat themselves) are taken in by one dilation.
+    """
+    v = np.asarray(volume, dtype=np.float32)
+    if v.ndim != 3 or min(v.shape) < 3:
+        return None
+    flat = np.zeros(v.shape, dtype=bool)
+    flat[1:-1, 1:-1, 1:-1] = _flat_interior(v)
+    value = fill_value(v.reshape(-1), flat.reshape(-1), seed=seed)
+    if value is None:
+        return None
+    at_value = v == value
+    return ndimage.binary_dilation(flat & at_value, structure=np.ones((3, 3, 3), bool)) & at_value
+
+
+def fill_value(values: np.ndarray, flat: np.ndarray, *, seed: int = 0):
+    """The constant a volume is filled with *inside* its intensity range, or None: from its voxels' ``values``
+    (1-D; all of them, or a sample's) and whether each is ``flat`` (equal to its six face neighbours).
+
     A fill is one value held by at least :data:`FILL_MIN_FRACTION` of the voxels in exactly flat neighbourhoods
     (real signal always carries noise), strictly between the 1st and 99th percentiles of the other voxels: a
     tomogram padded or rotated with its mean (IMOD's fill), or zero-padded when its values are centred on 0. The
@@ -151,23 +170,26 @@ def fill_mask(volume: np.ndarray, *, seed: int = 0) -> np.ndarray | None:
     own and stays in the fit: the masked background of a skull-stripped MRI or of the MNI template is one of
     the classes asked for.
     """
-    v = np.asarray(volume, dtype=np.float32)
-    if v.ndim != 3 or min(v.shape) < 3:
+    values, flat = np.asarray(values).reshape(-1), np.asarray(flat, bool).reshape(-1)
+    needed = FILL_MIN_FRACTION * values.size
+    if values.size == 0 or flat.sum() < needed:
         return None
-    flat = np.zeros(v.shape, dtype=bool)
-    flat[1:-1, 1:-1, 1:-1] = _flat_interior(v)
-    needed = FILL_MIN_FRACTION * v.size
-    if flat.sum() < needed:
-        return None
-    value = _most_common(v[flat], seed)
-    at_value = v == value
+    value = _most_common(values[flat], seed)
+    at_value = values == value
     if np.count_nonzero(flat & at_value) < needed or at_value.all():
         return None
-    lo, hi = np.percentile(v[~at_value], NORMALISE_PERCENTILES)
-    if not lo < value < hi:
-        return None
-    # the fill's own voxels beside the data and on the array's faces are not flat: one dilation takes them in
-    return ndimage.binary_dilation(flat & at_value, structure=np.ones((3, 3, 3), bool)) & at_value
+    lo, hi = np.percentile(values[~at_value], NORMALISE_PERCENTILES)
+    return value if lo < value < hi else None
+
+
+def flat_at(normalised: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Whether each of ``points`` ((n, 3) voxel indices, none on a face of the array) equals its six face
+    neighbours."""
+    v = np.asarray(normalised)
+    z, y, x = np.asarray(points).T
+    centre = v[z, y, x]
+    faces = (v[z - 1, y, x], v[z + 1, y, x], v[z, y - 1, x], v[z, y + 1, x], v[z, y, x - 1], v[z, y, x + 1])
+    return np.logical_and.reduce([f == centre for f in faces])
 
 
 def face_residuals(normalised: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -177,8 +199,7 @@ def face_residuals(normalised: np.ndarray, points: np.ndarray) -> np.ndarray:
     centre = v[z, y, x]
     faces = (v[z - 1, y, x], v[z + 1, y, x], v[z, y - 1, x], v[z, y + 1, x], v[z, y, x - 1], v[z, y, x + 1])
     neighbours = faces[0] + faces[1] + faces[2] + faces[3] + faces[4] + faces[5]
-    flat = np.logical_and.reduce([f == centre for f in faces])
-    return _off_the_fill(centre - neighbours / np.float32(6.0), flat, centre)
+    return _off_the_fill(centre - neighbours / np.float32(6.0), flat_at(v, points), centre)
 
 
 def _off_the_fill(residual: np.ndarray, flat: np.ndarray, values: np.ndarray) -> np.ndarray:

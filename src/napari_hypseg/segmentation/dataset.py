@@ -463,6 +463,7 @@ def fit_blockwise(
         lazy = [embed_dask(v, model, chunks=chunks, device=device, payload=payload) for v in arrays]
         points = [e.vindex[tuple(s.positions.T)] for e, s in zip(lazy, samples)]
         tangents = [dc.tangent_coordinates(p, latent_dim) for p in _run(points, client)]
+    values, tangents = fit_sample.without_fill(samples, values, tangents)
     return dc.fit_on_sample(values, tangents, ks, channel, latent_dim=latent_dim, fusion=fusion, seed=seed)
 
 

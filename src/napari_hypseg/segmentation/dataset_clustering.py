@@ -359,6 +359,7 @@ def fit_dataset_clustering(
         if any(e is None for e in embeddings):
             raise UserError("fusion uses the embedding: pass one per volume")
         tangents = [tangent_coordinates(np.asarray(e)[tuple(p.T)], latent_dim) for e, p in zip(embeddings, positions)]
+    values, tangents = fit_sample.without_fill(samples, values, tangents)
     return fit_on_sample(values, tangents, ks, channel, latent_dim=latent_dim, fusion=fusion, seed=seed, beta=beta)
 
 

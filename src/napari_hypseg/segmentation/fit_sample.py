@@ -49,10 +49,31 @@ class Sample:
     positions: np.ndarray  # (n, 3) voxel indices
     raw: np.ndarray  # (n,) normalised intensity
     residuals: np.ndarray  # noise residuals of the sampled voxels not on a face of the volume
+    flat: np.ndarray  # (n,) whether each sampled voxel equals its six face neighbours (False on a face)
 
     @property
     def sigma(self) -> float:
         return channels.sigma_from_residuals(self.residuals)
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """(n,) which sampled voxels the mixture is fitted on: all but those at the volume's constant fill inside
+        its intensity range (:func:`.channels.fill_value`), which :func:`.channels.fill_mask` leaves out of a
+        single volume's fit. Every voxel at the value is left out, flat or not: a sample has no neighbourhoods
+        to tell the fill's own voxels beside the data and on the volume's faces (a fifth of a padded MRI's
+        fill, enough to take a component) from data voxels that happen to hold the value."""
+        value = channels.fill_value(self.raw, self.flat)
+        if value is None:
+            return np.ones(len(self.raw), dtype=bool)
+        return self.raw != value
+
+
+def without_fill(samples: Sequence[Sample], values: Sequence[np.ndarray], tangents: Sequence[np.ndarray] | None):
+    """Per volume, its channel ``values`` and ``tangents`` (None: no embedding) at the sampled voxels the
+    mixture is fitted on (:attr:`Sample.fitted`)."""
+    keep = [s.fitted for s in samples]
+    values = [np.asarray(v)[m] for v, m in zip(values, keep)]
+    return values, None if tangents is None else [np.asarray(t)[m] for t, m in zip(tangents, keep)]
 
 
 def sample_rng(seed: int) -> np.random.Generator:
@@ -104,18 +125,20 @@ def channel_for(samples: Sequence[Sample], kind: str) -> channels.Channel:
     return channels.Channel(channels.intensity_for_noise(sigma) if kind == "auto" else kind, sigma)
 
 
-def _raw_values(normalised: np.ndarray, origin, shape, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(intensity, residuals) at ``positions`` (volume indices) of a normalised region starting at ``origin``."""
+def _raw_values(normalised: np.ndarray, origin, shape, positions: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(intensity, residuals, flat) at ``positions`` (volume indices) of a normalised region starting at
+    ``origin``: residuals of the positions off the volume's faces, flat (:attr:`Sample.flat`) of all."""
     local = positions - np.asarray(origin, np.int64)
     interior = np.all((positions >= 1) & (positions <= np.asarray(shape) - 2), axis=1)
-    return normalised[tuple(local.T)], channels.face_residuals(normalised, local[interior])
+    flat = np.zeros(len(positions), dtype=bool)
+    flat[interior] = channels.flat_at(normalised, local[interior])
+    return normalised[tuple(local.T)], channels.face_residuals(normalised, local[interior]), flat
 
 
 def sample_in_memory(volume: np.ndarray, bounds, positions: np.ndarray) -> Sample:
     """:class:`Sample` of a volume in memory (``bounds``: its 1st/99th percentiles)."""
     normalised = channels.normalise_between(volume, bounds)
-    raw, residuals = _raw_values(normalised, (0, 0, 0), volume.shape, positions)
-    return Sample(positions, raw, residuals)
+    return Sample(positions, *_raw_values(normalised, (0, 0, 0), volume.shape, positions))
 
 
 def denoised_in_memory(volume: np.ndarray, bounds, positions: np.ndarray, channel: channels.Channel) -> np.ndarray:
@@ -172,9 +195,9 @@ def _per_block(volumes, positions, pad: int, task, client, progress: Progress | 
     return grouped
 
 
-def _placed(n: int, blocks, pick=lambda result: result) -> np.ndarray:
-    """(n,) float32 values of one volume's sampled voxels from its blocks' (which, result) pairs."""
-    out = np.empty(n, np.float32)
+def _placed(n: int, blocks, pick=lambda result: result, dtype=np.float32) -> np.ndarray:
+    """(n,) values (float32) of one volume's sampled voxels from its blocks' (which, result) pairs."""
+    out = np.empty(n, dtype)
     for which, result in blocks:
         out[which] = pick(result)
     return out
@@ -205,7 +228,12 @@ def draw_sample(
         kw=lambda v: {"shape": tuple(volumes[v].shape), "bounds": tuple(float(b) for b in bounds[v])},
     )
     samples = [
-        Sample(pos, _placed(len(pos), blocks, lambda r: r[0]), np.concatenate([r for _, (_, r) in blocks]))
+        Sample(
+            pos,
+            _placed(len(pos), blocks, lambda r: r[0]),
+            np.concatenate([r for _, (_, r, _) in blocks]),
+            _placed(len(pos), blocks, lambda r: r[2], dtype=bool),
+        )
         for pos, blocks in zip(positions, parts)
     ]
     channel = channel_for(samples, kind)
