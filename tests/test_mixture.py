@@ -366,3 +366,21 @@ def test_a_fill_left_out_of_the_fit_cannot_take_a_component():
     left_out = mixture_levels(features, padded.shape, [2], seed=0, compartments=False, fill=fill)[2]
     assert dice_scores(left_out[data] - 1, truth.reshape(-1)).mean > 0.99
     assert len(np.unique(left_out[fill])) == 1  # the padding is one thing
+
+
+def test_the_clustering_summary_says_when_a_fill_was_left_out():
+    from napari_hypseg.model import HyperbolicVAE, ModelConfig
+    from napari_hypseg.segmentation.pipeline import cluster_embedding
+
+    model = HyperbolicVAE(ModelConfig(channels=(4, 8), kernel_size=3, hidden=16))
+    padded, truth, fill = _padded_with(0.5)
+    unpadded = padded[:, :, :24].copy()
+    for volume, share in ((padded, "40 %"), (unpadded, None)):
+        embedding = np.zeros((*volume.shape, model.config.latent_dim), np.float32)  # not read: weight 0
+        result = cluster_embedding(embedding, model, volume=volume, k_min=2, k_max=2)
+        if share is None:
+            assert "fill" not in result.clustering_summary
+        else:
+            assert f"a constant fill ({share} of the voxels) left out of the fit" in result.clustering_summary
+            assert len(np.unique(result.labels(2)[fill])) == 1
+        assert dice_scores(result.labels(2)[:, :, :24] - 1, truth).mean > 0.99

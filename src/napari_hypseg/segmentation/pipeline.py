@@ -43,6 +43,8 @@ class Segmentation:
     compartments: Compartments | None = None
     #: level k -> the number of components of the wider fit behind it (the prior left its mixture level short)
     refitted: dict[int, int] = field(default_factory=dict)
+    #: share of the voxels (on the clustered grid) in a constant fill left out of the mixture's fit (0: none)
+    fill_fraction: float = 0.0
     #: level -> clusters holding voxels, counted once (the slider asks on every move)
     _occupied: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -51,6 +53,8 @@ class Segmentation:
         """How the levels were made, in one line (for the CLI and the widgets)."""
         if self.intensity is not None:
             summary = describe(self.intensity)
+            if self.fill_fraction > 0:
+                summary += f"; a constant fill ({100 * self.fill_fraction:.0f} % of the voxels) left out of the fit"
             return summary if self.compartments is None else f"{summary}; {self.compartments.describe()}"
         return f"{self.hierarchy.mode} Poincaré k-means on the embedding"
 
@@ -235,13 +239,14 @@ def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, 
     features, intensity = fused_features(volume, embedding, latent_dim=latent_dim, config=config.fusion)
     if progress:
         progress("features", 1, 1)
+    fill = fill_mask(volume)
     levels = mixture_levels(
         features,
         grid,
         config.levels,
         seed=config.seed,
         compartments=config.compartments,
-        fill=fill_mask(volume),
+        fill=fill,
         **channel_settings(intensity),
         progress=(lambda done, total: progress("cluster", done, total)) if progress else None,
     )
@@ -260,6 +265,7 @@ def _segment_mixture(volume, embedding, model, config: SegmentConfig, *, shape, 
         intensity=intensity,
         compartments=levels.compartments,
         refitted=levels.refitted,
+        fill_fraction=0.0 if fill is None else float(fill.mean()),
     )
 
 
