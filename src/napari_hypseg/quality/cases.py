@@ -125,6 +125,8 @@ SWEEP_WHITE_NOISE = (0.15, 0.3)
 SWEEP_TOMOGRAM_FIDUCIALS = (4, 12)
 #: additive Gaussian noise on the nuclei stack, in units of its 1st..99th percentile range
 SWEEP_NUCLEI_NOISE = (0.1, 0.2)
+#: additive Gaussian noise on the real tomogram (same units): a thicker sample or a lower dose than its own
+SWEEP_TOMOGRAM_NOISE = (0.2, 0.4)
 
 
 def with_gaussian_noise(case: Case, level: float, *, seed: int = 0) -> Case:
@@ -175,8 +177,9 @@ def blurred_white_noise_case(*, irregular: bool, n_test: int, level: float, size
 
 def sweep_cases(*, quick: bool, log=print) -> list[Case]:
     """Cases beside the suite's: the real MRI at other noise levels, with an intensity non-uniformity and at
-    1 mm, the real tomogram with gold fiducials, phantoms at other noise levels and under blur + white noise,
-    the nuclei stack with added noise. ``quick``: one level of each kind, one phantom each."""
+    1 mm; the real tomogram with gold fiducials, padded to a cube and with added noise; phantoms at other
+    noise levels and under blur + white noise; the nuclei stack with added noise. ``quick``: one level of
+    each kind, one phantom each."""
     n = 1 if quick else 2
     mri_noise = SWEEP_MRI_NOISE[1:2] if quick else SWEEP_MRI_NOISE
     phantom_noise = SWEEP_PHANTOM_NOISE[:1] if quick else SWEEP_PHANTOM_NOISE
@@ -184,6 +187,7 @@ def sweep_cases(*, quick: bool, log=print) -> list[Case]:
     mri_bias = SWEEP_MRI_BIAS[-1:] if quick else SWEEP_MRI_BIAS
     fiducials = SWEEP_TOMOGRAM_FIDUCIALS[-1:] if quick else SWEEP_TOMOGRAM_FIDUCIALS
     white_noise = SWEEP_WHITE_NOISE[-1:] if quick else SWEEP_WHITE_NOISE
+    tomogram_noise = SWEEP_TOMOGRAM_NOISE[:1] if quick else SWEEP_TOMOGRAM_NOISE
     cases = [
         phantom_case(irregular=irregular, n_train=0, n_test=n, noise=level)
         for level in phantom_noise
@@ -205,9 +209,12 @@ def sweep_cases(*, quick: bool, log=print) -> list[Case]:
         except DatasetUnavailable as exc:
             log(f"skipping a real case: {exc}")
     try:
-        cases.append(padded_to_cube(real_case(load_hiv_tomogram, "cryo-ET")))
+        tomogram = real_case(load_hiv_tomogram, "cryo-ET")
     except DatasetUnavailable as exc:
         log(f"skipping a real case: {exc}")
+    else:
+        cases.append(padded_to_cube(tomogram))
+        cases += [with_gaussian_noise(tomogram, level) for level in tomogram_noise]
     try:
         nuclei = real_case(load_confocal_nuclei, "confocal")
     except DatasetUnavailable as exc:

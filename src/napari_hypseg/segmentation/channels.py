@@ -182,24 +182,26 @@ def fill_value(values: np.ndarray, flat: np.ndarray, *, seed: int = 0):
     return value if lo < value < hi else None
 
 
+def _with_faces(v: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The values at ``points`` ((n, 3) voxel indices, none on a face of the array) and at their six face
+    neighbours."""
+    z, y, x = np.asarray(points).T
+    return v[z, y, x], (v[z - 1, y, x], v[z + 1, y, x], v[z, y - 1, x], v[z, y + 1, x], v[z, y, x - 1], v[z, y, x + 1])
+
+
 def flat_at(normalised: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Whether each of ``points`` ((n, 3) voxel indices, none on a face of the array) equals its six face
     neighbours."""
-    v = np.asarray(normalised)
-    z, y, x = np.asarray(points).T
-    centre = v[z, y, x]
-    faces = (v[z - 1, y, x], v[z + 1, y, x], v[z, y - 1, x], v[z, y + 1, x], v[z, y, x - 1], v[z, y, x + 1])
+    centre, faces = _with_faces(np.asarray(normalised), points)
     return np.logical_and.reduce([f == centre for f in faces])
 
 
 def face_residuals(normalised: np.ndarray, points: np.ndarray) -> np.ndarray:
     """:func:`noise_sigma`'s residual at each of ``points`` ((n, 3) voxel indices, none on a face of the array)."""
-    v = np.asarray(normalised, dtype=np.float32)
-    z, y, x = np.asarray(points).T
-    centre = v[z, y, x]
-    faces = (v[z - 1, y, x], v[z + 1, y, x], v[z, y - 1, x], v[z, y + 1, x], v[z, y, x - 1], v[z, y, x + 1])
+    centre, faces = _with_faces(np.asarray(normalised, dtype=np.float32), points)
     neighbours = faces[0] + faces[1] + faces[2] + faces[3] + faces[4] + faces[5]
-    return _off_the_fill(centre - neighbours / np.float32(6.0), flat_at(v, points), centre)
+    flat = np.logical_and.reduce([f == centre for f in faces])
+    return _off_the_fill(centre - neighbours / np.float32(6.0), flat, centre)
 
 
 def _off_the_fill(residual: np.ndarray, flat: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -196,7 +196,7 @@ def _per_block(volumes, positions, pad: int, task, client, progress: Progress | 
 
 
 def _placed(n: int, blocks, pick=lambda result: result, dtype=np.float32) -> np.ndarray:
-    """(n,) values (float32) of one volume's sampled voxels from its blocks' (which, result) pairs."""
+    """(n,) values (of ``dtype``) of one volume's sampled voxels from its blocks' (which, result) pairs."""
     out = np.empty(n, dtype)
     for which, result in blocks:
         out[which] = pick(result)
