@@ -384,3 +384,31 @@ def test_the_clustering_summary_says_when_a_fill_was_left_out():
             assert f"a constant fill ({share} of the voxels) left out of the fit" in result.clustering_summary
             assert len(np.unique(result.labels(2)[fill])) == 1
         assert dice_scores(result.labels(2)[:, :, :24] - 1, truth).mean > 0.99
+
+
+def test_strided_sigma_reads_white_noise_alike_and_correlated_noise_higher():
+    from scipy import ndimage
+
+    from napari_hypseg.segmentation.channels import strided_noise_sigma
+
+    white = np.random.default_rng(0).normal(0.5, 0.1, (48, 48, 48)).astype(np.float32)
+    assert strided_noise_sigma(white) == pytest.approx(noise_sigma(white), rel=0.1)
+    smoothed = ndimage.gaussian_filter(white, 0.7)  # each voxel's noise now shared with its neighbours
+    assert strided_noise_sigma(smoothed) > 1.8 * noise_sigma(smoothed)
+
+
+def test_a_low_pass_filtered_noisy_volume_counts_as_noise_dominated():
+    from scipy import ndimage
+
+    from napari_hypseg.segmentation.channels import choose_channel
+
+    truth = np.zeros((40, 40, 40), np.float32)
+    truth[:, :, 20:] = 1.0
+    noisy = truth + np.random.default_rng(1).normal(scale=1.5, size=truth.shape).astype(np.float32)
+    channel = choose_channel(ndimage.gaussian_filter(noisy, 0.7))
+    assert channel.kind == "denoised"
+    assert channel.sigma < mixture.SHARED_FROM_SIGMA <= channel.strided_sigma  # the face residual alone: clean
+    assert mixture.noise_dominated(channel)
+    assert mixture.channel_settings(channel)["covariance"] == "tied"
+    white = choose_channel(noisy)  # white noise reads alike at both strides
+    assert white.strided_sigma == pytest.approx(white.sigma, rel=0.1) and mixture.noise_dominated(white)

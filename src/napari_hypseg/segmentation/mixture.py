@@ -94,8 +94,10 @@ _BATCH = 1 << 20
 
 
 def noise_dominated(channel: Channel) -> bool:
-    """Whether the within-class spread is mostly noise: the denoised channel from σ :data:`SHARED_FROM_SIGMA` on."""
-    return channel.kind == "denoised" and channel.sigma >= SHARED_FROM_SIGMA
+    """Whether the within-class spread is mostly noise: the denoised channel from σ :data:`SHARED_FROM_SIGMA` on,
+    σ allowing for correlated noise (:attr:`.channels.Channel.correlated_sigma`: a low-pass filtered or resampled
+    tomogram reads as clean to the face residual alone, and a covariance per class then ruins it)."""
+    return channel.kind == "denoised" and channel.correlated_sigma >= SHARED_FROM_SIGMA
 
 
 def spatial_beta(channel: Channel) -> float:
