@@ -13,8 +13,10 @@ from napari_hypseg.quality.cases import (
     Case,
     CaseVolume,
     blurred_white_noise_case,
+    low_passed,
     padded_to_cube,
     phantom_case,
+    resampled_finer,
     sweep_cases,
     with_gaussian_noise,
 )
@@ -144,6 +146,22 @@ def test_blurred_white_noise_phantoms_keep_the_clean_phantoms_labels():
     assert abs(np.corrcoef(residual[:, :, :-1].ravel(), residual[:, :, 1:].ravel())[0, 1]) < 0.05
 
 
+def test_correlated_noise_variants_keep_their_labels_on_their_grid():
+    case = phantom_case(irregular=False, n_train=0, n_test=1, size=24)
+    image, levels = case.volumes[0].image, case.volumes[0].levels
+    smooth = low_passed(case, 0.7).volumes[0]
+    assert smooth.levels is levels and smooth.image.shape == image.shape
+    # neighbouring voxels now share their noise: the difference between them shrinks more than the image's spread
+    assert np.diff(smooth.image, axis=2).std() / smooth.image.std() < 0.8 * np.diff(image, axis=2).std() / image.std()
+    finer = resampled_finer(case, 1.5).volumes[0]
+    assert finer.image.shape == (36, 36, 36)
+    for level, (k, gt, names) in levels.items():
+        k2, gt2, names2 = finer.levels[level]
+        assert (k2, names2) == (k, names) and gt2.shape == (36, 36, 36)
+        assert set(np.unique(gt2)) <= set(np.unique(gt))
+        assert abs(np.mean(gt2 > 0) - np.mean(gt > 0)) < 0.05  # the same objects, sampled more finely
+
+
 def test_the_quick_sweep_has_each_kind_of_volume_it_can_load():
     names = [case.name for case in sweep_cases(quick=True, log=lambda s: None)]
     assert "phantom (regular, noise 0.05)" in names and "phantom (irregular, noise 0.05)" in names
@@ -154,6 +172,7 @@ def test_the_quick_sweep_has_each_kind_of_volume_it_can_load():
         "hiv_vlp_tomogram_gold",
         "hiv_vlp_tomogram padded",
         "hiv_vlp_tomogram + noise",
+        "hiv_vlp_tomogram, low-pass",
     )
     for prefix in (*prefixes, "confocal_nuclei + noise"):
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from ..benchmark import LEVEL_K as PHANTOM_LEVEL_K  # phantom level -> number of clusters (the papers' protocol)
 from ..datasets import DatasetUnavailable, load_confocal_nuclei, load_hiv_tomogram, load_mni_t1
@@ -127,6 +128,10 @@ SWEEP_TOMOGRAM_FIDUCIALS = (4, 12)
 SWEEP_NUCLEI_NOISE = (0.1, 0.2)
 #: additive Gaussian noise on the real tomogram (same units): a thicker sample or a lower dose than its own
 SWEEP_TOMOGRAM_NOISE = (0.2, 0.4)
+#: the real tomogram low-pass filtered (Gaussian σ, voxels) and resampled finer (factor): noise correlated
+#: between neighbouring voxels, which the face-residual noise estimate reads far too low (round twenty-five)
+SWEEP_TOMOGRAM_LOW_PASS = (0.7,)
+SWEEP_TOMOGRAM_FINER = (1.5,)
 
 
 def with_gaussian_noise(case: Case, level: float, *, seed: int = 0) -> Case:
@@ -139,6 +144,26 @@ def with_gaussian_noise(case: Case, level: float, *, seed: int = 0) -> Case:
         volumes.append(CaseVolume(vol.image + noise, vol.levels))
     source = f"{case.source} + Gaussian noise {level:g} of the 1st..99th percentile range"
     return Case(f"{case.name} + noise {level:g}", case.kind, volumes, case.train, source=source)
+
+
+def low_passed(case: Case, sigma: float) -> Case:
+    """``case`` with each volume filtered by a Gaussian of ``sigma`` voxels (labels untouched): a reconstruction
+    filter's or a light denoiser's correlated noise."""
+    volumes = [CaseVolume(ndimage.gaussian_filter(v.image.astype(np.float32), sigma), v.levels) for v in case.volumes]
+    source = f"{case.source}, low-pass filtered (Gaussian σ {sigma:g} voxel)"
+    return Case(f"{case.name}, low-pass {sigma:g}", case.kind, volumes, case.train, source=source)
+
+
+def resampled_finer(case: Case, factor: float) -> Case:
+    """``case`` resampled ``factor`` times finer along each axis, the image trilinearly and the labels by nearest
+    neighbour: a volume brought to a finer voxel size, its noise shared between neighbouring voxels."""
+    volumes = []
+    for vol in case.volumes:
+        image = ndimage.zoom(vol.image.astype(np.float32), factor, order=1)
+        levels = {level: (k, ndimage.zoom(gt, factor, order=0), names) for level, (k, gt, names) in vol.levels.items()}
+        volumes.append(CaseVolume(image, levels))
+    source = f"{case.source}, resampled {factor:g}× finer (trilinear)"
+    return Case(f"{case.name}, {factor:g}× finer", case.kind, volumes, case.train, source=source)
 
 
 def padded_to_cube(case: Case) -> Case:
@@ -158,7 +183,6 @@ def padded_to_cube(case: Case) -> Case:
 def blurred_white_noise_case(*, irregular: bool, n_test: int, level: float, size: int = 50, seed: int = 0) -> Case:
     """Clean test phantoms blurred by :data:`SWEEP_BLUR_SIGMA` with white Gaussian noise of ``level`` added: the
     image model of a microscope's point-spread function and shot-like noise, not the generator's."""
-    from scipy import ndimage  # noqa: PLC0415
 
     clean = phantom_case(irregular=irregular, n_train=0, n_test=n_test, size=size, seed=seed, noise=0.0)
     rng = np.random.default_rng(seed)
@@ -177,7 +201,8 @@ def blurred_white_noise_case(*, irregular: bool, n_test: int, level: float, size
 
 def sweep_cases(*, quick: bool, log=print) -> list[Case]:
     """Cases beside the suite's: the real MRI at other noise levels, with an intensity non-uniformity and at
-    1 mm; the real tomogram with gold fiducials, padded to a cube and with added noise; phantoms at other
+    1 mm; the real tomogram with gold fiducials, padded to a cube, with added noise, low-pass filtered and (not
+    ``quick``) resampled finer; phantoms at other
     noise levels and under blur + white noise; the nuclei stack with added noise. ``quick``: one level of
     each kind, one phantom each."""
     n = 1 if quick else 2
@@ -215,6 +240,8 @@ def sweep_cases(*, quick: bool, log=print) -> list[Case]:
     else:
         cases.append(padded_to_cube(tomogram))
         cases += [with_gaussian_noise(tomogram, level) for level in tomogram_noise]
+        cases += [low_passed(tomogram, sigma) for sigma in SWEEP_TOMOGRAM_LOW_PASS]
+        cases += [] if quick else [resampled_finer(tomogram, factor) for factor in SWEEP_TOMOGRAM_FINER]
     try:
         nuclei = real_case(load_confocal_nuclei, "confocal")
     except DatasetUnavailable as exc:
