@@ -201,10 +201,9 @@ def blurred_white_noise_case(*, irregular: bool, n_test: int, level: float, size
 
 def sweep_cases(*, quick: bool, log=print) -> list[Case]:
     """Cases beside the suite's: the real MRI at other noise levels, with an intensity non-uniformity and at
-    1 mm; the real tomogram with gold fiducials, padded to a cube, with added noise, low-pass filtered and (not
-    ``quick``) resampled finer; phantoms at other
-    noise levels and under blur + white noise; the nuclei stack with added noise. ``quick``: one level of
-    each kind, one phantom each."""
+    1 mm; the real tomogram with gold fiducials, padded to a cube, with added noise, low-pass filtered and
+    resampled finer; phantoms at other noise levels and under blur + white noise; the nuclei stack with added
+    noise. ``quick``: one level of each kind, one phantom each, and no finer tomogram (6 M voxels)."""
     n = 1 if quick else 2
     mri_noise = SWEEP_MRI_NOISE[1:2] if quick else SWEEP_MRI_NOISE
     phantom_noise = SWEEP_PHANTOM_NOISE[:1] if quick else SWEEP_PHANTOM_NOISE
@@ -213,6 +212,7 @@ def sweep_cases(*, quick: bool, log=print) -> list[Case]:
     fiducials = SWEEP_TOMOGRAM_FIDUCIALS[-1:] if quick else SWEEP_TOMOGRAM_FIDUCIALS
     white_noise = SWEEP_WHITE_NOISE[-1:] if quick else SWEEP_WHITE_NOISE
     tomogram_noise = SWEEP_TOMOGRAM_NOISE[:1] if quick else SWEEP_TOMOGRAM_NOISE
+    finer = () if quick else SWEEP_TOMOGRAM_FINER
     cases = [
         phantom_case(irregular=irregular, n_train=0, n_test=n, noise=level)
         for level in phantom_noise
@@ -241,7 +241,7 @@ def sweep_cases(*, quick: bool, log=print) -> list[Case]:
         cases.append(padded_to_cube(tomogram))
         cases += [with_gaussian_noise(tomogram, level) for level in tomogram_noise]
         cases += [low_passed(tomogram, sigma) for sigma in SWEEP_TOMOGRAM_LOW_PASS]
-        cases += [] if quick else [resampled_finer(tomogram, factor) for factor in SWEEP_TOMOGRAM_FINER]
+        cases += [resampled_finer(tomogram, factor) for factor in finer]
     try:
         nuclei = real_case(load_confocal_nuclei, "confocal")
     except DatasetUnavailable as exc:
