@@ -39,11 +39,12 @@ def main() -> None:
     for loader, how, amount in VARIANTS:
         case = variant(Q.real_case(loader, "real"), how, amount)
         channel = C.choose_channel(case.volumes[0].image)
+        strided = C.strided_noise_sigma(C.normalise(case.volumes[0].image))  # printed for the raw channel too
         result = run_case(case, ours, seeds=[0], log=lambda s: None)
         best = result.best_baseline(1)
         per_class = " ".join(f"{v:.2f}" for v in result.per_class_mean(OURS, 1).values())
         print(
-            f"{case.name} {case.volumes[0].image.shape}: σ {channel.sigma:.3f} / strided {channel.strided_sigma:.3f}, "
+            f"{case.name} {case.volumes[0].image.shape}: σ {channel.sigma:.3f} / strided {strided:.3f}, "
             f"{channel.kind}, {M.covariance_type(channel)}; ours {result.mean_sd(OURS, 1)[0]:.3f} ({per_class}) | "
             f"best {best} {result.mean_sd(best, 1)[0]:.3f}",
             flush=True,

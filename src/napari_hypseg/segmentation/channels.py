@@ -195,26 +195,21 @@ def fill_value(values: np.ndarray, flat: np.ndarray, *, seed: int = 0):
     return value if lo < value < hi else None
 
 
-def _with_faces(v: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    """The values at ``points`` ((n, 3) voxel indices, none on a face of the array) and at their six face
-    neighbours."""
-    z, y, x = np.asarray(points).T
-    return v[z, y, x], (v[z - 1, y, x], v[z + 1, y, x], v[z, y - 1, x], v[z, y + 1, x], v[z, y, x - 1], v[z, y, x + 1])
-
-
-def flat_at(normalised: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Whether each of ``points`` ((n, 3) voxel indices, none on a face of the array) equals its six face
-    neighbours."""
-    centre, faces = _with_faces(np.asarray(normalised), points)
-    return np.logical_and.reduce([f == centre for f in faces])
-
-
 def face_residuals(normalised: np.ndarray, points: np.ndarray) -> np.ndarray:
     """:func:`noise_sigma`'s residual at each of ``points`` ((n, 3) voxel indices, none on a face of the array)."""
-    centre, faces = _with_faces(np.asarray(normalised, dtype=np.float32), points)
+    return face_residuals_and_flat(normalised, points)[0]
+
+
+def face_residuals_and_flat(normalised: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`face_residuals`, and whether each of ``points`` equals its six face neighbours ((n,) bool), from one
+    read of the neighbours."""
+    v = np.asarray(normalised, dtype=np.float32)
+    z, y, x = np.asarray(points).T
+    centre = v[z, y, x]
+    faces = (v[z - 1, y, x], v[z + 1, y, x], v[z, y - 1, x], v[z, y + 1, x], v[z, y, x - 1], v[z, y, x + 1])
     neighbours = faces[0] + faces[1] + faces[2] + faces[3] + faces[4] + faces[5]
     flat = np.logical_and.reduce([f == centre for f in faces])
-    return _off_the_fill(centre - neighbours / np.float32(6.0), flat, centre)
+    return _off_the_fill(centre - neighbours / np.float32(6.0), flat, centre), flat
 
 
 def _off_the_fill(residual: np.ndarray, flat: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -248,7 +243,7 @@ class Channel:
 
     kind: str  # "raw" or "denoised"
     sigma: float
-    #: :func:`strided_noise_sigma`, where it was measured (None: not, as in a dataset's sample)
+    #: :func:`strided_noise_sigma`, where it was measured (None: not, as for the raw channel or a dataset's sample)
     strided_sigma: float | None = None
 
     def __post_init__(self) -> None:
@@ -273,11 +268,13 @@ def intensity_for_noise(sigma: float) -> str:
 
 
 def choose_channel(volume: np.ndarray, kind: str = "auto") -> Channel:
-    """The channel for ``volume``: ``kind`` ("auto": by :func:`intensity_for_noise`), with its estimated σ (and
-    its :func:`strided_noise_sigma`)."""
+    """The channel for ``volume``: ``kind`` ("auto": by :func:`intensity_for_noise`), with its estimated σ (and,
+    for the denoised channel, its :func:`strided_noise_sigma`)."""
     normalised = normalise(volume)
     sigma = noise_sigma(normalised)
-    return Channel(intensity_for_noise(sigma) if kind == "auto" else kind, sigma, strided_noise_sigma(normalised))
+    kind = intensity_for_noise(sigma) if kind == "auto" else kind
+    # only a denoised channel's noise decides anything more (mixture.noise_dominated)
+    return Channel(kind, sigma, strided_noise_sigma(normalised) if kind == "denoised" else None)
 
 
 def intensity(volume: np.ndarray, channel: Channel) -> np.ndarray:

@@ -131,8 +131,8 @@ def _raw_values(normalised: np.ndarray, origin, shape, positions: np.ndarray) ->
     local = positions - np.asarray(origin, np.int64)
     interior = np.all((positions >= 1) & (positions <= np.asarray(shape) - 2), axis=1)
     flat = np.zeros(len(positions), dtype=bool)
-    flat[interior] = channels.flat_at(normalised, local[interior])
-    return normalised[tuple(local.T)], channels.face_residuals(normalised, local[interior]), flat
+    residuals, flat[interior] = channels.face_residuals_and_flat(normalised, local[interior])
+    return normalised[tuple(local.T)], residuals, flat
 
 
 def sample_in_memory(volume: np.ndarray, bounds, positions: np.ndarray) -> Sample:
