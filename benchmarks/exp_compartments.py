@@ -49,15 +49,12 @@ def coarse_level(image: np.ndarray, seed: int = 0):
 
 
 def enclosed_by_thin_clusters(level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Voxels enclosed (before the opening) by the thin cluster of ``level`` enclosing most, and that cluster
-    (both empty when no cluster is thin)."""
-    best = (np.zeros(level.shape, bool), np.zeros(level.shape, bool))
-    for cluster in np.unique(level):
-        wall = level == cluster
-        if cp.is_thin(wall):
-            enclosed = cp.enclosed_by(wall)
-            best = (enclosed, wall) if enclosed.sum() > best[0].sum() else best
-    return best
+    """Voxels enclosed (before the opening) by the thinnest cluster of ``level``, as ``find_compartments`` asks
+    it, and that cluster (both empty when it is not thin)."""
+    wall = level == min(np.unique(level), key=lambda cluster: cp.survival(level == cluster))
+    if not cp.is_thin(wall):
+        return np.zeros(level.shape, bool), np.zeros(level.shape, bool)
+    return cp.enclosed_by(wall), wall
 
 
 def crowd(radius: float, fill: float, seed: int, shape=(64, 64, 64)) -> np.ndarray:

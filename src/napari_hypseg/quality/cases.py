@@ -132,6 +132,10 @@ SWEEP_TOMOGRAM_NOISE = (0.2, 0.4)
 #: between neighbouring voxels, which the face-residual noise estimate reads far too low (round twenty-five)
 SWEEP_TOMOGRAM_LOW_PASS = (0.7,)
 SWEEP_TOMOGRAM_FINER = (1.5,)
+#: the real tomogram as a less-binned one shows it: resampled finer (factor) with white noise added (units as
+#: above): binning by b divides white noise by b^1.5, so 1.5× finer carries ~1.8× the noise per voxel, and its
+#: shell is 4-5 voxels thick (round twenty-six)
+SWEEP_TOMOGRAM_LESS_BINNED = ((1.5, 0.3),)
 
 
 def with_gaussian_noise(case: Case, level: float, *, seed: int = 0) -> Case:
@@ -201,9 +205,10 @@ def blurred_white_noise_case(*, irregular: bool, n_test: int, level: float, size
 
 def sweep_cases(*, quick: bool, log=print) -> list[Case]:
     """Cases beside the suite's: the real MRI at other noise levels, with an intensity non-uniformity and at
-    1 mm; the real tomogram with gold fiducials, padded to a cube, with added noise, low-pass filtered and
-    resampled finer; phantoms at other noise levels and under blur + white noise; the nuclei stack with added
-    noise. ``quick``: one level of each kind, one phantom each, and no finer tomogram (6 M voxels)."""
+    1 mm; the real tomogram with gold fiducials, padded to a cube, with added noise, low-pass filtered,
+    resampled finer, and resampled finer with noise added (as a less-binned tomogram); phantoms at other noise
+    levels and under blur + white noise; the nuclei stack with added noise. ``quick``: one level of each kind,
+    one phantom each, and no finer tomogram (6 M voxels)."""
     n = 1 if quick else 2
     mri_noise = SWEEP_MRI_NOISE[1:2] if quick else SWEEP_MRI_NOISE
     phantom_noise = SWEEP_PHANTOM_NOISE[:1] if quick else SWEEP_PHANTOM_NOISE
@@ -213,6 +218,7 @@ def sweep_cases(*, quick: bool, log=print) -> list[Case]:
     white_noise = SWEEP_WHITE_NOISE[-1:] if quick else SWEEP_WHITE_NOISE
     tomogram_noise = SWEEP_TOMOGRAM_NOISE[:1] if quick else SWEEP_TOMOGRAM_NOISE
     finer = () if quick else SWEEP_TOMOGRAM_FINER
+    less_binned = () if quick else SWEEP_TOMOGRAM_LESS_BINNED
     cases = [
         phantom_case(irregular=irregular, n_train=0, n_test=n, noise=level)
         for level in phantom_noise
@@ -242,6 +248,7 @@ def sweep_cases(*, quick: bool, log=print) -> list[Case]:
         cases += [with_gaussian_noise(tomogram, level) for level in tomogram_noise]
         cases += [low_passed(tomogram, sigma) for sigma in SWEEP_TOMOGRAM_LOW_PASS]
         cases += [resampled_finer(tomogram, factor) for factor in finer]
+        cases += [with_gaussian_noise(resampled_finer(tomogram, factor), level) for factor, level in less_binned]
     try:
         nuclei = real_case(load_confocal_nuclei, "confocal")
     except DatasetUnavailable as exc:
