@@ -43,7 +43,7 @@ from scipy import ndimage
 #: a cluster of which less than this fraction survives one erosion is a wall: a sheet T voxels thick keeps
 #: 1 − 2/T, so walls up to about 6 voxels thick (the tomogram's shell: 0.38; 0.52-0.61 resampled 1.5-2× finer;
 #: 3-4-voxel shells seen through a missing wedge 0.58-0.64); every thick coarse cluster measured (cells, brains,
-#: nuclei and their media, 51 volumes): 0.81 or more (docs/method.md, round twenty-six)
+#: nuclei and their media, 53 volumes): 0.82 or more (docs/method.md, round twenty-six)
 WALL_SURVIVAL = 0.7
 #: a voxel is enclosed when rays in at least this fraction of the 26 directions meet the wall
 ENCLOSED_FROM = 0.5
