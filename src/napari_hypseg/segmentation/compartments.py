@@ -186,8 +186,8 @@ def find_compartments(labels: np.ndarray) -> tuple[Compartments, CompartmentMask
     not a wall, when the wall encloses almost nothing or mostly the medium, or when the enclosed voxels are not
     bounded by it.
 
-    Only the thinnest cluster is asked: the medium around a crowd of small particles is thin too (0.69-0.70 of
-    it survives an erosion at 17 % fill), and it would enclose the particles' cores."""
+    Only the thinnest cluster is asked: the medium around a crowd of small particles is thin too (0.68 of it
+    survives an erosion where radius-2 particles fill a quarter of the volume), and it would enclose their cores."""
     ids = np.unique(labels)
     survivals = [survival(labels == cluster) for cluster in ids]
     cluster = int(ids[np.argmin(survivals)])
