@@ -34,24 +34,27 @@ from napari_hypseg.datasets import load_hiv_tomogram
 from napari_hypseg.quality.cases import suite_cases, sweep_cases
 from napari_hypseg.segmentation import compartments as cp
 from napari_hypseg.segmentation import mixture as mx
+from napari_hypseg.segmentation.channels import fill_mask
 from napari_hypseg.segmentation.fusion import FusionConfig, fused_features
 from napari_hypseg.segmentation.metrics import dice_scores
 
 OPENINGS = (0, 1, 2, 3)
 
 
-def coarse_level(image: np.ndarray, seed: int = 0):
-    """The default's features and its k = 2 level (no compartments)."""
+def coarse_level(image: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The default's k = 2 level as :func:`~napari_hypseg.segmentation.compartments.find_compartments` sees it:
+    the mixture's, before compartments and local means, the volume's constant fill left out of the fit."""
     features, channel = fused_features(image, None, latent_dim=None, config=FusionConfig())
-    settings = mx.channel_settings(channel)
-    level = mx.mixture_levels(features, image.shape, [2], seed=seed, compartments=False, **settings)[2]
-    return features, settings, level
+    settings = {key: value for key, value in mx.channel_settings(channel).items() if key != "local_means"}
+    return mx.mixture_levels(
+        features, image.shape, [2], seed=seed, compartments=False, fill=fill_mask(image), **settings
+    )[2]
 
 
 def enclosed_by_thin_clusters(level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Voxels enclosed (before the opening) by the thinnest cluster of ``level``, as ``find_compartments`` asks
     it, and that cluster (both empty when it is not thin)."""
-    wall = level == min(np.unique(level), key=lambda cluster: cp.survival(level == cluster))
+    wall = level == cp.thinnest_cluster(level)
     if not cp.is_thin(wall):
         return np.zeros(level.shape, bool), np.zeros(level.shape, bool)
     return cp.enclosed_by(wall), wall
@@ -150,7 +153,7 @@ def volumes_table() -> None:
 
 def opening_table() -> None:
     tomogram = load_hiv_tomogram()
-    _, _, level = coarse_level(tomogram.image)
+    level = coarse_level(tomogram.image)
     enclosed, wall = enclosed_by_thin_clusters(level)
     for radius in OPENINGS:
         inside = ndimage.binary_opening(enclosed, iterations=radius) if radius else enclosed
@@ -168,7 +171,7 @@ def crowds_table() -> None:
         for radius in (2, 3, 4):
             row = []
             for seed in (1, 2):
-                _, _, level = coarse_level(crowd(radius, fill, seed))
+                level = coarse_level(crowd(radius, fill, seed))
                 enclosed, wall = enclosed_by_thin_clusters(level)
                 opened = [ndimage.binary_opening(enclosed, iterations=r) if r else enclosed for r in OPENINGS]
                 fractions = "/".join(f"{mask.mean():.4f}" for mask in opened)

@@ -22,13 +22,11 @@ import argparse
 import numpy as np
 
 import _common  # noqa: F401 - puts src/ on the path
+from exp_compartments import coarse_level
 from napari_hypseg.datasets import load_hiv_tomogram
 from napari_hypseg.quality import cases as Q
 from napari_hypseg.quality.suite import OURS, default_pipeline, run_case
 from napari_hypseg.segmentation import compartments as W
-from napari_hypseg.segmentation import mixture as M
-from napari_hypseg.segmentation.channels import fill_mask
-from napari_hypseg.segmentation.fusion import FusionConfig, fused_features
 from napari_hypseg.training import TrainConfig
 
 
@@ -57,19 +55,11 @@ def variants(tomogram: Q.Case) -> list[Q.Case]:
     ]
 
 
-def coarse_level(image: np.ndarray) -> np.ndarray:
-    """The default's k = 2 mixture level, before compartments (the level the wall is looked for on)."""
-    features, channel = fused_features(image, None, latent_dim=None, config=FusionConfig())
-    settings = {key: value for key, value in M.channel_settings(channel).items() if key != "local_means"}
-    return M.mixture_levels(features, image.shape, [2], compartments=False, fill=fill_mask(image), **settings)[2]
-
-
 def thinnest_survival(image: np.ndarray) -> tuple[float, bool]:
     """The erosion survival of the thinnest cluster of the default's k = 2 level, and whether it is a wall that
     encloses compartments."""
     level = coarse_level(image)
-    survival = min(W.survival(level == cluster) for cluster in np.unique(level))
-    return survival, W.find_compartments(level) is not None
+    return W.survival(level == W.thinnest_cluster(level)), W.find_compartments(level) is not None
 
 
 def volumes_table() -> None:

@@ -87,6 +87,13 @@ def is_thin(mask: np.ndarray) -> bool:
     return bool(mask.any()) and survival(mask) < WALL_SURVIVAL
 
 
+def thinnest_cluster(labels: np.ndarray) -> int:
+    """The id of the cluster of ``labels`` of which the least survives one erosion: the one asked whether it is a
+    wall. The medium around a crowd of small particles is thin too (0.68 of it survives an erosion where radius-2
+    particles fill a quarter of the volume), and it would enclose their cores."""
+    return int(min(np.unique(labels), key=lambda cluster: survival(labels == cluster)))
+
+
 def wall_thickness(wall: np.ndarray) -> int:
     """The typical thickness of ``wall`` in voxels: a sheet T voxels thick loses 2 of its T layers to one erosion,
     so T = 2 / (1 − survival), rounded (at least 1)."""
@@ -182,17 +189,12 @@ class CompartmentMasks(NamedTuple):
 
 
 def find_compartments(labels: np.ndarray) -> tuple[Compartments, CompartmentMasks] | None:
-    """What the wall cluster of ``labels`` (ids 1…) encloses, and its masks, or None when its thinnest cluster is
-    not a wall, when the wall encloses almost nothing or mostly the medium, or when the enclosed voxels are not
-    bounded by it.
-
-    Only the thinnest cluster is asked: the medium around a crowd of small particles is thin too (0.68 of it
-    survives an erosion where radius-2 particles fill a quarter of the volume), and it would enclose their cores."""
-    ids = np.unique(labels)
-    survivals = [survival(labels == cluster) for cluster in ids]
-    cluster = int(ids[np.argmin(survivals)])
+    """What the wall cluster of ``labels`` (ids 1…) encloses, and its masks, or None when its
+    :func:`thinnest_cluster` is not thin, when the wall encloses almost nothing or mostly the medium, or when the
+    enclosed voxels are not bounded by it."""
+    cluster = thinnest_cluster(labels)
     wall = labels == cluster
-    if min(survivals) >= WALL_SURVIVAL:
+    if not is_thin(wall):
         return None
     inside = ndimage.binary_opening(enclosed_by(wall), iterations=COMPARTMENT_OPENING)
     count = int(inside.sum())
